@@ -1,0 +1,1 @@
+"""The HTTP edge: Knock's v1 API as a Starlette application."""

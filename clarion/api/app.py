@@ -1,0 +1,31 @@
+"""create_app(runtime): the Starlette application serving Knock's v1 API.
+
+Routes come from one module per Knock resource under `clarion.api.routes`; errors are answered by the
+single table in `clarion.api.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from clarion.api.errors import EXCEPTION_HANDLERS
+from clarion.api.routes import ROUTE_MODULES
+from clarion.runtime import Runtime
+
+
+def all_routes() -> list[BaseRoute]:
+    return [route for module in ROUTE_MODULES for route in module.routes]
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+
+    app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.runtime = runtime
+    return app

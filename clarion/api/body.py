@@ -1,0 +1,66 @@
+"""Reading request bodies: size limit, JSON parsing and validation into a schema, with Knock's errors.
+
+A body over `MAX_BODY_BYTES` is refused with 413 before it is parsed; malformed JSON is a 400; a body that
+parses but does not fit the schema is a 422 `invalid_params` naming every bad field.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from clarion.errors import FieldError, InvalidInputError
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> InvalidInputError:
+    return InvalidInputError(
+        f"The request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB",
+        code="request_too_large",
+        status=413,
+    )
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    errors = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        errors.append(FieldError(location, error["msg"], error["type"]))
+    return errors
+
+
+def parse_json(raw: bytes, model: type[Model]) -> Model:
+    if not raw.strip():
+        raise InvalidInputError("The request body must be a JSON object", code="invalid_json", status=400)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if any(error.type == "json_invalid" for error in errors):
+            raise InvalidInputError(
+                "The request body is not valid JSON", code="invalid_json", status=400, errors=errors
+            ) from exc
+        raise InvalidInputError(errors=errors) from exc
+
+
+async def read_json(request: Request, model: type[Model]) -> Model:
+    return parse_json(await read_body(request), model)

@@ -1,0 +1,62 @@
+"""Declaring a Knock endpoint: its path, method, rate-limit tier and whether publishable keys may call it.
+
+`route()` wraps a handler so that every request is authenticated, checked against the key's permissions
+and counted against its tier before the handler runs; the handler receives a `RequestContext` naming the
+caller's environment. Nothing reaches a handler unauthenticated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from clarion.errors import ForbiddenError, InvalidInputError
+from clarion.store.environments import ApiKey, KeyKind
+
+if TYPE_CHECKING:
+    from clarion.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    api_key: ApiKey
+    runtime: Runtime
+
+    @property
+    def environment_id(self) -> str:
+        return self.api_key.environment.id
+
+
+Handler = Callable[[Request, RequestContext], Awaitable[Response]]
+
+
+def route(path: str, method: str, handler: Handler, *, tier: int, client: bool = False) -> Route:
+    """A Starlette route for `handler`. `client=True` lets publishable keys call it (Knock's client-side
+    endpoints); `tier` is the spec's `x-ratelimit-tier`."""
+    endpoint_name = f"{method} {path}"
+
+    async def endpoint(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        api_key = await runtime.keys.authenticate(request.headers.get("authorization"))
+        if api_key.kind is KeyKind.PUBLISHABLE and not client:
+            raise ForbiddenError(
+                "This endpoint needs a secret key; publishable keys may call only client-side endpoints"
+            )
+        user_id = request.path_params.get("user_id")
+        await runtime.rate_limiter.check(api_key, tier, endpoint_name, user_id)
+        return await handler(request, RequestContext(api_key=api_key, runtime=runtime))
+
+    return Route(path, endpoint, methods=[method], name=f"{handler.__name__}")
+
+
+def path_param(request: Request, name: str) -> str:
+    """A path parameter, refused when empty or longer than Knock's identifiers allow."""
+    value: str = request.path_params[name]
+    if not value or len(value) > 255:
+        raise InvalidInputError.field(name, "must be between 1 and 255 characters")
+    return value

@@ -1,0 +1,158 @@
+"""The `clarion` command: serve, migrate, environments and keys. Each command parses its options, builds
+a runtime (`clarion.runtime`) and calls into the package; no logic of its own lives here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import uvicorn
+
+from clarion.api.app import create_app
+from clarion.config import Settings, settings_from_env
+from clarion.errors import ClarionError
+from clarion.runtime import Runtime, build_runtime
+from clarion.store.environments import KeyKind
+
+T = TypeVar("T")
+
+DEFAULT_ENVIRONMENT = "development"
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return settings_from_env().with_overrides(**overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _with_runtime(settings: Settings, action: Callable[[Runtime], Awaitable[T]]) -> T:
+    async def run() -> T:
+        runtime = await build_runtime(settings)
+        try:
+            return await action(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(run())
+    except ClarionError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@click.group()
+def main() -> None:
+    """Clarion: a self-hosted notification engine with Knock's API."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (CLARION_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (CLARION_PORT, default 8080).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the SQLite file and default config (CLARION_DATA_DIR, default ./.clarion).",
+)
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Run the API and the worker in one process."""
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+
+    async def run() -> None:
+        runtime = await build_runtime(settings)
+        try:
+            environment, _ = await runtime.environments.ensure(DEFAULT_ENVIRONMENT)
+            click.echo(f"Clarion {settings.resolved_database_url.split('://', 1)[0]} store ready")
+            for key in await runtime.environments.list_keys():
+                if key.environment.id == environment.id and not key.revoked:
+                    click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")
+            click.echo(f"  API: http://{settings.host}:{settings.port}/v1")
+            config = uvicorn.Config(
+                create_app(runtime),
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,
+                loop="uvloop",
+                http="httptools",
+            )
+            await uvicorn.Server(config).serve()
+        finally:
+            await runtime.close()
+
+    asyncio.run(run())
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations and exit."""
+
+    async def noop(_runtime: Runtime) -> None:
+        return None
+
+    _with_runtime(_settings(), noop)
+    click.echo("migrations applied")
+
+
+@main.group()
+def environments() -> None:
+    """Manage environments."""
+
+
+@environments.command("create")
+@click.argument("name")
+def environments_create(name: str) -> None:
+    """Create an environment with one secret and one publishable key."""
+
+    async def create(runtime: Runtime) -> None:
+        environment = await runtime.environments.create(name)
+        for key in await runtime.environments.list_keys():
+            if key.environment.id == environment.id:
+                click.echo(f"{environment.name}\t{key.kind.value}\t{key.key}")
+
+    _with_runtime(_settings(), create)
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Print one line per key: environment, kind, key (revoked keys are marked)."""
+
+    async def show(runtime: Runtime) -> None:
+        for key in await runtime.environments.list_keys():
+            suffix = "\trevoked" if key.revoked else ""
+            click.echo(f"{key.environment.name}\t{key.kind.value}\t{key.key}{suffix}")
+
+    _with_runtime(_settings(), show)
+
+
+@keys.command("create")
+@click.argument("environment")
+@click.option("--kind", type=click.Choice([k.value for k in KeyKind]), default=KeyKind.SECRET.value)
+def keys_create(environment: str, kind: str) -> None:
+    """Create a key for ENVIRONMENT and print it."""
+
+    async def create(runtime: Runtime) -> None:
+        key = await runtime.environments.create_key(environment, KeyKind(kind))
+        click.echo(f"{key.environment.name}\t{key.kind.value}\t{key.key}")
+
+    _with_runtime(_settings(), create)
+
+
+@keys.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke KEY; requests with it are refused within seconds."""
+
+    async def revoke(runtime: Runtime) -> None:
+        await runtime.environments.revoke_key(key)
+        click.echo("revoked")
+
+    _with_runtime(_settings(), revoke)

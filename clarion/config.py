@@ -1,0 +1,72 @@
+"""Settings: read once from environment variables (and CLI flags that override them), validated, frozen.
+
+Every other module receives a `Settings`; nothing else reads `os.environ` for configuration, except the
+channels file loader, which expands `${VAR}` references to secrets (`clarion.channels`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class RateLimitMode(StrEnum):
+    """Who Knock's per-endpoint rate-limit tiers apply to."""
+
+    CLIENT = "client"  # publishable-key requests only, scoped per user
+    KNOCK = "knock"  # every request, as Knock's SaaS does
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".clarion")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    rate_limit_mode: RateLimitMode = RateLimitMode.CLIENT
+    channels_file: Path | None = None
+    key_cache_seconds: float = 2.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL with its async driver; the embedded SQLite file when none is set."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'clarion.db'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return url
+
+    @property
+    def resolved_channels_file(self) -> Path:
+        return self.channels_file or self.data_dir / "channels.yml"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with every non-None override applied (CLI flags win over the environment)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    mode = env.get("CLARION_RATE_LIMIT", RateLimitMode.CLIENT.value)
+    try:
+        rate_limit_mode = RateLimitMode(mode)
+    except ValueError:
+        choices = ", ".join(m.value for m in RateLimitMode)
+        raise ValueError(f"CLARION_RATE_LIMIT must be one of {choices}, not {mode!r}") from None
+    channels_file = env.get("CLARION_CHANNELS_FILE")
+    return Settings(
+        data_dir=Path(env.get("CLARION_DATA_DIR", ".clarion")),
+        database_url=env.get("CLARION_DATABASE_URL", ""),
+        host=env.get("CLARION_HOST", "127.0.0.1"),
+        port=int(env.get("CLARION_PORT", "8080")),
+        rate_limit_mode=rate_limit_mode,
+        channels_file=Path(channels_file) if channels_file else None,
+    )

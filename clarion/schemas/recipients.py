@@ -1,0 +1,29 @@
+"""What users, objects and tenants share on the wire: inline channel data and preferences on upserts, and
+the conversion of stored recipient records into Knock's entities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from clarion.schemas.base import OpenRequestModel
+
+InlineChannelData = dict[str, dict[str, Any]]
+InlinePreferences = dict[str, dict[str, Any]]
+
+INLINE_FIELDS = frozenset({"channel_data", "preferences"})
+
+
+class RecipientUpsertRequest(OpenRequestModel):
+    """Fields every recipient upsert may carry; everything else becomes a custom property."""
+
+    channel_data: InlineChannelData | None = None
+    preferences: InlinePreferences | None = None
+    created_at: datetime | None = None
+    name: str | None = None
+    timezone: str | None = None
+    locale: str | None = None
+
+    def properties(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """What to merge onto the stored recipient: every field the caller sent, inline data aside."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude=set(INLINE_FIELDS | exclude))

@@ -1,0 +1,62 @@
+"""The SQL that differs between SQLite and PostgreSQL: JSON column type, upserts and the deep-merge call.
+
+This is the only module that imports `sqlalchemy.dialects`. Repositories build statements through it and
+never branch on the dialect themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+"""JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite."""
+
+
+def insert(table: sa.Table, dialect_name: str) -> Any:
+    """An INSERT that supports `on_conflict_do_update/nothing` on the given dialect."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def upsert(
+    table: sa.Table,
+    dialect_name: str,
+    values: dict[str, Any] | list[dict[str, Any]],
+    *,
+    conflict: Sequence[str],
+    update: Callable[[Any], dict[str, Any]] | Sequence[str],
+) -> Insert:
+    """INSERT … ON CONFLICT (conflict) DO UPDATE. `update` either names the columns to take from the
+    excluded (proposed) row, or maps that row to the SET clause."""
+    stmt = insert(table, dialect_name).values(values)
+    if callable(update):
+        set_ = update(stmt.excluded)
+    else:
+        set_ = {name: stmt.excluded[name] for name in update}
+    result: Insert = stmt.on_conflict_do_update(index_elements=list(conflict), set_=set_)
+    return result
+
+
+def insert_ignore(
+    table: sa.Table,
+    dialect_name: str,
+    values: dict[str, Any] | list[dict[str, Any]],
+    *,
+    conflict: Sequence[str],
+) -> Insert:
+    """INSERT … ON CONFLICT (conflict) DO NOTHING."""
+    result: Insert = (
+        insert(table, dialect_name).values(values).on_conflict_do_nothing(index_elements=list(conflict))
+    )
+    return result
+
+
+def deep_merge(current: Any, update: Any) -> sa.ColumnElement[Any]:
+    """`current` deep-merged with `update` (see `clarion.store.json_merge`), evaluated in the database."""
+    return sa.func.clarion_deep_merge(current, update, type_=JSONType)

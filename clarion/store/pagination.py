@@ -1,0 +1,60 @@
+"""Keyset pagination over a table's insertion-ordered surrogate key (`pk`).
+
+Pages are stable under concurrent inserts: a cursor names a row position, not an offset, so rows inserted
+while a client pages appear at the end and never shift or repeat the rows it has seen. Turning positions
+into Knock's opaque cursor strings happens at the API edge (`clarion.api.pagination`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    page_size: int = 50
+    after: int | None = None
+    before: int | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[sa.Row[Any]]
+    after: int | None
+    before: int | None
+
+
+async def fetch_page(
+    connection: AsyncConnection, query: sa.Select[Any], key: sa.ColumnElement[int], request: PageRequest
+) -> Page:
+    """Run `query` (already filtered to its environment) for one page ordered by `key`."""
+    limit = request.page_size + 1
+    if request.before is not None:
+        result = await connection.execute(query.where(key < request.before).order_by(key.desc()).limit(limit))
+        rows = list(result)
+        has_more = len(rows) > request.page_size
+        rows = rows[: request.page_size][::-1]
+        if not rows:
+            return Page(rows=[], after=None, before=None)
+        return Page(rows=rows, after=_key(rows[-1]), before=_key(rows[0]) if has_more else None)
+    if request.after is not None:
+        query = query.where(key > request.after)
+    result = await connection.execute(query.order_by(key).limit(limit))
+    rows = list(result)
+    has_more = len(rows) > request.page_size
+    rows = rows[: request.page_size]
+    if not rows:
+        return Page(rows=[], after=None, before=None)
+    return Page(
+        rows=rows,
+        after=_key(rows[-1]) if has_more else None,
+        before=_key(rows[0]) if request.after is not None else None,
+    )
+
+
+def _key(row: sa.Row[Any]) -> int:
+    return int(row._mapping["pk"])

@@ -1,0 +1,221 @@
+"""Every table of Clarion on one MetaData. Each row belongs to one environment (`environment_id`), except
+the environments themselves, the job queue (whose jobs carry the environment in their args) and the rate-limit
+counters (whose bucket keys embed it).
+
+Recipients are addressed uniformly as (collection, id): users live in the reserved collection `$users`,
+tenants in `$tenants`, and objects in their own collection, so channel data, preferences and subscriptions
+share one shape for every kind of recipient.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from clarion.store.dialect import JSONType
+
+USERS_COLLECTION = "$users"
+TENANTS_COLLECTION = "$tenants"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the store keeps."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""A surrogate key that orders rows by insertion; cursors page over it."""
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _timestamps() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("inserted_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    ]
+
+
+def _environment_id() -> sa.Column[Any]:
+    return sa.Column(
+        "environment_id", sa.String(36), sa.ForeignKey("environments.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    _environment_id(),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key", sa.String(128), nullable=False, unique=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    _environment_id(),
+    sa.Column("id", sa.String(255), nullable=False),
+    sa.Column("properties", JSONType, nullable=False),
+    *_timestamps(),
+    sa.UniqueConstraint("environment_id", "id"),
+)
+
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    _environment_id(),
+    sa.Column("collection", sa.String(255), nullable=False),
+    sa.Column("id", sa.String(255), nullable=False),
+    sa.Column("properties", JSONType, nullable=False),
+    *_timestamps(),
+    sa.UniqueConstraint("environment_id", "collection", "id"),
+)
+
+preference_sets = sa.Table(
+    "preference_sets",
+    metadata,
+    _environment_id(),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    sa.Column("set_id", sa.String(255), nullable=False),
+    sa.Column("preferences", JSONType, nullable=False),
+    *_timestamps(),
+    sa.PrimaryKeyConstraint("environment_id", "recipient_collection", "recipient_id", "set_id"),
+)
+
+channel_data = sa.Table(
+    "channel_data",
+    metadata,
+    _environment_id(),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    sa.Column("channel_id", sa.String(36), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    *_timestamps(),
+    sa.PrimaryKeyConstraint("environment_id", "recipient_collection", "recipient_id", "channel_id"),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    _environment_id(),
+    sa.Column("object_collection", sa.String(255), nullable=False),
+    sa.Column("object_id", sa.String(255), nullable=False),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    sa.Column("properties", JSONType),
+    *_timestamps(),
+    sa.UniqueConstraint(
+        "environment_id", "object_collection", "object_id", "recipient_collection", "recipient_id"
+    ),
+    sa.Index(None, "environment_id", "recipient_collection", "recipient_id"),
+)
+
+audiences = sa.Table(
+    "audiences",
+    metadata,
+    _environment_id(),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("environment_id", "key"),
+)
+
+audience_members = sa.Table(
+    "audience_members",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    _environment_id(),
+    sa.Column("audience_key", sa.String(255), nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    # '' stands for "no tenant" so that the unique constraint also holds for tenant-less members.
+    sa.Column("tenant", sa.String(255), nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("environment_id", "audience_key", "user_id", "tenant"),
+    sa.Index(None, "environment_id", "user_id"),
+)
+
+bulk_operations = sa.Table(
+    "bulk_operations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    _environment_id(),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("estimated_total_rows", sa.Integer, nullable=False),
+    sa.Column("processed_rows", sa.Integer, nullable=False),
+    sa.Column("success_count", sa.Integer, nullable=False),
+    sa.Column("error_count", sa.Integer, nullable=False),
+    sa.Column("error_items", JSONType, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("completed_at", UTCDateTime),
+    sa.Column("failed_at", UTCDateTime),
+    *_timestamps(),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("args", JSONType, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("priority", sa.SmallInteger, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("unique_key", sa.String(255), unique=True),
+    sa.Column("errors", JSONType, nullable=False),
+    sa.Column("scheduled_at", UTCDateTime, nullable=False),
+    sa.Column("attempted_at", UTCDateTime),
+    sa.Column("attempted_by", sa.String(255)),
+    sa.Column("lease_expires_at", UTCDateTime),
+    sa.Column("completed_at", UTCDateTime),
+    sa.Column("discarded_at", UTCDateTime),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Index(None, "state", "queue", "priority", "scheduled_at", "id"),
+)
+
+rate_limit_counters = sa.Table(
+    "rate_limit_counters",
+    metadata,
+    sa.Column("bucket", sa.String(512), primary_key=True),
+    sa.Column("window", sa.BigInteger, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False),
+)

@@ -1,0 +1,188 @@
+"""Shared fixtures: a runtime per store (SQLite file and PostgreSQL), the ASGI app, and a fresh
+environment per test so that tests never see each other's data.
+
+PostgreSQL tests run against a throw-away database created on the server at 127.0.0.1:5432 (override with
+CLARION_TEST_POSTGRES_URL). Without a reachable server they are skipped, except under CI=true, where an
+unreachable server fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+
+from clarion.api.app import create_app
+from clarion.config import RateLimitMode, Settings
+from clarion.runtime import Runtime, build_runtime
+from clarion.store.environments import KeyKind
+
+POSTGRES_SERVER_URL = os.environ.get("CLARION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+STORES = ["sqlite", "postgres"]
+T = TypeVar("T")
+
+
+async def _postgres_reachable() -> bool:
+    try:
+        connection = await asyncpg.connect(POSTGRES_SERVER_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+def run_outside_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a private loop in a thread, from sync fixture code."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_SERVER_URL)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    if not run_outside_loop(_postgres_reachable()):
+        message = f"PostgreSQL is not reachable at {POSTGRES_SERVER_URL}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (required when CI=true)")
+        pytest.skip(message + ": PostgreSQL tests skipped")
+    name = f"clarion_test_{uuid.uuid4().hex[:12]}"
+    run_outside_loop(_admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_SERVER_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        run_outside_loop(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def make_settings(store: str, data_dir: Path, database_url: str = "", **overrides: Any) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        rate_limit_mode=overrides.pop("rate_limit_mode", RateLimitMode.OFF),
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session", params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clarion")
+
+
+@pytest.fixture(scope="session")
+def database_url(store: str, request: pytest.FixtureRequest, session_dir: Path) -> str:
+    if store == "postgres":
+        url: str = request.getfixturevalue("postgres_database_url")
+        return url
+    return f"sqlite:///{session_dir / 'clarion.db'}"
+
+
+@pytest.fixture(scope="session")
+async def runtime(store: str, database_url: str, session_dir: Path) -> AsyncIterator[Runtime]:
+    built = await build_runtime(make_settings(store, session_dir, database_url))
+    try:
+        yield built
+    finally:
+        await built.close()
+
+
+@dataclass
+class EnvFixture:
+    """A fresh environment with its keys, and an HTTP client bound to the app."""
+
+    id: str
+    name: str
+    secret_key: str
+    publishable_key: str
+    client: httpx.AsyncClient
+    runtime: Runtime
+
+    def headers(self, kind: KeyKind = KeyKind.SECRET) -> dict[str, str]:
+        key = self.secret_key if kind is KeyKind.SECRET else self.publishable_key
+        return {"Authorization": f"Bearer {key}"}
+
+    async def request(
+        self, method: str, path: str, *, kind: KeyKind = KeyKind.SECRET, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {**self.headers(kind), **kwargs.pop("headers", {})}
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://clarion.test") as http:
+        yield http
+
+
+async def new_environment(runtime: Runtime, client: httpx.AsyncClient) -> EnvFixture:
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    environment = await runtime.environments.create(name)
+    keys = {
+        k.kind: k.key for k in await runtime.environments.list_keys() if k.environment.id == environment.id
+    }
+    return EnvFixture(
+        id=environment.id,
+        name=name,
+        secret_key=keys[KeyKind.SECRET],
+        publishable_key=keys[KeyKind.PUBLISHABLE],
+        client=client,
+        runtime=runtime,
+    )
+
+
+@pytest.fixture
+async def env(runtime: Runtime, client: httpx.AsyncClient) -> EnvFixture:
+    """The environment a test works in."""
+    return await new_environment(runtime, client)
+
+
+@pytest.fixture
+async def other_env(runtime: Runtime, client: httpx.AsyncClient) -> EnvFixture:
+    """A second environment, for isolation tests: its key must never see `env`'s data."""
+    return await new_environment(runtime, client)
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """Assert Knock's error body with the given status (and code)."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) >= {"code", "message", "status", "type", "errors"}, body
+    assert body["status"] == status
+    assert body["message"]
+    if code is not None:
+        assert body["code"] == code, body
+    return body
