@@ -1,5 +1,6 @@
-"""The `clarion` command: serve, migrate, environments and keys. Each command parses its options, builds
-a runtime (`clarion.runtime`) and calls into the package; no logic of its own lives here."""
+"""The `clarion` command: serve (or api and worker apart), migrate, environments, keys and channels. Each
+command parses its options, builds a runtime (`clarion.runtime`) and calls into the package; no logic of its
+own lives here."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any, TypeVar
 
 import click
 import uvicorn
+import uvloop
 
 from clarion.api.app import create_app
+from clarion.channels import load_channels
 from clarion.config import Settings, settings_from_env
 from clarion.errors import ClarionError
-from clarion.runtime import Runtime, build_runtime
+from clarion.runtime import Runtime, build_runtime, build_worker
 from clarion.store.environments import KeyKind
 
 T = TypeVar("T")
@@ -59,8 +62,40 @@ def main() -> None:
 )
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the API and the worker in one process."""
-    settings = _settings(host=host, port=port, data_dir=data_dir)
+    _serve_http(_settings(host=host, port=port, data_dir=data_dir), with_worker=True)
 
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (CLARION_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (CLARION_PORT, default 8080).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the SQLite file and default config (CLARION_DATA_DIR, default ./.clarion).",
+)
+def api(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Run the API only; jobs are left to `clarion worker` processes."""
+    _serve_http(_settings(host=host, port=port, data_dir=data_dir), with_worker=False)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the SQLite file and default config (CLARION_DATA_DIR, default ./.clarion).",
+)
+def worker(data_dir: Path | None) -> None:
+    """Run the job worker only, until SIGINT or SIGTERM."""
+
+    async def work(runtime: Runtime) -> None:
+        await build_worker(runtime).run_until_signalled()
+
+    _with_runtime(_settings(data_dir=data_dir), work)
+
+
+def _serve_http(settings: Settings, *, with_worker: bool) -> None:
     async def run() -> None:
         runtime = await build_runtime(settings)
         try:
@@ -71,19 +106,22 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
                     click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")
             click.echo(f"  API: http://{settings.host}:{settings.port}/v1")
             config = uvicorn.Config(
-                create_app(runtime),
+                create_app(runtime, worker=build_worker(runtime) if with_worker else None),
                 host=settings.host,
                 port=settings.port,
                 log_level="warning",
                 access_log=False,
-                loop="uvloop",
                 http="httptools",
             )
             await uvicorn.Server(config).serve()
         finally:
             await runtime.close()
 
-    asyncio.run(run())
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run())
+    except ClarionError as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 @main.command()
@@ -156,3 +194,20 @@ def keys_revoke(key: str) -> None:
         click.echo("revoked")
 
     _with_runtime(_settings(), revoke)
+
+
+@main.group()
+def channels() -> None:
+    """Inspect the channels file (CLARION_CHANNELS_FILE, default <data dir>/channels.yml)."""
+
+
+@channels.command("list")
+def channels_list() -> None:
+    """Print one line per channel: id, key, type, provider (writing the default file if there is none)."""
+    settings = _settings()
+    try:
+        registry = load_channels(settings.resolved_channels_file, create=True)
+    except ClarionError as exc:
+        raise click.ClickException(exc.message) from exc
+    for channel in registry:
+        click.echo(f"{channel.id}\t{channel.key}\t{channel.type.value}\t{channel.provider.value}")

@@ -1,7 +1,8 @@
 """build_runtime(settings): the one place that picks the store dialect and, with it, its companions.
 
 The database URL decides everything that differs between the embedded and the scale-out setup: the
-SQLite file or PostgreSQL, the rate-limit counter (in-process or shared table). Routes and CLI commands
+SQLite file or PostgreSQL, the rate-limit counter (in-process or shared table), the job queue engine
+(single-writer claims and in-process wake-ups, or SKIP LOCKED and LISTEN/NOTIFY). Routes and CLI commands
 receive the resulting `Runtime` and never look at the dialect themselves.
 """
 
@@ -11,12 +12,25 @@ from dataclasses import dataclass
 
 from clarion.api.auth import KeyResolver
 from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
+from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
+from clarion.engine.bulk import BULK_QUEUE, bulk_job_handlers
+from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
+from clarion.jobs.engines.base import Clock
+from clarion.jobs.job import DEFAULT_QUEUE
+from clarion.jobs.worker import Worker, WorkerOptions
+from clarion.store.audiences import AudienceStore
+from clarion.store.bulk_operations import BulkOperationStore
+from clarion.store.channel_data import ChannelDataStore
+from clarion.store.clock import utcnow
 from clarion.store.db import Database, create_database
 from clarion.store.environments import EnvironmentStore
 from clarion.store.migrate import migrate
 from clarion.store.objects import ObjectStore
+from clarion.store.preferences import PreferenceStore
 from clarion.store.rate_limits import DatabaseRateCounter
+from clarion.store.subscriptions import SubscriptionStore
+from clarion.store.tenants import TenantStore
 from clarion.store.users import UserStore
 
 
@@ -27,14 +41,31 @@ class Runtime:
     environments: EnvironmentStore
     keys: KeyResolver
     rate_limiter: RateLimiter
+    queue: QueueEngine
+    bulk_operations: BulkOperationStore
     users: UserStore
     objects: ObjectStore
+    channels: ChannelRegistry
+    channel_data: ChannelDataStore
+    preferences: PreferenceStore
+    tenants: TenantStore
+    subscriptions: SubscriptionStore
+    audiences: AudienceStore
 
     async def close(self) -> None:
         await self.database.dispose()
 
 
+def create_queue_engine(database: Database, *, clock: Clock = utcnow) -> QueueEngine:
+    """The job queue engine for the store's dialect."""
+    if database.dialect_name == "postgresql":
+        return PostgresQueueEngine(database, clock=clock)
+    return SQLiteQueueEngine(database, clock=clock)
+
+
 async def build_runtime(settings: Settings, *, apply_migrations: bool = True) -> Runtime:
+    # Read before touching the database, so a broken channels file fails the start at once.
+    channels = load_channels(settings.resolved_channels_file, create=True)
     database = create_database(settings.resolved_database_url)
     if apply_migrations:
         await migrate(database)
@@ -48,6 +79,22 @@ async def build_runtime(settings: Settings, *, apply_migrations: bool = True) ->
         environments=environments,
         keys=KeyResolver(environments, settings.key_cache_seconds),
         rate_limiter=RateLimiter(settings.rate_limit_mode, counter),
+        queue=create_queue_engine(database),
+        bulk_operations=BulkOperationStore(database),
         users=UserStore(database),
         objects=ObjectStore(database),
+        channels=channels,
+        channel_data=ChannelDataStore(database),
+        preferences=PreferenceStore(database),
+        tenants=TenantStore(database),
+        subscriptions=SubscriptionStore(database),
+        audiences=AudienceStore(database),
+    )
+
+
+def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Worker:
+    """The job worker with every job kind's handler and Clarion's queues."""
+    handlers = {**bulk_job_handlers(runtime)}
+    return Worker(
+        runtime.queue, handlers, options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2})
     )

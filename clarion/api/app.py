@@ -1,7 +1,8 @@
 """create_app(runtime): the Starlette application serving Knock's v1 API.
 
 Routes come from one module per Knock resource under `clarion.api.routes`; errors are answered by the
-single table in `clarion.api.errors`.
+single table in `clarion.api.errors`. Given a job worker (`clarion serve`), the app runs it for its lifetime:
+started before the first request, stopped gracefully at shutdown.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from clarion.api.errors import EXCEPTION_HANDLERS
 from clarion.api.routes import ROUTE_MODULES
+from clarion.jobs.worker import Worker
 from clarion.runtime import Runtime
 
 
@@ -21,10 +23,17 @@ def all_routes() -> list[BaseRoute]:
     return [route for module in ROUTE_MODULES for route in module.routes]
 
 
-def create_app(runtime: Runtime) -> Starlette:
+def create_app(runtime: Runtime, *, worker: Worker | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
+        if worker is None:
+            yield
+            return
+        await worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
 
     app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.runtime = runtime

@@ -1,12 +1,14 @@
 """Reading request bodies: size limit, JSON parsing and validation into a schema, with Knock's errors.
 
 A body over `MAX_BODY_BYTES` is refused with 413 before it is parsed; malformed JSON is a 400; a body that
-parses but does not fit the schema is a 422 `invalid_params` naming every bad field.
+parses but does not fit the schema is a 422 `invalid_params` naming every bad field. Strings holding the
+NUL character are refused too: PostgreSQL cannot store it, and both stores must answer alike.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -48,9 +50,36 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     return errors
 
 
+def _nul_location(value: Any, path: str) -> str | None:
+    """The dotted path of the first key or string holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return where
+            found = _nul_location(item, where)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_location(item, f"{path}.{index}" if path else str(index))
+            if found:
+                return found
+    return None
+
+
 def parse_json(raw: bytes, model: type[Model]) -> Model:
     if not raw.strip():
         raise InvalidInputError("The request body must be a JSON object", code="invalid_json", status=400)
+    if b"\\u0000" in raw:
+        try:
+            location = _nul_location(json.loads(raw), "")
+        except ValueError:
+            location = None
+        if location is not None:
+            raise InvalidInputError.field(location or "body", "must not contain the NUL character (\\u0000)")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -41,6 +41,7 @@ def route(path: str, method: str, handler: Handler, *, tier: int, client: bool =
     endpoint_name = f"{method} {path}"
 
     async def endpoint(request: Request) -> Response:
+        _refuse_nul(request)
         runtime: Runtime = request.app.state.runtime
         api_key = await runtime.keys.authenticate(request.headers.get("authorization"))
         if api_key.kind is KeyKind.PUBLISHABLE and not client:
@@ -52,6 +53,16 @@ def route(path: str, method: str, handler: Handler, *, tier: int, client: bool =
         return await handler(request, RequestContext(api_key=api_key, runtime=runtime))
 
     return Route(path, endpoint, methods=[method], name=f"{handler.__name__}")
+
+
+def _refuse_nul(request: Request) -> None:
+    """NUL characters cannot be stored by PostgreSQL; refuse them in the path and query of every request."""
+    if "\x00" in request.scope["path"]:
+        names = [name for name, value in request.path_params.items() if "\x00" in str(value)]
+        raise InvalidInputError.field(names[0] if names else "path", "must not contain the NUL character")
+    if b"%00" in request.scope["query_string"]:
+        names = [name for name, value in request.query_params.multi_items() if "\x00" in value]
+        raise InvalidInputError.field(names[0] if names else "query", "must not contain the NUL character")
 
 
 def path_param(request: Request, name: str) -> str:

@@ -9,6 +9,7 @@ several `clarion api` processes share one budget.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from clarion.config import RateLimitMode
@@ -39,9 +40,12 @@ class MemoryRateCounter:
 
 
 class RateLimiter:
-    def __init__(self, mode: RateLimitMode, counter: RateCounter) -> None:
+    def __init__(
+        self, mode: RateLimitMode, counter: RateCounter, clock: Callable[[], float] = time.time
+    ) -> None:
         self.mode = mode
         self.counter = counter
+        self.clock = clock
 
     def applies_to(self, api_key: ApiKey) -> bool:
         if self.mode is RateLimitMode.OFF:
@@ -53,9 +57,8 @@ class RateLimiter:
             return
         scope = f"user:{user_id}" if api_key.kind is KeyKind.PUBLISHABLE and user_id else api_key.kind.value
         bucket = f"{api_key.environment.id}|{scope}|{endpoint}"
-        now = time.time()
         limit = TIER_LIMITS[tier]
-        if await self.counter.hit(bucket, int(now)) > limit:
+        if await self.counter.hit(bucket, int(self.clock())) > limit:
             raise RateLimitedError(
                 f"Rate limit exceeded: this endpoint allows {limit} request(s) per second", retry_after=1
             )

@@ -4,12 +4,16 @@ the conversion of stored recipient records into Knock's entities."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 from clarion.schemas.base import OpenRequestModel
+from clarion.schemas.preferences import validate_inline_set
 
 InlineChannelData = dict[str, dict[str, Any]]
-InlinePreferences = dict[str, dict[str, Any]]
+# Set id → set, each checked as a PreferenceSetRequest and kept as its stored body.
+InlinePreferences = dict[str, Annotated[dict[str, Any], BeforeValidator(validate_inline_set)]]
 
 INLINE_FIELDS = frozenset({"channel_data", "preferences"})
 

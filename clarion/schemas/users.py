@@ -6,7 +6,14 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from clarion.schemas.base import PageInfo, RequestModel, ResponseModel, Timestamp, TypedResponseModel
+from clarion.schemas.base import (
+    PageInfo,
+    RequestModel,
+    ResponseModel,
+    Timestamp,
+    TypedResponseModel,
+    with_custom_properties,
+)
 from clarion.schemas.recipients import RecipientUpsertRequest
 from clarion.store.recipients import RecipientRecord
 
@@ -48,12 +55,13 @@ class User(TypedResponseModel):
 
     @classmethod
     def from_record(cls, record: RecipientRecord, **extra: Any) -> User:
-        return cls.model_construct(
-            **{"created_at": None, **record.properties, **extra},
+        user = cls.model_construct(
             id=record.id,
+            created_at=record.properties.get("created_at"),
             updated_at=record.updated_at,
             typename="User",
         )
+        return with_custom_properties(user, {**record.properties, **extra})
 
 
 class ListUsersResponse(ResponseModel):

@@ -1,9 +1,10 @@
-"""Connections to the store: one `Database` holding a reader and a writer `AsyncEngine` over the same URL.
+"""Connections to the store: one `Database` with a reader and a writer `AsyncEngine`, and a direct reader.
 
-On SQLite the writer is a single connection that opens every transaction with BEGIN IMMEDIATE, so writers
-queue inside the process instead of failing with SQLITE_BUSY on a lock upgrade, and the file runs in WAL
-mode so readers never wait for it. On PostgreSQL both names refer to the same pooled engine. Repositories
-read through `reader` and write through `writer`; which store is in use is decided in `clarion.runtime`.
+On SQLite (through `clarion.store.sqlite_driver`, which runs calls inline) the writer is a single
+connection that opens every transaction with BEGIN IMMEDIATE, so writers queue inside the process instead
+of failing with SQLITE_BUSY on a lock upgrade, and the file runs in WAL mode so readers never wait for it.
+On PostgreSQL both engines share one pool; reads run in autocommit. Hot point reads bypass the engines
+through `clarion.store.direct`. Which store is in use is decided in `clarion.runtime`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from clarion.store import sqlite_driver
+from clarion.store.direct import DirectReader, PostgresDirectReader, SQLiteDirectReader
 from clarion.store.json_merge import deep_merge
 
 _SQLITE_PRAGMAS = (
@@ -27,30 +31,49 @@ _SQLITE_PRAGMAS = (
 )
 
 
+def _dump_json(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        # orjson refuses integers beyond 64 bits, which JSON (and Knock) accept.
+        return json.dumps(value)
+
+
+def _load_json(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # Numbers beyond a double's range, which the standard module keeps exactly.
+        return json.loads(text)
+
+
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _dump_json, "json_deserializer": _load_json}
+
+
 def _sqlite_deep_merge(base: str | None, update: str | None) -> str | None:
     if update is None:
         return base
-    patch = json.loads(update)
-    current = json.loads(base) if base is not None else None
+    patch = _load_json(update)
+    current = _load_json(base) if base is not None else None
     if isinstance(current, dict) and isinstance(patch, dict):
-        return json.dumps(deep_merge(current, patch))
+        return _dump_json(deep_merge(current, patch))
     return update
 
 
-def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
+def _prepare_sqlite(engine: AsyncEngine, *, writer: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take over transaction control from the driver so BEGIN can be emitted as we choose.
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
         dbapi_connection.create_function("clarion_deep_merge", 2, _sqlite_deep_merge, deterministic=True)
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if writer:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def on_begin(connection: sa.Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @dataclass(frozen=True)
@@ -58,26 +81,42 @@ class Database:
     url: str
     reader: AsyncEngine
     writer: AsyncEngine
+    direct: DirectReader
 
     @property
     def dialect_name(self) -> str:
         return self.writer.dialect.name
 
     async def dispose(self) -> None:
+        await self.direct.close()
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
 
 
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-        reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
-        _prepare_sqlite(writer, immediate=True)
-        _prepare_sqlite(reader, immediate=False)
-        return Database(url=url, reader=reader, writer=writer)
-    db = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
-    return Database(url=url, reader=db, writer=db)
+        path = url.split("///", 1)[1]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connect = sqlite_driver.creator(path)
+        writer = create_async_engine(
+            url, async_creator=connect, pool_size=1, max_overflow=0, pool_timeout=60, **_JSON_CODEC
+        )
+        # Readers run in autocommit mode: no BEGIN is sent, so there is nothing to roll back either.
+        reader = create_async_engine(
+            url,
+            async_creator=connect,
+            pool_size=pool_size,
+            max_overflow=0,
+            isolation_level="AUTOCOMMIT",
+            **_JSON_CODEC,
+        )
+        _prepare_sqlite(writer, writer=True)
+        _prepare_sqlite(reader, writer=False)
+        direct = SQLiteDirectReader(path, reader.dialect)
+        return Database(url=url, reader=reader, writer=writer, direct=direct)
+    db = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **_JSON_CODEC)
+    # Reads share the pool but skip BEGIN/ROLLBACK: each read is one statement, one round trip.
+    reader = db.execution_options(isolation_level="AUTOCOMMIT")
+    dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return Database(url=url, reader=reader, writer=db, direct=PostgresDirectReader(dsn, db.dialect))

@@ -27,14 +27,18 @@ def insert(table: sa.Table, dialect_name: str) -> Any:
 def upsert(
     table: sa.Table,
     dialect_name: str,
-    values: dict[str, Any] | list[dict[str, Any]],
+    values: dict[str, Any] | list[dict[str, Any]] | None,
     *,
     conflict: Sequence[str],
     update: Callable[[Any], dict[str, Any]] | Sequence[str],
 ) -> Insert:
     """INSERT … ON CONFLICT (conflict) DO UPDATE. `update` either names the columns to take from the
-    excluded (proposed) row, or maps that row to the SET clause."""
-    stmt = insert(table, dialect_name).values(values)
+    excluded (proposed) row, or maps that row to the SET clause. Without `values`, the statement is meant
+    to be executed with a list of parameter rows, which SQLAlchemy sends as batched multi-row INSERTs while
+    compiling the statement only once."""
+    stmt = insert(table, dialect_name)
+    if values is not None:
+        stmt = stmt.values(values)
     if callable(update):
         set_ = update(stmt.excluded)
     else:

@@ -21,20 +21,32 @@ TENANTS_COLLECTION = "$tenants"
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A timestamp that is always timezone-aware UTC in Python, whatever the store keeps."""
+    """A timestamp that is always timezone-aware UTC in Python, whatever the store keeps.
+
+    SQLite keeps it as text in SQLAlchemy's usual sortable layout (`2024-05-22 12:00:00.000000`), parsed
+    with `datetime.fromisoformat`, which is several times faster than the generic parser on the hot path.
+    """
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(32))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -177,17 +189,22 @@ bulk_operations = sa.Table(
     _environment_id(),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("payload", JSONType, nullable=False),
+    # The request's rows and the failed items are JSON text, not JSONB: a bulk operation must keep whatever
+    # JSON it accepted, and PostgreSQL's JSONB refuses the NUL character a JSON string may carry.
+    sa.Column("payload", sa.Text, nullable=False),
     sa.Column("estimated_total_rows", sa.Integer, nullable=False),
     sa.Column("processed_rows", sa.Integer, nullable=False),
     sa.Column("success_count", sa.Integer, nullable=False),
     sa.Column("error_count", sa.Integer, nullable=False),
-    sa.Column("error_items", JSONType, nullable=False),
+    sa.Column("error_items", sa.Text, nullable=False),
     sa.Column("started_at", UTCDateTime),
     sa.Column("completed_at", UTCDateTime),
     sa.Column("failed_at", UTCDateTime),
     *_timestamps(),
 )
+
+JOBS_UNIQUE_KEY_HELD = sa.text("state NOT IN ('cancelled', 'discarded')")
+"""The jobs whose `unique_key` is unique: those not cancelled or discarded (`clarion.jobs.job`)."""
 
 jobs = sa.Table(
     "jobs",
@@ -200,16 +217,28 @@ jobs = sa.Table(
     sa.Column("priority", sa.SmallInteger, nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("max_attempts", sa.Integer, nullable=False),
-    sa.Column("unique_key", sa.String(255), unique=True),
+    sa.Column("unique_key", sa.String(255)),
     sa.Column("errors", JSONType, nullable=False),
     sa.Column("scheduled_at", UTCDateTime, nullable=False),
     sa.Column("attempted_at", UTCDateTime),
     sa.Column("attempted_by", sa.String(255)),
     sa.Column("lease_expires_at", UTCDateTime),
     sa.Column("completed_at", UTCDateTime),
+    sa.Column("cancelled_at", UTCDateTime),
     sa.Column("discarded_at", UTCDateTime),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
+    # Claiming: the available jobs of one queue in (priority, scheduled_at, id) order.
     sa.Index(None, "state", "queue", "priority", "scheduled_at", "id"),
+    # Staging: the scheduled and retryable jobs of one queue that have come due.
+    sa.Index(None, "state", "queue", "scheduled_at"),
+    # A unique key is held by every job that has not been cancelled or discarded (clarion.jobs.job).
+    sa.Index(
+        None,
+        "unique_key",
+        unique=True,
+        sqlite_where=JOBS_UNIQUE_KEY_HELD,
+        postgresql_where=JOBS_UNIQUE_KEY_HELD,
+    ),
 )
 
 rate_limit_counters = sa.Table(

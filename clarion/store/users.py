@@ -7,7 +7,7 @@ channel data and preferences are written in the same transaction (`clarion.store
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +17,8 @@ from clarion.errors import NotFoundError
 from clarion.store import dialect
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
+from clarion.store.direct import DirectQuery
+from clarion.store.group_commit import GroupCommitter
 from clarion.store.json_merge import deep_merge
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipients import (
@@ -29,9 +31,16 @@ from clarion.store.recipients import (
 from clarion.store.tables import USERS_COLLECTION, channel_data, preference_sets, users
 
 
-def user_record(row: sa.Row[Any]) -> RecipientRecord:
-    m = row._mapping
+def user_record(row: sa.Row[Any] | Mapping[str, Any]) -> RecipientRecord:
+    m = row._mapping if isinstance(row, sa.Row) else row
     return RecipientRecord(USERS_COLLECTION, m["id"], m["properties"], m["inserted_at"], m["updated_at"])
+
+
+_GET_USER = DirectQuery(
+    sa.select(users).where(
+        users.c.environment_id == sa.bindparam("environment_id"), users.c.id == sa.bindparam("user_id")
+    )
+)
 
 
 async def upsert_users(
@@ -47,32 +56,52 @@ async def upsert_users(
     statement = dialect.upsert(
         users,
         connection.dialect.name,
-        [
-            {
-                "environment_id": environment_id,
-                "id": user_id,
-                "properties": properties,
-                "inserted_at": now,
-                "updated_at": now,
-            }
-            for user_id, properties in merged.items()
-        ],
+        None,
         conflict=["environment_id", "id"],
         update=lambda excluded: {
             "properties": dialect.deep_merge(users.c.properties, excluded.properties),
             "updated_at": excluded.updated_at,
         },
-    ).returning(*users.c)
-    records = {record.id: record for record in map(user_record, await connection.execute(statement))}
+    ).returning(*users.c, sort_by_parameter_order=True)
+    rows = [
+        {
+            "environment_id": environment_id,
+            "id": user_id,
+            "properties": properties,
+            "inserted_at": now,
+            "updated_at": now,
+        }
+        for user_id, properties in merged.items()
+    ]
+    records = {record.id: record for record in map(user_record, await connection.execute(statement, rows))}
     for user_id, _, inline in entries:
         if inline.channel_data or inline.preferences:
             await write_inline_data(connection, environment_id, USERS_COLLECTION, user_id, inline, now)
     return [records[user_id] for user_id in merged]
 
 
+IdentifyItem = tuple[str, str, dict[str, Any], InlineRecipientData]
+"""(environment_id, user_id, properties, inline data): one identify waiting for its group commit."""
+
+
+async def upsert_user_batch(
+    connection: AsyncConnection, items: Sequence[IdentifyItem]
+) -> list[RecipientRecord]:
+    """Identify the users of many concurrent requests at once, one statement per environment."""
+    by_environment: dict[str, list[tuple[str, dict[str, Any], InlineRecipientData]]] = {}
+    for environment_id, user_id, properties, inline in items:
+        by_environment.setdefault(environment_id, []).append((user_id, properties, inline))
+    records: dict[tuple[str, str], RecipientRecord] = {}
+    for environment_id, entries in by_environment.items():
+        for record in await upsert_users(connection, environment_id, entries):
+            records[environment_id, record.id] = record
+    return [records[environment_id, user_id] for environment_id, user_id, _, _ in items]
+
+
 class UserStore:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._identifies = GroupCommitter(database, upsert_user_batch)
 
     async def identify(
         self,
@@ -81,11 +110,9 @@ class UserStore:
         properties: dict[str, Any],
         inline: InlineRecipientData | None = None,
     ) -> RecipientRecord:
-        async with self.database.writer.begin() as connection:
-            (record,) = await upsert_users(
-                connection, environment_id, [(user_id, properties, inline or InlineRecipientData())]
-            )
-        return record
+        return await self._identifies.submit(
+            (environment_id, user_id, properties, inline or InlineRecipientData())
+        )
 
     async def identify_many(
         self, environment_id: str, entries: Sequence[tuple[str, dict[str, Any], InlineRecipientData]]
@@ -94,12 +121,7 @@ class UserStore:
             return await upsert_users(connection, environment_id, entries)
 
     async def get(self, environment_id: str, user_id: str) -> RecipientRecord:
-        async with self.database.reader.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(users).where(users.c.environment_id == environment_id, users.c.id == user_id)
-                )
-            ).first()
+        row = await self.database.direct.fetch_one(_GET_USER, environment_id=environment_id, user_id=user_id)
         if row is None:
             raise NotFoundError(f"The user {user_id!r} was not found")
         return user_record(row)

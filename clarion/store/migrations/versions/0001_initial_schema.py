@@ -75,16 +75,26 @@ def upgrade() -> None:
         sa.Column("attempted_by", sa.String(length=255), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("discarded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("inserted_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
-        sa.UniqueConstraint("unique_key", name=op.f("uq_jobs_unique_key")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_jobs_state_queue_priority_scheduled_at_id"),
             ["state", "queue", "priority", "scheduled_at", "id"],
             unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_jobs_state_queue_scheduled_at"), ["state", "queue", "scheduled_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_jobs_unique_key"),
+            ["unique_key"],
+            unique=True,
+            sqlite_where=sa.text("state NOT IN ('cancelled', 'discarded')"),
+            postgresql_where=sa.text("state NOT IN ('cancelled', 'discarded')"),
         )
 
     op.create_table(
@@ -162,20 +172,12 @@ def upgrade() -> None:
         sa.Column("environment_id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column(
-            "payload",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("estimated_total_rows", sa.Integer(), nullable=False),
         sa.Column("processed_rows", sa.Integer(), nullable=False),
         sa.Column("success_count", sa.Integer(), nullable=False),
         sa.Column("error_count", sa.Integer(), nullable=False),
-        sa.Column(
-            "error_items",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("error_items", sa.Text(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
@@ -356,6 +358,12 @@ def downgrade() -> None:
     op.drop_table("api_keys")
     op.drop_table("rate_limit_counters")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index(
+            batch_op.f("ix_jobs_unique_key"),
+            sqlite_where=sa.text("state NOT IN ('cancelled', 'discarded')"),
+            postgresql_where=sa.text("state NOT IN ('cancelled', 'discarded')"),
+        )
+        batch_op.drop_index(batch_op.f("ix_jobs_state_queue_scheduled_at"))
         batch_op.drop_index(batch_op.f("ix_jobs_state_queue_priority_scheduled_at_id"))
 
     op.drop_table("jobs")

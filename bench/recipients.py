@@ -1,0 +1,180 @@
+"""Identify-user and get-user throughput as a ratio of the bare framework's hello-world, on SQLite and
+PostgreSQL, measured in one run.
+
+Needs `wrk` on the PATH (Debian: `apt-get install wrk`). Run from the repository root:
+
+    .venv/bin/python -m bench.recipients [--seconds 10] [--connections 32] [--postgres URL]
+
+Each server is a separate process (`clarion serve` / bench/hello.py) loaded by wrk from another process
+over loopback. Goals: identify >= 30% and get >= 50% of hello-world.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLARION = [sys.executable, "-m", "clarion"]
+
+IDENTIFY_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local path = "/v1/users/bench-" .. (counter % 5000)
+  local body = '{"name":"Bench User","email":"bench@example.com","plan":{"tier":"pro","n":' .. counter .. '}}'
+  local headers = {["Authorization"] = "Bearer KEY", ["Content-Type"] = "application/json"}
+  return wrk.format("PUT", path, headers, body)
+end
+"""
+
+GET_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/v1/users/bench-" .. (counter % 5000), {["Authorization"] = "Bearer KEY"})
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> float:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        if script:
+            lua.write(script)
+    if script:
+        args += ["-s", lua.name]
+    output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    os.unlink(lua.name)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        raise RuntimeError(f"{non_2xx.group(1)} failed requests against {url}:\n{output}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def hello_rate(seconds: int, connections: int) -> float:
+    port = free_port()
+    with process([sys.executable, str(ROOT / "bench" / "hello.py"), str(port)]):
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_up(url)
+        wrk(url, 2, connections)  # warm-up
+        return wrk(url, seconds, connections)
+
+
+def clarion_rates(store: str, database_url: str, seconds: int, connections: int) -> tuple[float, float]:
+    data_dir = tempfile.mkdtemp(prefix="clarion-bench-")
+    port = free_port()
+    env = {**os.environ, "CLARION_DATA_DIR": data_dir, "CLARION_PORT": str(port), "CLARION_RATE_LIMIT": "off"}
+    if database_url:
+        env["CLARION_DATABASE_URL"] = database_url
+    try:
+        with process([*CLARION, "serve"], env=env):
+            base = f"http://127.0.0.1:{port}"
+            wait_until_up(base + "/v1/users")
+            keys = subprocess.run(
+                [*CLARION, "keys", "list"], env=env, capture_output=True, text=True, check=True
+            ).stdout
+            key = next(line.split("\t")[2] for line in keys.splitlines() if "\tsecret\t" in line)
+            identify = IDENTIFY_SCRIPT.replace("KEY", key)
+            wrk(base, 2, connections, identify)  # warm-up, also creates the 5,000 users read below
+            identify_rate = wrk(base, seconds, connections, identify)
+            get_rate = wrk(base, seconds, connections, GET_SCRIPT.replace("KEY", key))
+            return identify_rate, get_rate
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    import asyncio
+
+    name = f"clarion_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--stores", default="sqlite,postgres")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+
+    hello = hello_rate(args.seconds, args.connections)
+    print(f"hello-world (Starlette + uvicorn): {hello:,.0f} req/s")
+    for store in args.stores.split(","):
+        if store == "postgres":
+            with postgres_database(args.postgres) as url:
+                identify, get = clarion_rates(store, url, args.seconds, args.connections)
+        else:
+            identify, get = clarion_rates(store, "", args.seconds, args.connections)
+        print(
+            f"{store:9} identify {identify:8,.0f} req/s = {identify / hello:6.1%} of hello-world (goal 30%)  "
+            f"get {get:8,.0f} req/s = {get / hello:6.1%} (goal 50%)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""Bulk operations: Knock's asynchronous bulk endpoints, run as one job per operation on the `bulk` queue.
+
+`start_bulk_operation` writes the queued operation, with the request's rows, and its job in ONE
+transaction. The job (`BulkOperationJob`) processes the rows in chunks of `CHUNK_ROWS`, each chunk one batched
+write through the resource's store, and counts each chunk once (`clarion.store.bulk_operations`). A chunk
+that a crash interrupts before it is counted is written again when the job resumes, so every handler must be
+idempotent (upserts, deletes and replaces are). A chunk refused for its data (`is_item_error`) is retried row
+by row, and the rows that still fail become `error_items`; any other error fails the attempt, and the
+operation is marked `failed` only when the job's last attempt fails.
+
+Adding a kind of bulk operation takes one `BulkKind` member (its Knock name), one handler and one entry in
+`BULK_HANDLERS`. The routes that validate requests and call `start_bulk_operation` live with their resource
+(`clarion.api.routes.users`, `objects`, `tenants`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+import sqlalchemy.exc
+from pydantic import TypeAdapter
+
+from clarion.errors import ClarionError, NotFoundError
+from clarion.jobs.job import Cancel, Job, JobHandler, JobRecord, Outcome
+from clarion.schemas.bulk_operations import (
+    BulkDeleteSubscription,
+    BulkSetObjectRequest,
+    BulkUpsertSubscription,
+    InlineTenantRequest,
+)
+from clarion.schemas.channel_data import validate_inline_channel_data
+from clarion.schemas.recipient_references import recipient_inputs, recipient_key
+from clarion.schemas.recipients import RecipientUpsertRequest
+from clarion.schemas.users import InlineIdentifyUserRequest
+from clarion.store.bulk_operations import (
+    BulkErrorItem,
+    BulkOperationRecord,
+    BulkOperationStatus,
+    insert_bulk_operation,
+)
+from clarion.store.recipients import InlineRecipientData
+from clarion.store.subscriptions import SubscriptionEntry, SubscriptionRemoval
+from clarion.store.tables import USERS_COLLECTION
+from clarion.store.tenants import TenantEntry
+
+if TYPE_CHECKING:
+    from clarion.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+BULK_QUEUE = "bulk"
+BULK_OPERATION_JOB = "bulk_operation"
+CHUNK_ROWS = 100
+
+_DATA_SQLSTATE_CLASSES = ("22", "23")  # SQL standard: data exception, integrity constraint violation
+
+
+def is_item_error(exc: Exception) -> bool:
+    """Whether `exc` says a row's data is unacceptable, and would be on every retry (a value the store
+    refuses, a broken constraint), as opposed to the store being unreachable. Only these become error items.
+    The SQLSTATE class covers errors the driver reports without a specific type (PostgreSQL's refusal of
+    the NUL character, for one)."""
+    if isinstance(exc, ClarionError | sqlalchemy.exc.DataError | sqlalchemy.exc.IntegrityError):
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return (
+        isinstance(exc, sqlalchemy.exc.DBAPIError)
+        and isinstance(sqlstate, str)
+        and sqlstate[:2] in _DATA_SQLSTATE_CLASSES
+    )
+
+
+T = TypeVar("T")
+
+
+class BulkKind(StrEnum):
+    """Each bulk operation, by the name a `BulkOperation` carries: the resource and the SDKs' method."""
+
+    USERS_IDENTIFY = "users.identify"
+    USERS_DELETE = "users.delete"
+    USERS_SET_PREFERENCES = "users.set_preferences"
+    OBJECTS_SET = "objects.set"
+    OBJECTS_DELETE = "objects.delete"
+    OBJECTS_ADD_SUBSCRIPTIONS = "objects.add_subscriptions"
+    OBJECTS_DELETE_SUBSCRIPTIONS = "objects.delete_subscriptions"
+    TENANTS_SET = "tenants.set"
+    TENANTS_DELETE = "tenants.delete"
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one chunk did: how many writes succeeded, and the entities it could not process."""
+
+    success_count: int
+    error_items: list[BulkErrorItem] = field(default_factory=list)
+
+    def __add__(self, other: ChunkResult) -> ChunkResult:
+        return ChunkResult(self.success_count + other.success_count, self.error_items + other.error_items)
+
+
+BulkHandler = Callable[["Runtime", str, dict[str, Any], list[Any]], Awaitable[ChunkResult]]
+"""Processes one chunk: (runtime, environment_id, the operation's params, the chunk's rows as stored)."""
+
+
+async def start_bulk_operation(
+    runtime: Runtime,
+    environment_id: str,
+    kind: str,
+    rows: list[Any],
+    params: dict[str, Any] | None = None,
+) -> BulkOperationRecord:
+    """Queue a bulk operation over `rows` (JSON values, validated by the caller) and its job, in one
+    transaction."""
+    async with runtime.database.writer.begin() as connection:
+        operation = await insert_bulk_operation(
+            connection, environment_id, kind, {"params": params or {}, "rows": rows}, len(rows)
+        )
+        await runtime.queue.insert(
+            connection,
+            Job(
+                kind=BULK_OPERATION_JOB,
+                queue=BULK_QUEUE,
+                args={"environment_id": environment_id, "bulk_operation_id": operation.id},
+                unique_key=f"{BULK_OPERATION_JOB}:{operation.id}",
+            ),
+        )
+    return operation
+
+
+# -- the handlers -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _rows_adapter(model: Any) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])
+
+
+def _parse(model: Any, rows: list[Any]) -> list[Any]:
+    """Rows as their request models again, parsed exactly as the request was (JSON mode, strict)."""
+    return _rows_adapter(model).validate_json(orjson.dumps(rows))
+
+
+def _inline(runtime: Runtime, entry: RecipientUpsertRequest) -> InlineRecipientData:
+    channel_data = validate_inline_channel_data(runtime.channels, entry.channel_data)
+    return InlineRecipientData(channel_data=channel_data, preferences=entry.preferences)
+
+
+async def identify_users(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    users: list[InlineIdentifyUserRequest] = _parse(InlineIdentifyUserRequest, rows)
+    await runtime.users.identify_many(
+        environment_id, [(user.id, user.properties(), _inline(runtime, user)) for user in users]
+    )
+    return ChunkResult(len(rows))
+
+
+async def delete_users(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    await runtime.users.delete_many(environment_id, rows)
+    return ChunkResult(len(rows))
+
+
+async def set_user_preferences(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    await runtime.preferences.replace_many(
+        environment_id, USERS_COLLECTION, rows, params["set_id"], params["preferences"]
+    )
+    return ChunkResult(len(rows))
+
+
+async def set_objects(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    entries: list[BulkSetObjectRequest] = _parse(BulkSetObjectRequest, rows)
+    await runtime.objects.set_many(
+        environment_id,
+        params["collection"],
+        [(entry.id, entry.properties(), _inline(runtime, entry)) for entry in entries],
+    )
+    return ChunkResult(len(rows))
+
+
+async def delete_objects(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    await runtime.objects.delete_many(environment_id, params["collection"], rows)
+    return ChunkResult(len(rows))
+
+
+async def add_subscriptions(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    """Counts the subscriptions written; objects and recipients that do not exist are the error items."""
+    entries: list[BulkUpsertSubscription] = _parse(BulkUpsertSubscription, rows)
+    result = await runtime.subscriptions.add_many(
+        environment_id,
+        params["collection"],
+        [
+            SubscriptionEntry(
+                entry.id, recipient_inputs(entry.recipients, runtime.channels), entry.properties
+            )
+            for entry in entries
+        ],
+    )
+    failed = [BulkErrorItem(key.id, None if key.is_user else key.collection) for key in result.failed]
+    return ChunkResult(result.success_count, failed)
+
+
+async def delete_subscriptions(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    """Counts the subscriptions removed; those that did not exist are skipped, as Knock does."""
+    entries: list[BulkDeleteSubscription] = _parse(BulkDeleteSubscription, rows)
+    removed = await runtime.subscriptions.delete_many(
+        environment_id,
+        params["collection"],
+        [SubscriptionRemoval(entry.id, [recipient_key(r) for r in entry.recipients]) for entry in entries],
+    )
+    return ChunkResult(removed)
+
+
+def _tenant_entry(runtime: Runtime, tenant: str | Any) -> TenantEntry:
+    if isinstance(tenant, str):
+        return TenantEntry(id=tenant, properties={})
+    entry: TenantEntry = tenant.entry(tenant.id)
+    return dataclasses.replace(entry, inline=_inline(runtime, tenant))
+
+
+async def set_tenants(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    tenants = _parse(InlineTenantRequest, rows)
+    await runtime.tenants.set_many(environment_id, [_tenant_entry(runtime, tenant) for tenant in tenants])
+    return ChunkResult(len(rows))
+
+
+async def delete_tenants(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    await runtime.tenants.delete_many(environment_id, rows)
+    return ChunkResult(len(rows))
+
+
+BULK_HANDLERS: dict[str, BulkHandler] = {
+    BulkKind.USERS_IDENTIFY: identify_users,
+    BulkKind.USERS_DELETE: delete_users,
+    BulkKind.USERS_SET_PREFERENCES: set_user_preferences,
+    BulkKind.OBJECTS_SET: set_objects,
+    BulkKind.OBJECTS_DELETE: delete_objects,
+    BulkKind.OBJECTS_ADD_SUBSCRIPTIONS: add_subscriptions,
+    BulkKind.OBJECTS_DELETE_SUBSCRIPTIONS: delete_subscriptions,
+    BulkKind.TENANTS_SET: set_tenants,
+    BulkKind.TENANTS_DELETE: delete_tenants,
+}
+
+
+# -- the job ------------------------------------------------------------------------------------------
+
+
+def error_item(row: Any, params: dict[str, Any]) -> BulkErrorItem:
+    """The entity a row names: a bare id, or an entry with an `id`; objects carry their collection."""
+    entity_id = row if isinstance(row, str) else str(row.get("id"))
+    return BulkErrorItem(entity_id, params.get("collection"))
+
+
+class BulkOperationJob:
+    """The job handler of `BULK_OPERATION_JOB`: runs one bulk operation to its end."""
+
+    def __init__(
+        self, runtime: Runtime, handlers: Mapping[str, BulkHandler], chunk_rows: int = CHUNK_ROWS
+    ) -> None:
+        self.runtime = runtime
+        self.handlers = handlers
+        self.chunk_rows = chunk_rows
+
+    async def __call__(self, job: JobRecord) -> Outcome:
+        store = self.runtime.bulk_operations
+        environment_id: str = job.args["environment_id"]
+        try:
+            operation = await store.get(environment_id, job.args["bulk_operation_id"])
+        except NotFoundError:
+            return Cancel("the bulk operation no longer exists")
+        if operation.finished:
+            return None
+        handler = self.handlers.get(operation.name)
+        if handler is None:
+            await store.finish(operation, BulkOperationStatus.FAILED)
+            return Cancel(f"no handler for the bulk operation {operation.name!r}")
+        try:
+            await self._run(operation, handler)
+        except Exception:
+            if job.attempt >= job.max_attempts:
+                await store.finish(operation, BulkOperationStatus.FAILED)
+            raise
+        return None
+
+    async def _run(self, operation: BulkOperationRecord, handler: BulkHandler) -> None:
+        store = self.runtime.bulk_operations
+        operation = await store.start(operation.environment_id, operation.id)
+        rows: list[Any] = operation.payload["rows"]
+        params: dict[str, Any] = operation.payload["params"]
+        while operation.processed_rows < len(rows) and not operation.finished:
+            chunk = rows[operation.processed_rows : operation.processed_rows + self.chunk_rows]
+            result = await self._process(handler, operation.environment_id, params, chunk)
+            counted = await store.record_progress(
+                operation, len(chunk), result.success_count, result.error_items
+            )
+            # None: another run of this job counted the chunk first; carry on from where it got to.
+            operation = counted or await store.get(operation.environment_id, operation.id)
+        await store.finish(operation, BulkOperationStatus.COMPLETED)
+
+    async def _process(
+        self, handler: BulkHandler, environment_id: str, params: dict[str, Any], rows: list[Any]
+    ) -> ChunkResult:
+        try:
+            return await handler(self.runtime, environment_id, params, rows)
+        except Exception as exc:
+            if not is_item_error(exc):
+                raise
+            if len(rows) == 1:
+                logger.info("bulk operation row %r failed: %s", error_item(rows[0], params), exc)
+                return ChunkResult(0, [error_item(rows[0], params)])
+        result = ChunkResult(0)
+        for row in rows:
+            result += await self._process(handler, environment_id, params, [row])
+        return result
+
+
+def bulk_job_handlers(
+    runtime: Runtime, handlers: Mapping[str, BulkHandler] = BULK_HANDLERS
+) -> dict[str, JobHandler]:
+    """The job handlers this module contributes to the worker (`clarion.runtime.build_worker`)."""
+    return {BULK_OPERATION_JOB: BulkOperationJob(runtime, handlers)}

@@ -1,0 +1,21 @@
+"""The durable job queue (modelled on Oban) and the worker that runs it: `job.py` says what a job is,
+`engines/` store and claim jobs (PostgreSQL or SQLite), `worker.py` runs them."""
+
+from __future__ import annotations
+
+from clarion.jobs.engines.base import QueueEngine
+from clarion.jobs.job import Cancel, Job, JobHandler, JobRecord, JobState, Outcome, Snooze
+from clarion.jobs.worker import Worker, WorkerOptions
+
+__all__ = [
+    "Cancel",
+    "Job",
+    "JobHandler",
+    "JobRecord",
+    "JobState",
+    "Outcome",
+    "QueueEngine",
+    "Snooze",
+    "Worker",
+    "WorkerOptions",
+]

@@ -1,0 +1,102 @@
+"""The PostgreSQL queue engine: claims with `FOR UPDATE SKIP LOCKED` so any number of workers in any number
+of processes share the queue, and wakes them with `LISTEN/NOTIFY` when jobs arrive.
+
+Inserting a job sends `NOTIFY clarion_jobs, '<queue>'` in the inserting transaction, so PostgreSQL delivers
+it only on commit. Each worker holds one dedicated connection that LISTENs; when that connection is lost it
+reconnects with a pause, and the producers' polling timer covers the notifications missed meanwhile. This
+is the only module of `clarion.jobs` that touches a raw asyncpg connection. The rest of the engine is shared
+with SQLite (`engines/base.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clarion.jobs.engines.base import Listener, SQLQueueEngine, WakeUp
+from clarion.store.tables import jobs
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "clarion_jobs"
+RECONNECT_SECONDS = 1.0
+FIRST_CONNECT_SECONDS = 5.0
+
+
+class PostgresQueueEngine(SQLQueueEngine):
+    def _claim_statement(self, due: sa.Select[Any], values: dict[str, Any]) -> sa.Update:
+        # The CTE is an optimization fence (MATERIALIZED): the locking SELECT runs exactly once, taking
+        # `demand` rows and skipping those other claimers hold, instead of being folded into the UPDATE and
+        # re-evaluated per row, which could lock more rows than asked for or claim a row twice.
+        locked = due.with_for_update(skip_locked=True).cte("locked").prefix_with("MATERIALIZED")
+        return jobs.update().where(jobs.c.id == locked.c.id).values(**values).returning(*jobs.c)
+
+    async def _notify(self, connection: AsyncConnection, queues: Iterable[str]) -> None:
+        for queue in queues:
+            await connection.execute(sa.select(sa.func.pg_notify(CHANNEL, queue)))
+
+    async def listen(self, wake_up: WakeUp) -> Listener:
+        url = sa.make_url(self.database.url).set(drivername="postgresql")
+        listener = PostgresListener(url.render_as_string(hide_password=False), wake_up)
+        await listener.start()
+        return listener
+
+
+def _setter(event: asyncio.Event) -> Callable[[Any], None]:
+    return lambda _connection: event.set()
+
+
+class PostgresListener:
+    """One LISTEN connection, kept open (reconnected when lost) until `close`."""
+
+    def __init__(self, dsn: str, wake_up: WakeUp) -> None:
+        self._dsn = dsn
+        self._wake_up = wake_up
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="clarion-jobs-listen")
+        # Wait for the first LISTEN so that jobs inserted right after start wake the worker; a server that
+        # is not reachable yet only delays wake-ups to the next poll.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), FIRST_CONNECT_SECONDS)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._wake_up(payload)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                connection = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                logger.warning("job wake-ups: cannot connect to PostgreSQL (%s); polling meanwhile", exc)
+                await asyncio.sleep(RECONNECT_SECONDS)
+                continue
+            lost = asyncio.Event()
+            connection.add_termination_listener(_setter(lost))
+            try:
+                await connection.add_listener(CHANNEL, self._on_notification)
+                self._connected.set()
+                await lost.wait()
+                logger.warning("job wake-ups: the LISTEN connection was lost; reconnecting")
+            except (OSError, asyncpg.PostgresError) as exc:
+                logger.warning("job wake-ups: LISTEN failed (%s); reconnecting", exc)
+            finally:
+                with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError):
+                    await asyncio.shield(connection.close(timeout=2))
+            await asyncio.sleep(RECONNECT_SECONDS)

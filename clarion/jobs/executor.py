@@ -1,0 +1,62 @@
+"""Runs one claimed job: finds the handler for its kind, calls it, and turns what happened into the job's
+next state.
+
+    returned None       -> completed
+    returned Snooze(s)  -> scheduled again in s seconds (the attempt is given back)
+    returned Cancel(r)  -> cancelled, r recorded
+    raised              -> retryable after a backoff, or discarded after its last attempt
+    no handler for kind -> treated as raised (a newer release may have queued a kind this worker lacks)
+
+Cancellation of the running task (worker shutdown) is not an outcome: it propagates, and the producer gives
+the job back. The per-queue concurrency around this lives in `producer.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping
+
+from clarion.jobs.engines.base import QueueEngine
+from clarion.jobs.job import Cancel, JobHandler, JobRecord, JobState, Snooze
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 4_000
+
+
+class Executor:
+    def __init__(self, engine: QueueEngine, handlers: Mapping[str, JobHandler]) -> None:
+        self.engine = engine
+        self.handlers = handlers
+
+    async def execute(self, job: JobRecord) -> JobState | None:
+        """Run `job` and record its outcome. Returns the job's new state, or None when the job had been
+        taken from this worker meanwhile (rescued or cancelled) and its outcome was dropped."""
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            return await self._failed(job, f"no handler for the job kind {job.kind!r}")
+        try:
+            outcome = await handler(job)
+        except Exception as exc:
+            logger.warning(
+                "job %d (%s) failed on attempt %d/%d: %r",
+                job.id,
+                job.kind,
+                job.attempt,
+                job.max_attempts,
+                exc,
+            )
+            text = "".join(traceback.format_exception(exc))
+            return await self._failed(job, text[-MAX_ERROR_CHARS:])
+        if isinstance(outcome, Snooze):
+            return JobState.SCHEDULED if await self.engine.snooze(job, outcome.seconds) else None
+        if isinstance(outcome, Cancel):
+            return JobState.CANCELLED if await self.engine.cancel(job, outcome.reason) else None
+        return JobState.COMPLETED if await self.engine.complete(job) else None
+
+    async def _failed(self, job: JobRecord, error: str) -> JobState | None:
+        state = await self.engine.retry(job, error)
+        if state is JobState.DISCARDED:
+            logger.error("job %d (%s) discarded after %d attempts", job.id, job.kind, job.attempt)
+        return state

@@ -1,0 +1,114 @@
+"""What a job is: a unit of background work (`kind` + JSON `args`) stored in the `jobs` table and run at
+least once by a worker; its states, and the outcomes a job handler may return.
+
+    scheduled ──(due)──┐        ┌──> completed
+    retryable ──(due)──┤        ├──> cancelled   (handler returned Cancel, or cancelled from outside)
+                       v        │
+    (insert) ──> available ──> executing ──> retryable (raised, attempts left) / discarded (none left)
+                                │   └──> scheduled   (handler returned Snooze)
+                                └──(lease expired)──> available / discarded   (clarion.jobs.lifeline)
+
+A job with a `unique_key` is not inserted while another job with that key exists in any state but
+`cancelled` or `discarded`; the insert returns the existing job instead (`JobRecord.conflict`). How the
+states are stored and changed lives in `clarion.jobs.engines`; running jobs lives in `clarion.jobs.worker`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ATTEMPTS = 20
+
+
+class JobState(StrEnum):
+    AVAILABLE = "available"
+    SCHEDULED = "scheduled"
+    EXECUTING = "executing"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    DISCARDED = "discarded"
+
+
+FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.DISCARDED})
+"""States a job never leaves; the pruner deletes such jobs once they are old enough."""
+
+UNIQUE_RELEASING_STATES = frozenset({JobState.CANCELLED, JobState.DISCARDED})
+"""States in which a job no longer holds its unique key."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job to insert. `scheduled_at` in the future delays it; lower `priority` values run first (0 to 9)."""
+
+    kind: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    scheduled_at: datetime | None = None
+    unique_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.priority <= 9:
+            raise ValueError(f"priority must be between 0 and 9, not {self.priority}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A stored job. `attempt` counts claims, the current one included; `errors` holds one entry per
+    failed attempt (`{"attempt", "at", "error"}`)."""
+
+    id: int
+    kind: str
+    args: dict[str, Any]
+    queue: str
+    state: JobState
+    priority: int
+    attempt: int
+    max_attempts: int
+    unique_key: str | None
+    errors: list[dict[str, Any]]
+    scheduled_at: datetime
+    attempted_at: datetime | None
+    attempted_by: str | None
+    lease_expires_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    discarded_at: datetime | None
+    inserted_at: datetime
+    conflict: bool = False
+    """True when an insert found an existing job with the same unique key and returned it instead."""
+
+
+@dataclass(frozen=True)
+class Snooze:
+    """Run the job again in `seconds`, without counting this attempt against `max_attempts`."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError(f"a snooze lasts at least 0 seconds, not {self.seconds}")
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop the job for good; `reason` is recorded in its errors."""
+
+    reason: str
+
+
+Outcome = Snooze | Cancel | None
+"""What a handler returns: None completes the job. Raising an exception fails the attempt (retry)."""
+
+JobHandler = Callable[[JobRecord], Awaitable[Outcome]]
+"""Runs one job of a kind. It must be idempotent: a job runs at least once, and more than once when a worker
+dies or stalls past its lease."""

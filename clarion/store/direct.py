@@ -1,0 +1,144 @@
+"""Direct reads: hot SELECTs compiled once per dialect and run straight on the driver.
+
+SQLAlchemy's async engine costs a few hundred microseconds per statement (greenlet hand-offs, pool
+checkout, result wrapping), many times the cost of an indexed point read. Queries on the hot path of the
+API (get a user, get an object, resolve an API key) are therefore written in Core like every other query,
+compiled once per dialect, and executed here: on SQLite on one read-only connection called inline (see
+`clarion.store.sqlite_driver` for why inline), on PostgreSQL on a small asyncpg pool of its own. Column
+types are converted with the same processors SQLAlchemy would apply, so rows look exactly like Core
+results. Only reads go through here; every write stays in SQLAlchemy transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+import orjson
+import sqlalchemy as sa
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    sql: str
+    parameter_names: tuple[str, ...]
+    bind_processors: tuple[Callable[[Any], Any] | None, ...]
+    columns: tuple[str, ...]
+    result_processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        return [
+            process(values[name]) if process else values[name]
+            for name, process in zip(self.parameter_names, self.bind_processors, strict=True)
+        ]
+
+    def row(self, raw: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            column: process(value) if process and value is not None else value
+            for column, process, value in zip(self.columns, self.result_processors, raw, strict=True)
+        }
+
+
+class DirectQuery:
+    """A SELECT whose parameters are named `bindparam`s, compiled lazily for each dialect it runs on."""
+
+    def __init__(self, statement: sa.Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: dict[str, CompiledQuery] = {}
+
+    def compiled_for(self, dialect: sa.Dialect) -> CompiledQuery:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compile(dialect)
+            self._compiled[dialect.name] = compiled
+        return compiled
+
+    def _compile(self, dialect: sa.Dialect) -> CompiledQuery:
+        compiled = self.statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        columns = list(self.statement.selected_columns)
+        return CompiledQuery(
+            sql=compiled.string,
+            parameter_names=names,
+            bind_processors=tuple(
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+            ),
+            columns=tuple(str(column.key) for column in columns),
+            result_processors=tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            ),
+        )
+
+
+class DirectReader(Protocol):
+    async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None: ...
+
+    async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+class SQLiteDirectReader:
+    def __init__(self, path: str, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._connection.execute("PRAGMA query_only=ON")
+        self._connection.execute("PRAGMA busy_timeout=10000")
+
+    async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None:
+        compiled = query.compiled_for(self.dialect)
+        raw = self._connection.execute(compiled.sql, compiled.parameters(parameters)).fetchone()
+        return compiled.row(raw) if raw is not None else None
+
+    async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
+        compiled = query.compiled_for(self.dialect)
+        rows = self._connection.execute(compiled.sql, compiled.parameters(parameters)).fetchall()
+        return [compiled.row(raw) for raw in rows]
+
+    async def close(self) -> None:
+        self._connection.close()
+
+
+class PostgresDirectReader:
+    def __init__(self, dsn: str, dialect: sa.Dialect, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.dialect = dialect
+        self.max_size = max_size
+        self._pool: Any = None
+
+    async def _acquire_pool(self) -> Any:
+        if self._pool is None:
+
+            async def init(connection: Any) -> None:
+                # The same text-to-Python decoding SQLAlchemy's asyncpg dialect installs, so that
+                # its result processors apply unchanged.
+                for type_name, prefix in (("json", b""), ("jsonb", b"\x01")):
+                    await connection.set_type_codec(
+                        type_name,
+                        encoder=lambda value, prefix=prefix: prefix + value.encode(),
+                        decoder=lambda value, prefix=prefix: orjson.loads(value[len(prefix) :]),
+                        schema="pg_catalog",
+                        format="binary",
+                    )
+
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.max_size, init=init)
+        return self._pool
+
+    async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None:
+        compiled = query.compiled_for(self.dialect)
+        pool = self._pool or await self._acquire_pool()
+        raw = await pool.fetchrow(compiled.sql, *compiled.parameters(parameters))
+        return compiled.row(tuple(raw)) if raw is not None else None
+
+    async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
+        compiled = query.compiled_for(self.dialect)
+        pool = self._pool or await self._acquire_pool()
+        rows = await pool.fetch(compiled.sql, *compiled.parameters(parameters))
+        return [compiled.row(tuple(raw)) for raw in rows]
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

@@ -1,0 +1,115 @@
+"""Resolving the recipients a request names, inside the caller's transaction: inline users and objects are
+upserted, and the entities behind a set of (collection, id) keys are loaded.
+
+Upserts go through `clarion.store.users.upsert_users` and `clarion.store.objects.upsert_objects`, one
+statement per kind (per collection for objects) and chunk; loading costs one query on `users` and one on
+`objects` per chunk, whatever the mix of keys, so callers never query recipient by recipient. A key whose
+entity does not exist is simply absent from the loaded mapping; deciding whether that is an error is the
+caller's business.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clarion.store.objects import object_record, upsert_objects
+from clarion.store.recipients import InlineRecipientData, RecipientRecord
+from clarion.store.tables import USERS_COLLECTION, objects, users
+from clarion.store.users import upsert_users, user_record
+
+CHUNK_SIZE = 1000
+"""Rows per statement: keeps every statement far below the drivers' bind-parameter limits."""
+
+T = TypeVar("T")
+
+
+class RecipientKey(NamedTuple):
+    """A recipient's address: users in the `$users` collection, objects and tenants in their own."""
+
+    collection: str
+    id: str
+
+    @classmethod
+    def user(cls, user_id: str) -> RecipientKey:
+        return cls(USERS_COLLECTION, user_id)
+
+    @property
+    def is_user(self) -> bool:
+        return self.collection == USERS_COLLECTION
+
+
+@dataclass(frozen=True)
+class RecipientUpsert:
+    """An inline identify: the recipient is created or deep-merged before it is used."""
+
+    key: RecipientKey
+    properties: dict[str, Any]
+    inline: InlineRecipientData
+
+
+RecipientInput = RecipientKey | RecipientUpsert
+"""A recipient as a request names it: a reference to an existing one, or an inline identify."""
+
+
+def key_of(recipient: RecipientInput) -> RecipientKey:
+    return recipient.key if isinstance(recipient, RecipientUpsert) else recipient
+
+
+def record_key(record: RecipientRecord) -> RecipientKey:
+    return RecipientKey(record.collection, record.id)
+
+
+def chunks(items: Sequence[T], size: int = CHUNK_SIZE) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def upsert_recipients(
+    connection: AsyncConnection, environment_id: str, recipients: Iterable[RecipientInput]
+) -> None:
+    """Upsert every inline recipient of `recipients` (references are left alone)."""
+    user_entries: list[tuple[str, dict[str, Any], InlineRecipientData]] = []
+    object_entries: dict[str, list[tuple[str, dict[str, Any], InlineRecipientData]]] = defaultdict(list)
+    for recipient in recipients:
+        if not isinstance(recipient, RecipientUpsert):
+            continue
+        entry = (recipient.key.id, recipient.properties, recipient.inline)
+        if recipient.key.is_user:
+            user_entries.append(entry)
+        else:
+            object_entries[recipient.key.collection].append(entry)
+    for user_chunk in chunks(user_entries):
+        await upsert_users(connection, environment_id, user_chunk)
+    for collection, entries in object_entries.items():
+        for object_chunk in chunks(entries):
+            await upsert_objects(connection, environment_id, collection, object_chunk)
+
+
+async def load_recipients(
+    connection: AsyncConnection, environment_id: str, keys: Iterable[RecipientKey], *, lock: bool = False
+) -> dict[RecipientKey, RecipientRecord]:
+    """The users and objects behind `keys` that exist in the environment. `lock` holds a shared row lock
+    on them until the transaction ends (PostgreSQL; SQLite's single writer needs none), so that a
+    concurrent delete cannot remove a recipient the caller is about to link to."""
+    wanted = list(dict.fromkeys(keys))
+    user_ids = [key.id for key in wanted if key.is_user]
+    object_keys = [tuple(key) for key in wanted if not key.is_user]
+    found: dict[RecipientKey, RecipientRecord] = {}
+    for user_chunk in chunks(user_ids):
+        query = sa.select(users).where(users.c.environment_id == environment_id, users.c.id.in_(user_chunk))
+        rows = await connection.execute(query.with_for_update(read=True) if lock else query)
+        found.update((RecipientKey.user(record.id), record) for record in map(user_record, rows))
+    for object_chunk in chunks(object_keys):
+        query = sa.select(objects).where(
+            objects.c.environment_id == environment_id,
+            sa.tuple_(objects.c.collection, objects.c.id).in_(object_chunk),
+        )
+        rows = await connection.execute(query.with_for_update(read=True) if lock else query)
+        found.update((record_key(record), record) for record in map(object_record, rows))
+    return found

@@ -1,0 +1,74 @@
+"""The `clarion` command's key and environment management, on both stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from clarion.cli import main
+
+
+@pytest.fixture
+def cli_env(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    environ = {"CLARION_DATA_DIR": str(tmp_path)}
+    if store == "postgres":
+        environ["CLARION_DATABASE_URL"] = request.getfixturevalue("postgres_database_url")
+    return environ
+
+
+def run(cli_env: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(main, list(args), env=cli_env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def key_lines(cli_env: dict[str, str]) -> list[list[str]]:
+    return [line.split("\t") for line in run(cli_env, "keys", "list").splitlines()]
+
+
+def test_environment_create_prints_its_keys_and_keys_list_shows_them(cli_env: dict[str, str]) -> None:
+    name = f"staging-{Path(cli_env['CLARION_DATA_DIR']).name}"
+    created = [line.split("\t") for line in run(cli_env, "environments", "create", name).splitlines()]
+    assert sorted(kind for _, kind, _ in created) == ["publishable", "secret"]
+    for environment, kind, key in created:
+        assert environment == name
+        assert key.startswith("sk_" if kind == "secret" else "pk_")
+    listed = key_lines(cli_env)
+    for line in created:
+        assert line in listed
+
+
+def test_duplicate_environment_is_refused(cli_env: dict[str, str]) -> None:
+    name = f"dup-{Path(cli_env['CLARION_DATA_DIR']).name}"
+    run(cli_env, "environments", "create", name)
+    result = CliRunner().invoke(main, ["environments", "create", name], env=cli_env)
+    assert result.exit_code != 0
+    assert "already exists" in result.output
+
+
+def test_keys_create_and_revoke(cli_env: dict[str, str]) -> None:
+    name = f"keys-{Path(cli_env['CLARION_DATA_DIR']).name}"
+    run(cli_env, "environments", "create", name)
+    environment, kind, key = run(cli_env, "keys", "create", name, "--kind", "publishable").strip().split("\t")
+    assert (environment, kind) == (name, "publishable")
+    assert key.startswith("pk_")
+    assert [name, "publishable", key] in key_lines(cli_env)
+    assert run(cli_env, "keys", "revoke", key).strip() == "revoked"
+    assert [name, "publishable", key, "revoked"] in key_lines(cli_env)
+    again = CliRunner().invoke(main, ["keys", "revoke", key], env=cli_env)
+    assert again.exit_code != 0
+    assert "No active key" in again.output
+
+
+def test_keys_create_for_unknown_environment_fails(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["keys", "create", "nowhere"], env=cli_env)
+    assert result.exit_code != 0
+    assert "No environment named 'nowhere'" in result.output
+
+
+def test_bad_rate_limit_setting_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["keys", "list"], env={**cli_env, "CLARION_RATE_LIMIT": "sometimes"})
+    assert result.exit_code == 2
+    assert "CLARION_RATE_LIMIT must be one of client, knock, off" in result.output
