@@ -29,12 +29,26 @@ class Page:
 
 
 async def fetch_page(
-    connection: AsyncConnection, query: sa.Select[Any], key: sa.ColumnElement[int], request: PageRequest
+    connection: AsyncConnection,
+    query: sa.Select[Any],
+    key: sa.ColumnElement[int],
+    request: PageRequest,
+    *,
+    newest_first: bool = False,
 ) -> Page:
-    """Run `query` (already filtered to its environment) for one page ordered by `key`."""
+    """Run `query` (already filtered to its environment) for one page ordered by `key`: oldest first, or
+    newest first where Knock lists that way. `after` always moves on in the list's own order."""
+    forward, backward = (key.desc(), key.asc()) if newest_first else (key.asc(), key.desc())
+
+    def beyond(cursor: int) -> sa.ColumnElement[bool]:
+        return key < cursor if newest_first else key > cursor
+
+    def behind(cursor: int) -> sa.ColumnElement[bool]:
+        return key > cursor if newest_first else key < cursor
+
     limit = request.page_size + 1
     if request.before is not None:
-        result = await connection.execute(query.where(key < request.before).order_by(key.desc()).limit(limit))
+        result = await connection.execute(query.where(behind(request.before)).order_by(backward).limit(limit))
         rows = list(result)
         has_more = len(rows) > request.page_size
         rows = rows[: request.page_size][::-1]
@@ -42,8 +56,8 @@ async def fetch_page(
             return Page(rows=[], after=None, before=None)
         return Page(rows=rows, after=_key(rows[-1]), before=_key(rows[0]) if has_more else None)
     if request.after is not None:
-        query = query.where(key > request.after)
-    result = await connection.execute(query.order_by(key).limit(limit))
+        query = query.where(beyond(request.after))
+    result = await connection.execute(query.order_by(forward).limit(limit))
     rows = list(result)
     has_more = len(rows) > request.page_size
     rows = rows[: request.page_size]

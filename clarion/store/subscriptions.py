@@ -235,7 +235,8 @@ class SubscriptionStore:
         page: PageRequest,
         objects: Sequence[RecipientKey] | None = None,
     ) -> tuple[list[SubscriptionRecord], Page]:
-        """The subscriptions an existing user or object holds, optionally only those on `objects`."""
+        """The subscriptions an existing user or object holds, newest first as Knock lists a user's,
+        optionally only those on `objects`."""
         query = sa.select(subscriptions).where(
             subscriptions.c.environment_id == environment_id,
             subscriptions.c.recipient_collection == subscriber.collection,
@@ -247,7 +248,7 @@ class SubscriptionStore:
                     [tuple(key) for key in objects]
                 )
             )
-        return await self._page(environment_id, subscriber, query, page, _object_key)
+        return await self._page(environment_id, subscriber, query, page, _object_key, newest_first=True)
 
     async def _page(
         self,
@@ -256,12 +257,14 @@ class SubscriptionStore:
         query: sa.Select[Any],
         page: PageRequest,
         other_side: Callable[[sa.Row[Any]], RecipientKey],
+        *,
+        newest_first: bool = False,
     ) -> tuple[list[SubscriptionRecord], Page]:
         async with self.database.reader.connect() as connection:
             entities = await load_recipients(connection, environment_id, [anchor])
             if anchor not in entities:
                 raise not_found(anchor)
-            result = await fetch_page(connection, query, subscriptions.c.pk, page)
+            result = await fetch_page(connection, query, subscriptions.c.pk, page, newest_first=newest_first)
             entities.update(await load_recipients(connection, environment_id, map(other_side, result.rows)))
         return _records(result.rows, entities), result
 

@@ -16,6 +16,7 @@ from clarion.api.routes.bulk_operations import bulk_operation_response
 from clarion.engine.bulk import BulkKind, start_bulk_operation
 from clarion.errors import InvalidInputError
 from clarion.schemas.bulk_operations import MAX_BULK_ENTRIES, BulkSetTenantsRequest, check_inline_channel_data
+from clarion.schemas.channel_data import validate_inline_channel_data
 from clarion.schemas.tenants import ListTenantsResponse, SetTenantRequest, Tenant
 
 
@@ -54,6 +55,7 @@ async def set_tenant(request: Request, context: RequestContext) -> Response:
     _check_resolve_flag(request)
     tenant_id = path_param(request, "id")
     body = await read_json(request, SetTenantRequest)
+    body.channel_data = validate_inline_channel_data(context.runtime.channels, body.channel_data)
     record = await context.runtime.tenants.set(context.environment_id, body.entry(tenant_id))
     return JSONResponse(Tenant.from_record(record))
 

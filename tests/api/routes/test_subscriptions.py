@@ -307,15 +307,23 @@ async def test_user_subscriptions(env: EnvFixture) -> None:
     response = await env.get("/v1/users/u1/subscriptions")
     assert response.status_code == 200, response.text
     entries = response.json()["entries"]
+    # Newest first, as Knock lists a user's subscriptions.
     assert [(e["object"]["id"], e["properties"]) for e in entries] == [
-        ("p1", {"role": "owner"}),
         ("p2", None),
+        ("p1", {"role": "owner"}),
     ]
-    assert entries[0]["object"] == (await env.get("/v1/objects/projects/p1")).json()
-    assert entries[0]["recipient"] == (await env.get("/v1/users/u1")).json()
-    page = (await env.get("/v1/users/u1/subscriptions", params={"page_size": 1})).json()
-    assert len(page["entries"]) == 1
-    assert page["page_info"]["after"] is not None
+    assert entries[1]["object"] == (await env.get("/v1/objects/projects/p1")).json()
+    assert entries[1]["recipient"] == (await env.get("/v1/users/u1")).json()
+    first = (await env.get("/v1/users/u1/subscriptions", params={"page_size": 1})).json()
+    assert [e["object"]["id"] for e in first["entries"]] == ["p2"]
+    assert first["page_info"]["before"] is None
+    after = {"page_size": 1, "after": first["page_info"]["after"]}
+    second = (await env.get("/v1/users/u1/subscriptions", params=after)).json()
+    assert [e["object"]["id"] for e in second["entries"]] == ["p1"]
+    assert second["page_info"]["after"] is None
+    before = {"page_size": 1, "before": second["page_info"]["before"]}
+    back = (await env.get("/v1/users/u1/subscriptions", params=before)).json()
+    assert [e["object"]["id"] for e in back["entries"]] == ["p2"]
     assert_error(await env.get("/v1/users/nobody/subscriptions"), 404, "resource_missing")
 
 

@@ -227,3 +227,20 @@ async def test_publishable_keys_cannot_reach_tenants(env: EnvFixture) -> None:
     ]:
         assert_error(await env.request(method, path, json=body, kind=pk), 403, "incorrect_token_type")
     assert (await env.get("/v1/tenants/acme")).json()["name"] == "Acme"
+
+
+async def test_set_tenant_checks_inline_channel_data(env: EnvFixture) -> None:
+    channel = env.runtime.channels.by_key("slack")
+    assert channel is not None
+    slack = channel.id
+    unknown = "0b3e1c8e-1111-4222-8333-944455556666"
+    bad = await env.put("/v1/tenants/acme", json={"channel_data": {unknown: {"connections": []}}})
+    body = assert_error(bad, 422, "invalid_params")
+    assert body["errors"][0]["field"] == f"channel_data.{unknown}"
+    malformed = await env.put("/v1/tenants/acme", json={"channel_data": {slack: {"connections": "nope"}}})
+    assert_error(malformed, 422, "invalid_params")
+    assert_error(await env.get("/v1/tenants/acme"), 404)
+    token = {"connections": [], "token": {"access_token": "xoxb-1"}}
+    assert (await env.put("/v1/tenants/acme", json={"channel_data": {slack: token}})).status_code == 200
+    stored = await env.get(f"/v1/objects/$tenants/acme/channel_data/{slack}")
+    assert stored.json()["data"]["token"] == {"access_token": "xoxb-1"}
