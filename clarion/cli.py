@@ -46,46 +46,45 @@ def _with_runtime(settings: Settings, action: Callable[[Runtime], Awaitable[T]])
         raise click.ClickException(exc.message) from exc
 
 
+host_option = click.option(
+    "--host", default=None, help="Interface to bind (CLARION_HOST, default 127.0.0.1)."
+)
+port_option = click.option(
+    "--port", type=int, default=None, help="Port to listen on (CLARION_PORT, default 8080)."
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the SQLite file and default config (CLARION_DATA_DIR, default ./.clarion).",
+)
+
+
 @click.group()
 def main() -> None:
     """Clarion: a self-hosted notification engine with Knock's API."""
 
 
 @main.command()
-@click.option("--host", default=None, help="Interface to bind (CLARION_HOST, default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to listen on (CLARION_PORT, default 8080).")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the SQLite file and default config (CLARION_DATA_DIR, default ./.clarion).",
-)
+@host_option
+@port_option
+@data_dir_option
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the API and the worker in one process."""
     _serve_http(_settings(host=host, port=port, data_dir=data_dir), with_worker=True)
 
 
 @main.command()
-@click.option("--host", default=None, help="Interface to bind (CLARION_HOST, default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to listen on (CLARION_PORT, default 8080).")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the SQLite file and default config (CLARION_DATA_DIR, default ./.clarion).",
-)
+@host_option
+@port_option
+@data_dir_option
 def api(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the API only; jobs are left to `clarion worker` processes."""
     _serve_http(_settings(host=host, port=port, data_dir=data_dir), with_worker=False)
 
 
 @main.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the SQLite file and default config (CLARION_DATA_DIR, default ./.clarion).",
-)
+@data_dir_option
 def worker(data_dir: Path | None) -> None:
     """Run the job worker only, until SIGINT or SIGTERM."""
 
