@@ -62,7 +62,7 @@ async def upsert_users(
             "properties": dialect.deep_merge(users.c.properties, excluded.properties),
             "updated_at": excluded.updated_at,
         },
-    ).returning(*users.c, sort_by_parameter_order=True)
+    ).returning(*users.c)
     rows = [
         {
             "environment_id": environment_id,
