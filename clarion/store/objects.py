@@ -6,11 +6,13 @@ objects of the reserved `$tenants` collection; `clarion.store.tenants` adds thei
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from clarion.errors import NotFoundError
 from clarion.store import dialect
@@ -32,6 +34,21 @@ def object_record(row: sa.Row[Any]) -> RecipientRecord:
     return RecipientRecord(m["collection"], m["id"], m["properties"], m["inserted_at"], m["updated_at"])
 
 
+@functools.cache
+def _upsert_statement(dialect_name: str) -> Insert:
+    """The set-object upsert, built once per dialect and run with one parameter row per object."""
+    return dialect.upsert(
+        objects,
+        dialect_name,
+        None,
+        conflict=["environment_id", "collection", "id"],
+        update=lambda excluded: {
+            "properties": dialect.deep_merge(objects.c.properties, excluded.properties),
+            "updated_at": excluded.updated_at,
+        },
+    ).returning(*objects.c)
+
+
 async def upsert_objects(
     connection: AsyncConnection,
     environment_id: str,
@@ -43,27 +60,19 @@ async def upsert_objects(
         return []
     now = utcnow()
     merged = merge_duplicates([(object_id, properties) for object_id, properties, _ in entries])
-    statement = dialect.upsert(
-        objects,
-        connection.dialect.name,
-        [
-            {
-                "environment_id": environment_id,
-                "collection": collection,
-                "id": object_id,
-                "properties": properties,
-                "inserted_at": now,
-                "updated_at": now,
-            }
-            for object_id, properties in merged.items()
-        ],
-        conflict=["environment_id", "collection", "id"],
-        update=lambda excluded: {
-            "properties": dialect.deep_merge(objects.c.properties, excluded.properties),
-            "updated_at": excluded.updated_at,
-        },
-    ).returning(*objects.c)
-    records = {record.id: record for record in map(object_record, await connection.execute(statement))}
+    rows = [
+        {
+            "environment_id": environment_id,
+            "collection": collection,
+            "id": object_id,
+            "properties": properties,
+            "inserted_at": now,
+            "updated_at": now,
+        }
+        for object_id, properties in merged.items()
+    ]
+    statement = _upsert_statement(connection.dialect.name)
+    records = {record.id: record for record in map(object_record, await connection.execute(statement, rows))}
     for object_id, _, inline in entries:
         if inline.channel_data or inline.preferences:
             await write_inline_data(connection, environment_id, collection, object_id, inline, now)

@@ -7,11 +7,13 @@ channel data and preferences are written in the same transaction (`clarion.store
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from clarion.errors import NotFoundError
 from clarion.store import dialect
@@ -43,6 +45,21 @@ _GET_USER = DirectQuery(
 )
 
 
+@functools.cache
+def _upsert_statement(dialect_name: str) -> Insert:
+    """The identify upsert, built once per dialect (building it costs more than running it)."""
+    return dialect.upsert(
+        users,
+        dialect_name,
+        None,
+        conflict=["environment_id", "id"],
+        update=lambda excluded: {
+            "properties": dialect.deep_merge(users.c.properties, excluded.properties),
+            "updated_at": excluded.updated_at,
+        },
+    ).returning(*users.c)
+
+
 async def upsert_users(
     connection: AsyncConnection,
     environment_id: str,
@@ -53,16 +70,7 @@ async def upsert_users(
         return []
     now = utcnow()
     merged = merge_duplicates([(user_id, properties) for user_id, properties, _ in entries])
-    statement = dialect.upsert(
-        users,
-        connection.dialect.name,
-        None,
-        conflict=["environment_id", "id"],
-        update=lambda excluded: {
-            "properties": dialect.deep_merge(users.c.properties, excluded.properties),
-            "updated_at": excluded.updated_at,
-        },
-    ).returning(*users.c)
+    statement = _upsert_statement(connection.dialect.name)
     rows = [
         {
             "environment_id": environment_id,
