@@ -10,6 +10,7 @@ does. A model with serializers of its own falls back to Pydantic's full serialis
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -61,9 +62,14 @@ ResponseT = TypeVar("ResponseT", bound=ResponseModel)
 def with_custom_properties(entity: ResponseT, properties: Mapping[str, Any]) -> ResponseT:
     """`entity` carrying a recipient's custom properties beside its own fields. A property named like one
     of the entity's wire fields (`id`, `__typename`, …) never replaces that field."""
-    own = {field.alias or name for name, field in type(entity).model_fields.items()}
+    own = _own_wire_names(type(entity))
     object.__setattr__(entity, "__pydantic_extra__", {k: v for k, v in properties.items() if k not in own})
     return entity
+
+
+@functools.cache
+def _own_wire_names(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(field.alias or name for name, field in model.model_fields.items())
 
 
 _WIRE_NAMES: dict[type[BaseModel], tuple[tuple[str, str], ...] | None] = {}

@@ -39,7 +39,7 @@ def user_record(row: sa.Row[Any] | Mapping[str, Any]) -> RecipientRecord:
 
 
 _GET_USER = DirectQuery(
-    sa.select(users).where(
+    sa.select(users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at).where(
         users.c.environment_id == sa.bindparam("environment_id"), users.c.id == sa.bindparam("user_id")
     )
 )
