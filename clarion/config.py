@@ -33,7 +33,8 @@ class Settings:
 
     @property
     def resolved_database_url(self) -> str:
-        """The SQLAlchemy URL with its async driver; the embedded SQLite file when none is set."""
+        """The SQLAlchemy URL with its async driver; the embedded SQLite file when none is set. (SQLite uses
+        SQLAlchemy's aiosqlite dialect, whose connections `clarion.store.sqlite_driver` provides.)"""
         url = self.database_url
         if not url:
             return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'clarion.db'}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from starlette.requests import Request
 
@@ -15,6 +16,10 @@ from clarion.schemas.base import PageInfo
 from clarion.store.pagination import Page, PageRequest
 
 DEFAULT_PAGE_SIZE = 50
+MAX_POSITION = 2**62
+"""Row positions are 64-bit integers in both stores; a cursor naming anything larger is not one of ours."""
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def encode_cursor(position: int) -> str:
@@ -25,7 +30,7 @@ def decode_cursor(field: str, cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, position = text.partition(":")
-        if prefix != "p" or not position.isdigit():
+        if prefix != "p" or not _DIGITS.fullmatch(position) or int(position) > MAX_POSITION:
             raise ValueError(text)
         return int(position)
     except (ValueError, UnicodeDecodeError, binascii.Error):
@@ -37,7 +42,7 @@ def page_request(request: Request, *, max_page_size: int = 50) -> PageRequest:
     raw_size = query.get("page_size")
     page_size = DEFAULT_PAGE_SIZE if max_page_size >= DEFAULT_PAGE_SIZE else max_page_size
     if raw_size is not None:
-        if not raw_size.strip().lstrip("-").isdigit() or not 1 <= int(raw_size) <= max_page_size:
+        if not _DIGITS.fullmatch(raw_size) or not 1 <= int(raw_size) <= max_page_size:
             raise InvalidInputError.field("page_size", f"must be an integer between 1 and {max_page_size}")
         page_size = int(raw_size)
     after = query.get("after")

@@ -95,6 +95,8 @@ class Tenant(TypedResponseModel):
     @classmethod
     def from_record(cls, record: TenantRecord) -> Tenant:
         properties = dict(record.properties)
+        # Settings may also have been written through the objects API as any JSON; show what fits the
+        # Tenant shape rather than fail the read.
         stored_settings = properties.pop("settings", None)
         branding = stored_settings.get("branding") if isinstance(stored_settings, dict) else None
         preference_set = (
@@ -105,7 +107,9 @@ class Tenant(TypedResponseModel):
         tenant = cls.model_construct(
             id=record.id,
             name=properties.get("name"),
-            settings=TenantSettings(branding=branding, preference_set=preference_set),
+            settings=TenantSettings.model_construct(
+                branding=branding if isinstance(branding, dict) else None, preference_set=preference_set
+            ),
             typename="Tenant",
         )
         return with_custom_properties(tenant, properties)

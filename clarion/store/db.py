@@ -9,17 +9,15 @@ through `clarion.store.direct`. Which store is in use is decided in `clarion.run
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from clarion.store import sqlite_driver
+from clarion.store import json_codec, sqlite_driver
 from clarion.store.direct import DirectReader, PostgresDirectReader, SQLiteDirectReader
 from clarion.store.json_merge import deep_merge
 
@@ -31,32 +29,16 @@ _SQLITE_PRAGMAS = (
 )
 
 
-def _dump_json(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        # orjson refuses integers beyond 64 bits, which JSON (and Knock) accept.
-        return json.dumps(value)
-
-
-def _load_json(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # Numbers beyond a double's range, which the standard module keeps exactly.
-        return json.loads(text)
-
-
-_JSON_CODEC: dict[str, Any] = {"json_serializer": _dump_json, "json_deserializer": _load_json}
+_JSON_CODEC: dict[str, Any] = {"json_serializer": json_codec.dumps, "json_deserializer": json_codec.loads}
 
 
 def _sqlite_deep_merge(base: str | None, update: str | None) -> str | None:
     if update is None:
         return base
-    patch = _load_json(update)
-    current = _load_json(base) if base is not None else None
+    patch = json_codec.loads(update)
+    current = json_codec.loads(base) if base is not None else None
     if isinstance(current, dict) and isinstance(patch, dict):
-        return _dump_json(deep_merge(current, patch))
+        return json_codec.dumps(deep_merge(current, patch))
     return update
 
 

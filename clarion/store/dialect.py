@@ -1,7 +1,8 @@
 """The SQL that differs between SQLite and PostgreSQL: JSON column type, upserts and the deep-merge call.
 
-This is the only module that imports `sqlalchemy.dialects`. Repositories build statements through it and
-never branch on the dialect themselves.
+This is the only store module that imports `sqlalchemy.dialects` (the queue engines and the migrations
+have their own dialect-specific SQL). Repositories build statements through it and never branch on the
+dialect themselves.
 """
 
 from __future__ import annotations

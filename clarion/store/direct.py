@@ -1,8 +1,8 @@
 """Direct reads: hot SELECTs compiled once per dialect and run straight on the driver.
 
 SQLAlchemy's async engine costs a few hundred microseconds per statement (greenlet hand-offs, pool
-checkout, result wrapping), many times the cost of an indexed point read. Queries on the hot path of the
-API (get a user, get an object, resolve an API key) are therefore written in Core like every other query,
+checkout, result wrapping), many times the cost of an indexed point read. Queries on the hottest paths of
+the API (getting a user) are therefore written in Core like every other query,
 compiled once per dialect, and executed here: on SQLite on one read-only connection called inline (see
 `clarion.store.sqlite_driver` for why inline), on PostgreSQL on a small asyncpg pool of its own. Column
 types are converted with the same processors SQLAlchemy would apply, so rows look exactly like Core
@@ -11,14 +11,16 @@ results. Only reads go through here; every write stays in SQLAlchemy transaction
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-import orjson
 import sqlalchemy as sa
+
+from clarion.store import json_codec
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,12 @@ class PostgresDirectReader:
         self.dialect = dialect
         self.max_size = max_size
         self._pool: Any = None
+        self._opening = asyncio.Lock()
 
     async def _acquire_pool(self) -> Any:
-        if self._pool is None:
+        async with self._opening:
+            if self._pool is not None:
+                return self._pool
 
             async def init(connection: Any) -> None:
                 # The same text-to-Python decoding SQLAlchemy's asyncpg dialect installs, so that
@@ -124,7 +129,7 @@ class PostgresDirectReader:
                     await connection.set_type_codec(
                         type_name,
                         encoder=lambda value, prefix=prefix: prefix + value.encode(),
-                        decoder=lambda value, prefix=prefix: orjson.loads(value[len(prefix) :]),
+                        decoder=lambda value, prefix=prefix: json_codec.loads(value[len(prefix) :]),
                         schema="pg_catalog",
                         format="binary",
                     )
@@ -132,7 +137,7 @@ class PostgresDirectReader:
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=1, max_size=self.max_size, init=init, reset=_keep_session
             )
-        return self._pool
+            return self._pool
 
     async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None:
         compiled = query.compiled_for(self.dialect)

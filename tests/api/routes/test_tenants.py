@@ -244,3 +244,15 @@ async def test_set_tenant_checks_inline_channel_data(env: EnvFixture) -> None:
     assert (await env.put("/v1/tenants/acme", json={"channel_data": {slack: token}})).status_code == 200
     stored = await env.get(f"/v1/objects/$tenants/acme/channel_data/{slack}")
     assert stored.json()["data"]["token"] == {"access_token": "xoxb-1"}
+
+
+async def test_settings_written_through_the_objects_api_never_break_tenant_reads(env: EnvFixture) -> None:
+    written = await env.put("/v1/objects/$tenants/t1", json={"settings": {"branding": "oops"}, "name": "T"})
+    assert written.status_code == 200
+    tenant = await env.get("/v1/tenants/t1")
+    assert tenant.status_code == 200, tenant.text
+    assert tenant.json()["settings"]["branding"] is None
+    assert tenant.json()["name"] == "T"
+    listed = await env.get("/v1/tenants")
+    assert listed.status_code == 200
+    assert [t["id"] for t in listed.json()["entries"]] == ["t1"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from clarion.store.environments import KeyKind
 from tests.conftest import EnvFixture, assert_error
@@ -151,3 +152,27 @@ async def test_environments_are_isolated(env: EnvFixture, other_env: EnvFixture)
     await other_env.put("/v1/users/other", json={})
     assert_error(await other_env.post("/v1/users/other/merge", json={"from_user_id": "only-in-one"}), 404)
     assert (await env.get("/v1/users/only-in-one")).status_code == 200
+
+
+async def test_page_parameters_out_of_any_range_are_422(env: EnvFixture) -> None:
+    huge = base64.urlsafe_b64encode(b"p:9223372036854775808").decode().rstrip("=")
+    for params in (
+        {"after": huge},
+        {"before": huge},
+        {"page_size": "²"},
+        {"page_size": "99999999999999999999"},
+    ):
+        body = assert_error(await env.get("/v1/users", params=params), 422, "invalid_params")
+        assert body["errors"][0]["field"] == next(iter(params))
+
+
+async def test_integers_beyond_64_bits_round_trip_exactly(env: EnvFixture) -> None:
+    big = 123456789012345678901234567890
+    response = await env.put("/v1/users/big", json={"n": big, "nested": {"m": -big}})
+    assert response.status_code == 200, response.text
+    assert response.json()["n"] == big
+    fetched = (await env.get("/v1/users/big")).json()
+    assert fetched["n"] == big
+    assert fetched["nested"] == {"m": -big}
+    listed = (await env.get("/v1/users")).json()["entries"]
+    assert listed[0]["n"] == big
