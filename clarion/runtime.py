@@ -14,7 +14,7 @@ from clarion.api.auth import KeyResolver
 from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
-from clarion.engine.bulk import BULK_QUEUE, bulk_job_handlers
+from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE
@@ -22,7 +22,6 @@ from clarion.jobs.worker import Worker, WorkerOptions
 from clarion.store.audiences import AudienceStore
 from clarion.store.bulk_operations import BulkOperationStore
 from clarion.store.channel_data import ChannelDataStore
-from clarion.store.clock import utcnow
 from clarion.store.db import Database, create_database
 from clarion.store.environments import EnvironmentStore
 from clarion.store.migrate import migrate
@@ -56,8 +55,8 @@ class Runtime:
         await self.database.dispose()
 
 
-def create_queue_engine(database: Database, *, clock: Clock = utcnow) -> QueueEngine:
-    """The job queue engine for the store's dialect."""
+def create_queue_engine(database: Database, *, clock: Clock | None = None) -> QueueEngine:
+    """The job queue engine for the store's dialect, on the database's clock (tests may pass one)."""
     if database.dialect_name == "postgresql":
         return PostgresQueueEngine(database, clock=clock)
     return SQLiteQueueEngine(database, clock=clock)
@@ -96,5 +95,8 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
     """The job worker with every job kind's handler and Clarion's queues."""
     handlers = {**bulk_job_handlers(runtime)}
     return Worker(
-        runtime.queue, handlers, options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2})
+        runtime.queue,
+        handlers,
+        options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2}),
+        on_discarded={**BULK_DISCARD_HOOKS},
     )

@@ -4,13 +4,16 @@
 transaction. The job (`BulkOperationJob`) processes the rows in chunks of `CHUNK_ROWS`, each chunk one batched
 write through the resource's store, and counts each chunk once (`clarion.store.bulk_operations`). A chunk
 that a crash interrupts before it is counted is written again when the job resumes, so every handler must be
-idempotent (upserts, deletes and replaces are). A chunk refused for its data (`is_item_error`) is retried row
-by row, and the rows that still fail become `error_items`; any other error fails the attempt, and the
-operation is marked `failed` only when the job's last attempt fails.
+idempotent (upserts, deletes and replaces are). A chunk refused for its data (a `ClarionError`, such as the
+store's `DataRefusedError`) is retried row by row, and the rows that still fail become `error_items`; any
+other error fails the attempt. When the queue discards the job (its last attempt failed, or its worker
+vanished during it), `bulk_operation_discarded` marks the operation `failed` in the discarding transaction,
+so no operation stays `processing` for good.
 
 Adding a kind of bulk operation takes one `BulkKind` member (its Knock name), one handler and one entry in
-`BULK_HANDLERS`. The routes that validate requests and call `start_bulk_operation` live with their resource
-(`clarion.api.routes.users`, `objects`, `tenants`).
+`BULK_HANDLERS`. The worker gets this module's job handler from `bulk_job_handlers` and its discard hook
+from `BULK_DISCARD_HOOKS`. The routes that validate requests and call `start_bulk_operation` live with
+their resource (`clarion.api.routes.users`, `objects`, `tenants`).
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import orjson
-import sqlalchemy.exc
 from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.errors import ClarionError, NotFoundError
-from clarion.jobs.job import Cancel, Job, JobHandler, JobRecord, Outcome
+from clarion.jobs.job import Cancel, DiscardHook, Job, JobHandler, JobRecord, Outcome
 from clarion.schemas.bulk_operations import (
     BulkDeleteSubscription,
     BulkSetObjectRequest,
@@ -39,12 +41,15 @@ from clarion.schemas.channel_data import validate_inline_channel_data
 from clarion.schemas.recipient_references import recipient_inputs, recipient_key
 from clarion.schemas.recipients import RecipientUpsertRequest
 from clarion.schemas.users import InlineIdentifyUserRequest
+from clarion.store import json_codec
 from clarion.store.bulk_operations import (
     BulkErrorItem,
     BulkOperationRecord,
     BulkOperationStatus,
+    fail_bulk_operation,
     insert_bulk_operation,
 )
+from clarion.store.errors import refused_data
 from clarion.store.recipients import InlineRecipientData
 from clarion.store.subscriptions import SubscriptionEntry, SubscriptionRemoval
 from clarion.store.tables import USERS_COLLECTION
@@ -58,26 +63,6 @@ logger = logging.getLogger(__name__)
 BULK_QUEUE = "bulk"
 BULK_OPERATION_JOB = "bulk_operation"
 CHUNK_ROWS = 100
-
-_DATA_SQLSTATE_CLASSES = ("22", "23")  # SQL standard: data exception, integrity constraint violation
-
-
-def is_item_error(exc: Exception) -> bool:
-    """Whether `exc` says a row's data is unacceptable, and would be on every retry (a value the store
-    refuses, a broken constraint), as opposed to the store being unreachable. Only these become error items.
-    The SQLSTATE class covers errors the driver reports without a specific type (PostgreSQL's refusal of
-    the NUL character, for one)."""
-    if isinstance(exc, ClarionError | sqlalchemy.exc.DataError | sqlalchemy.exc.IntegrityError):
-        return True
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return (
-        isinstance(exc, sqlalchemy.exc.DBAPIError)
-        and isinstance(sqlstate, str)
-        and sqlstate[:2] in _DATA_SQLSTATE_CLASSES
-    )
-
-
-T = TypeVar("T")
 
 
 class BulkKind(StrEnum):
@@ -144,7 +129,7 @@ def _rows_adapter(model: Any) -> TypeAdapter[list[Any]]:
 
 def _parse(model: Any, rows: list[Any]) -> list[Any]:
     """Rows as their request models again, parsed exactly as the request was (JSON mode, strict)."""
-    return _rows_adapter(model).validate_json(orjson.dumps(rows))
+    return _rows_adapter(model).validate_json(json_codec.dumps(rows))
 
 
 def _inline(runtime: Runtime, entry: RecipientUpsertRequest) -> InlineRecipientData:
@@ -296,12 +281,7 @@ class BulkOperationJob:
         if handler is None:
             await store.finish(operation, BulkOperationStatus.FAILED)
             return Cancel(f"no handler for the bulk operation {operation.name!r}")
-        try:
-            await self._run(operation, handler)
-        except Exception:
-            if job.attempt >= job.max_attempts:
-                await store.finish(operation, BulkOperationStatus.FAILED)
-            raise
+        await self._run(operation, handler)
         return None
 
     async def _run(self, operation: BulkOperationRecord, handler: BulkHandler) -> None:
@@ -323,10 +303,10 @@ class BulkOperationJob:
         self, handler: BulkHandler, environment_id: str, params: dict[str, Any], rows: list[Any]
     ) -> ChunkResult:
         try:
-            return await handler(self.runtime, environment_id, params, rows)
-        except Exception as exc:
-            if not is_item_error(exc):
-                raise
+            with refused_data():
+                return await handler(self.runtime, environment_id, params, rows)
+        except ClarionError as exc:
+            # The rows' data is refused, and would be on every retry: find the rows at fault.
             if len(rows) == 1:
                 logger.info("bulk operation row %r failed: %s", error_item(rows[0], params), exc)
                 return ChunkResult(0, [error_item(rows[0], params)])
@@ -341,3 +321,12 @@ def bulk_job_handlers(
 ) -> dict[str, JobHandler]:
     """The job handlers this module contributes to the worker (`clarion.runtime.build_worker`)."""
     return {BULK_OPERATION_JOB: BulkOperationJob(runtime, handlers)}
+
+
+async def bulk_operation_discarded(connection: AsyncConnection, job: JobRecord) -> None:
+    """The bulk job was discarded: its operation ends `failed`, unless it had ended already."""
+    await fail_bulk_operation(connection, job.args["environment_id"], job.args["bulk_operation_id"])
+
+
+BULK_DISCARD_HOOKS: dict[str, DiscardHook] = {BULK_OPERATION_JOB: bulk_operation_discarded}
+"""The discard hooks this module contributes to the worker (`clarion.runtime.build_worker`)."""

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from clarion.jobs.engines.base import QueueEngine
-from clarion.jobs.job import Cancel, Job, JobHandler, JobRecord, JobState, Outcome, Snooze
+from clarion.jobs.engines.base import QueueEngine, UniqueKeyContendedError
+from clarion.jobs.job import Cancel, DiscardHook, Job, JobHandler, JobRecord, JobState, Outcome, Snooze
 from clarion.jobs.worker import Worker, WorkerOptions
 
 __all__ = [
     "Cancel",
+    "DiscardHook",
     "Job",
     "JobHandler",
     "JobRecord",
@@ -16,6 +17,7 @@ __all__ = [
     "Outcome",
     "QueueEngine",
     "Snooze",
+    "UniqueKeyContendedError",
     "Worker",
     "WorkerOptions",
 ]

@@ -4,7 +4,8 @@ next state.
     returned None       -> completed
     returned Snooze(s)  -> scheduled again in s seconds (the attempt is given back)
     returned Cancel(r)  -> cancelled, r recorded
-    raised              -> retryable after a backoff, or discarded after its last attempt
+    raised              -> retryable after a backoff, or discarded after its last attempt (with the
+                           kind's discard hook run in the discarding transaction)
     no handler for kind -> treated as raised (a newer release may have queued a kind this worker lacks)
 
 Cancellation of the running task (worker shutdown) is not an outcome: it propagates, and the producer gives
@@ -18,7 +19,7 @@ import traceback
 from collections.abc import Mapping
 
 from clarion.jobs.engines.base import QueueEngine
-from clarion.jobs.job import Cancel, JobHandler, JobRecord, JobState, Snooze
+from clarion.jobs.job import Cancel, DiscardHook, JobHandler, JobRecord, JobState, Snooze
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,15 @@ MAX_ERROR_CHARS = 4_000
 
 
 class Executor:
-    def __init__(self, engine: QueueEngine, handlers: Mapping[str, JobHandler]) -> None:
+    def __init__(
+        self,
+        engine: QueueEngine,
+        handlers: Mapping[str, JobHandler],
+        on_discarded: Mapping[str, DiscardHook] | None = None,
+    ) -> None:
         self.engine = engine
         self.handlers = handlers
+        self.on_discarded = on_discarded or {}
 
     async def execute(self, job: JobRecord) -> JobState | None:
         """Run `job` and record its outcome. Returns the job's new state, or None when the job had been
@@ -56,7 +63,7 @@ class Executor:
         return JobState.COMPLETED if await self.engine.complete(job) else None
 
     async def _failed(self, job: JobRecord, error: str) -> JobState | None:
-        state = await self.engine.retry(job, error)
+        state = await self.engine.retry(job, error, self.on_discarded.get(job.kind))
         if state is JobState.DISCARDED:
             logger.error("job %d (%s) discarded after %d attempts", job.id, job.kind, job.attempt)
         return state

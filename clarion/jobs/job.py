@@ -2,15 +2,17 @@
 least once by a worker; its states, and the outcomes a job handler may return.
 
     scheduled ──(due)──┐        ┌──> completed
-    retryable ──(due)──┤        ├──> cancelled   (handler returned Cancel, or cancelled from outside)
+    retryable ──(due)──┤        ├──> cancelled   (handler returned Cancel)
                        v        │
     (insert) ──> available ──> executing ──> retryable (raised, attempts left) / discarded (none left)
                                 │   └──> scheduled   (handler returned Snooze)
                                 └──(lease expired)──> available / discarded   (clarion.jobs.lifeline)
 
 A job with a `unique_key` is not inserted while another job with that key exists in any state but
-`cancelled` or `discarded`; the insert returns the existing job instead (`JobRecord.conflict`). How the
-states are stored and changed lives in `clarion.jobs.engines`; running jobs lives in `clarion.jobs.worker`.
+`cancelled` or `discarded`; the insert returns the existing job instead (`JobRecord.conflict`). A kind may
+register a `DiscardHook`, which runs in the very transaction that discards one of its jobs, whichever way
+it is discarded (last attempt failed, or lease expired on the last attempt). How the states are stored and
+changed lives in `clarion.jobs.engines`; running jobs lives in `clarion.jobs.worker`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 20
@@ -112,3 +117,8 @@ Outcome = Snooze | Cancel | None
 JobHandler = Callable[[JobRecord], Awaitable[Outcome]]
 """Runs one job of a kind. It must be idempotent: a job runs at least once, and more than once when a worker
 dies or stalls past its lease."""
+
+DiscardHook = Callable[["AsyncConnection", JobRecord], Awaitable[None]]
+"""Reacts to a job of its kind being discarded, with the connection of the discarding transaction (so its
+writes commit with the discard, or not at all) and the job as discarded. It runs in a savepoint: when it
+raises, the error is logged, its writes are undone and the job is discarded all the same."""

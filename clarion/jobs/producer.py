@@ -2,7 +2,10 @@
 
 It claims `demand = limit - running` jobs whenever it is woken: by an insert notification (`engine.listen`),
 by a job of its own finishing, or by a jittered polling timer that also picks up delayed and retried jobs as
-they come due. While jobs run it extends their leases every third of the lease. On stop it claims no more,
+they come due. While jobs run it extends their leases every third of the lease. Running work is tracked
+per attempt, (job id, attempt): when a stalled attempt's job was rescued and this same producer claimed it
+again, both attempts count against the limit until each ends, and only the live attempt's lease is renewed
+(the stale one's acknowledgement is ignored by the engine). On stop it claims no more,
 lets running jobs finish within the grace period, then interrupts the rest and gives them back to the queue
 (available at once, attempt not counted). Running a single job lives in `executor.py`.
 """
@@ -42,7 +45,8 @@ class Producer:
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
-        self.running: dict[int, tuple[JobRecord, asyncio.Task[None]]] = {}
+        self.running: dict[tuple[int, int], tuple[JobRecord, asyncio.Task[None]]] = {}
+        """(job id, attempt) → the attempt as claimed, and the task running it."""
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -95,7 +99,7 @@ class Producer:
                     logger.exception("queue %s: claiming jobs failed", self.queue)
                 for job in claimed:
                     task = asyncio.create_task(self._run(job), name=f"clarion-job-{job.id}")
-                    self.running[job.id] = (job, task)
+                    self.running[job.id, job.attempt] = (job, task)
                 if claimed and len(claimed) == demand:
                     continue  # the queue may hold more; claim again before sleeping
             if self._stopping:
@@ -111,7 +115,7 @@ class Producer:
             # rescues it once its lease runs out.
             logger.exception("job %d (%s): recording its outcome failed", job.id, job.kind)
         finally:
-            self.running.pop(job.id, None)
+            self.running.pop((job.id, job.attempt), None)
             self._wake.set()
 
     async def _heartbeat(self) -> None:
@@ -120,6 +124,7 @@ class Producer:
             if not self.running:
                 continue
             try:
-                await self.engine.extend_leases(self.worker_id, list(self.running), self.lease_seconds)
+                claimed = [job for job, _ in self.running.values()]
+                await self.engine.extend_leases(self.worker_id, claimed, self.lease_seconds)
             except Exception:
                 logger.exception("queue %s: renewing the leases of running jobs failed", self.queue)

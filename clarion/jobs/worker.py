@@ -4,7 +4,8 @@
 pruner; `stop` stops claiming, gives running jobs `shutdown_grace_seconds` to finish and hands the rest
 back to the queue. Any number of workers may share a store: `clarion serve` runs one beside the API,
 `clarion worker` runs one alone. `drain` runs jobs inline until a queue is empty, for tests and one-off
-tools. Which handler runs which job kind is decided by whoever builds the worker (`clarion.runtime`).
+tools. Which handler runs which job kind, and which kinds react to their jobs being discarded, is decided
+by whoever builds the worker (`clarion.runtime`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from clarion.jobs.engines.base import Listener, QueueEngine
 from clarion.jobs.executor import Executor
-from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobState
+from clarion.jobs.job import DEFAULT_QUEUE, DiscardHook, JobHandler, JobState
 from clarion.jobs.lifeline import Lifeline
 from clarion.jobs.looper import Looper
 from clarion.jobs.producer import Producer
@@ -59,11 +60,12 @@ class Worker:
         engine: QueueEngine,
         handlers: Mapping[str, JobHandler],
         options: WorkerOptions | None = None,
+        on_discarded: Mapping[str, DiscardHook] | None = None,
     ) -> None:
         self.engine = engine
         self.options = options or WorkerOptions()
         self.id = worker_id()
-        self.executor = Executor(engine, handlers)
+        self.executor = Executor(engine, handlers, on_discarded)
         self.producers = {
             queue: Producer(
                 engine,
@@ -77,7 +79,7 @@ class Worker:
             for queue, limit in self.options.queues.items()
         }
         self.loopers: list[Looper] = [
-            Lifeline(engine, self.options.rescue_seconds),
+            Lifeline(engine, self.options.rescue_seconds, on_discarded),
             Pruner(engine, self.options.prune_seconds, self.options.retention),
         ]
         self._listener: Listener | None = None

@@ -4,7 +4,9 @@ A bulk operation is created `queued` with every row of the request in `payload`,
 enqueues its job (`clarion.engine.bulk`). The job moves it to `processing`, then adds each processed chunk's
 counts with `record_progress`, a compare-and-set on `processed_rows`: a chunk is counted once even when two
 runs of the job race after a rescue, and a run resumed after a crash continues after the last counted chunk.
-The job ends it `completed` or `failed`.
+The job ends it `completed` (or `failed`, for a kind nobody handles); when the job queue discards the job,
+`fail_bulk_operation` ends it `failed` in the discarding transaction. JSON text goes through
+`clarion.store.json_codec`, so integers of any size round-trip exactly.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.errors import NotFoundError
+from clarion.store import json_codec
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.tables import UTCDateTime, bulk_operations
@@ -66,8 +68,7 @@ class BulkOperationRecord:
         return self.status in (BulkOperationStatus.COMPLETED, BulkOperationStatus.FAILED)
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+_UNFINISHED = [BulkOperationStatus.QUEUED.value, BulkOperationStatus.PROCESSING.value]
 
 
 def bulk_operation_record(row: sa.Row[Any]) -> BulkOperationRecord:
@@ -77,13 +78,13 @@ def bulk_operation_record(row: sa.Row[Any]) -> BulkOperationRecord:
         environment_id=m["environment_id"],
         name=m["name"],
         status=BulkOperationStatus(m["status"]),
-        payload=orjson.loads(m["payload"]),
+        payload=json_codec.loads(m["payload"]),
         estimated_total_rows=m["estimated_total_rows"],
         processed_rows=m["processed_rows"],
         success_count=m["success_count"],
         error_count=m["error_count"],
         error_items=[
-            BulkErrorItem(item["id"], item.get("collection")) for item in orjson.loads(m["error_items"])
+            BulkErrorItem(item["id"], item.get("collection")) for item in json_codec.loads(m["error_items"])
         ],
         started_at=m["started_at"],
         completed_at=m["completed_at"],
@@ -106,12 +107,12 @@ async def insert_bulk_operation(
                 environment_id=environment_id,
                 name=name,
                 status=BulkOperationStatus.QUEUED.value,
-                payload=_json(payload),
+                payload=json_codec.dumps(payload),
                 estimated_total_rows=total_rows,
                 processed_rows=0,
                 success_count=0,
                 error_count=0,
-                error_items=_json([]),
+                error_items=json_codec.dumps([]),
                 inserted_at=now,
                 updated_at=now,
             )
@@ -121,20 +122,37 @@ async def insert_bulk_operation(
     return bulk_operation_record(row)
 
 
+def _this(environment_id: str, operation_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(bulk_operations.c.environment_id == environment_id, bulk_operations.c.id == operation_id)
+
+
+def _finish(environment_id: str, operation_id: str, status: BulkOperationStatus) -> sa.Update:
+    """End an unfinished operation with `status`, stamping `completed_at` or `failed_at`."""
+    now = utcnow()
+    moment = "completed_at" if status is BulkOperationStatus.COMPLETED else "failed_at"
+    return (
+        bulk_operations.update()
+        .where(_this(environment_id, operation_id), bulk_operations.c.status.in_(_UNFINISHED))
+        .values(status=status.value, updated_at=now, **{moment: now})
+    )
+
+
+async def fail_bulk_operation(connection: AsyncConnection, environment_id: str, operation_id: str) -> bool:
+    """End an unfinished operation `failed` in the caller's transaction. Returns whether it was
+    unfinished."""
+    result = await connection.execute(_finish(environment_id, operation_id, BulkOperationStatus.FAILED))
+    return bool(result.rowcount)
+
+
 class BulkOperationStore:
     def __init__(self, database: Database) -> None:
         self.database = database
-
-    def _this(self, environment_id: str, operation_id: str) -> sa.ColumnElement[bool]:
-        return sa.and_(
-            bulk_operations.c.environment_id == environment_id, bulk_operations.c.id == operation_id
-        )
 
     async def get(self, environment_id: str, operation_id: str) -> BulkOperationRecord:
         async with self.database.reader.connect() as connection:
             row = (
                 await connection.execute(
-                    sa.select(bulk_operations).where(self._this(environment_id, operation_id))
+                    sa.select(bulk_operations).where(_this(environment_id, operation_id))
                 )
             ).first()
         if row is None:
@@ -148,7 +166,7 @@ class BulkOperationStore:
             row = (
                 await connection.execute(
                     bulk_operations.update()
-                    .where(self._this(environment_id, operation_id), *where)
+                    .where(_this(environment_id, operation_id), *where)
                     .values(updated_at=utcnow(), **values)
                     .returning(*bulk_operations.c)
                 )
@@ -161,9 +179,7 @@ class BulkOperationStore:
         started = await self._update(
             environment_id,
             operation_id,
-            bulk_operations.c.status.in_(
-                [BulkOperationStatus.QUEUED.value, BulkOperationStatus.PROCESSING.value]
-            ),
+            bulk_operations.c.status.in_(_UNFINISHED),
             status=BulkOperationStatus.PROCESSING.value,
             started_at=sa.func.coalesce(
                 bulk_operations.c.started_at, sa.bindparam(None, now, type_=UTCDateTime)
@@ -187,21 +203,19 @@ class BulkOperationStore:
             processed_rows=operation.processed_rows + rows,
             success_count=operation.success_count + success_count,
             error_count=operation.error_count + len(error_items),
-            error_items=_json([item.to_json() for item in [*operation.error_items, *error_items]]),
+            error_items=json_codec.dumps([item.to_json() for item in [*operation.error_items, *error_items]]),
         )
 
     async def finish(
         self, operation: BulkOperationRecord, status: BulkOperationStatus
     ) -> BulkOperationRecord:
         """End an operation `completed` or `failed`; an operation already ended stays as it was."""
-        moment = "completed_at" if status is BulkOperationStatus.COMPLETED else "failed_at"
-        finished = await self._update(
-            operation.environment_id,
-            operation.id,
-            bulk_operations.c.status.in_(
-                [BulkOperationStatus.QUEUED.value, BulkOperationStatus.PROCESSING.value]
-            ),
-            status=status.value,
-            **{moment: utcnow()},
-        )
-        return finished or await self.get(operation.environment_id, operation.id)
+        async with self.database.writer.begin() as connection:
+            finished = (
+                await connection.execute(
+                    _finish(operation.environment_id, operation.id, status).returning(*bulk_operations.c)
+                )
+            ).first()
+        if finished is not None:
+            return bulk_operation_record(finished)
+        return await self.get(operation.environment_id, operation.id)

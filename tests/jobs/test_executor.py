@@ -5,6 +5,7 @@ from collections.abc import Awaitable, Callable
 from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.executor import Executor
 from clarion.jobs.job import Cancel, Job, JobHandler, JobRecord, JobState, Outcome, Snooze
+from tests.jobs.conftest import FakeClock
 
 
 def returning(outcome: Outcome) -> Callable[[JobRecord], Awaitable[Outcome]]:
@@ -71,12 +72,14 @@ async def test_a_kind_without_handler_is_a_failed_attempt(engine: QueueEngine, q
     assert "no handler for the job kind 'no-such-kind'" in stored.errors[-1]["error"]
 
 
-async def test_an_outcome_for_a_job_taken_away_is_dropped(engine: QueueEngine, queue: str) -> None:
+async def test_an_outcome_for_a_job_taken_away_is_dropped(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
     await engine.enqueue(Job("ok", queue=queue))
     (claimed,) = await engine.claim(queue, 1, "worker", 30)
-    async with engine.database.writer.begin() as connection:
-        await engine.cancel_jobs(connection, [claimed.id])
+    clock.advance(31)
+    await engine.rescue()
     assert await Executor(engine, HANDLERS).execute(claimed) is None
     stored = await engine.get(claimed.id)
     assert stored is not None
-    assert stored.state is JobState.CANCELLED
+    assert stored.state is JobState.AVAILABLE

@@ -9,6 +9,7 @@ from clarion.jobs.executor import Executor
 from clarion.jobs.job import Job, JobHandler, JobRecord, JobState, Outcome
 from clarion.jobs.producer import Producer
 from clarion.runtime import Runtime
+from tests.jobs.conftest import FakeClock
 
 
 async def wait_for_state(engine: QueueEngine, job_id: int, states: set[JobState]) -> JobRecord:
@@ -127,3 +128,48 @@ async def test_stop_gives_back_jobs_that_outlast_the_grace_period(runtime: Runti
     assert stored.state is JobState.AVAILABLE
     assert stored.lease_expires_at is None
     assert stored.max_attempts == 2, "the interrupted attempt is given back"
+
+
+async def test_a_job_claimed_again_by_its_stalled_producer_keeps_its_new_lease(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    lease = 0.6
+    started = {1: asyncio.Event(), 2: asyncio.Event()}
+    release = {1: asyncio.Event(), 2: asyncio.Event()}
+
+    async def stalls(job: JobRecord) -> Outcome:
+        started[job.attempt].set()
+        await release[job.attempt].wait()
+        return None
+
+    async with producing(engine, {"stalls": stalls}, queue, limit=2, lease_seconds=lease) as producer:
+        job = await engine.enqueue(Job("stalls", queue=queue))
+        await asyncio.wait_for(started[1].wait(), 5)
+        # The producer's host stalls past the lease: the lifeline rescues attempt 1 while it still runs,
+        # and the same producer claims the job again.
+        while (await wait_for_state(engine, job.id, {JobState.EXECUTING})).attempt == 1:
+            clock.advance(lease * 10)
+            await engine.rescue()
+        await asyncio.wait_for(started[2].wait(), 5)
+        assert len(producer.running) == 2, "both attempts run, and both count against the limit"
+        (stale,) = [task for claimed, task in producer.running.values() if claimed.attempt == 1]
+
+        release[1].set()
+        await asyncio.wait_for(stale, 5)
+        assert [claimed.attempt for claimed, _ in producer.running.values()] == [2]
+        renewed_from = (await wait_for_state(engine, job.id, {JobState.EXECUTING})).lease_expires_at
+        assert renewed_from is not None
+        clock.advance(lease / 2)
+        async with asyncio.timeout(5):
+            while True:
+                current = await wait_for_state(engine, job.id, {JobState.EXECUTING})
+                assert current.lease_expires_at is not None
+                if current.lease_expires_at > renewed_from:
+                    break
+                await asyncio.sleep(0.02)
+        await engine.rescue()
+        assert (await wait_for_state(engine, job.id, {JobState.EXECUTING})).attempt == 2
+
+        release[2].set()
+        done = await wait_for_state(engine, job.id, {JobState.COMPLETED})
+    assert done.attempt == 2

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from clarion.jobs.job import Job, JobRecord, JobState, Outcome
 from clarion.jobs.worker import Worker, WorkerOptions
@@ -51,7 +51,7 @@ async def test_drain_runs_a_queue_until_empty(runtime: Runtime, queue: str) -> N
             await engine.enqueue(Job("chain", {"n": job.args["n"] + 1}, queue=queue))
         return None
 
-    later = engine.clock() + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     await engine.enqueue(Job("chain", {"n": 10}, queue=queue, scheduled_at=later))
     await engine.enqueue(Job("chain", {"n": 1}, queue=queue))
     worker = Worker(engine, {"chain": chain}, WorkerOptions(queues={queue: 1}))

@@ -4,37 +4,48 @@ Core implementation both engines share.
 Guarantees: a job is claimed by one worker at a time (`claim` hands each available job to exactly one
 caller); a claim carries a lease (`lease_expires_at`) that the worker extends while the job runs, and a job
 whose lease expires is rescued by `rescue` (at-least-once: a worker that stalls past its lease may see its
-job run twice). Acknowledgements (`complete`, `retry`, `snooze`, `cancel`) change a job only while it is
-still executing the attempt the caller claimed, so a late acknowledgement of a rescued job changes nothing.
-`insert` runs in the caller's transaction: the job exists, and wakes a worker, only if that transaction
-commits.
+job run twice). Lease extensions and acknowledgements (`complete`, `retry`, `snooze`, `cancel`) name the
+attempt they are for and change a job only while it still executes that attempt for that worker, so a late
+acknowledgement of a rescued job changes nothing, even when the same worker has claimed the job again. A
+job is discarded in one transaction with its kind's `DiscardHook`, whether its last attempt failed
+(`retry`) or its lease expired on the last attempt (`rescue`). `insert` runs in the caller's transaction:
+the job exists, and wakes a worker, only if that transaction commits.
 
-Time comes from the engine's clock (the app's clock, not the database's), so all workers should keep their
-clocks in sync. What differs per store (the claim statement, wake-ups) lives in `engines/postgres.py` and
-`engines/sqlite.py`; the loops that call the engine live in `clarion.jobs.producer`, `lifeline` and `pruner`.
+Time is the database's: every instant the queue stores or compares (due times, leases, rescues, prune
+cutoffs) comes from the store's own clock, so workers on hosts whose clocks disagree still agree on whose
+lease has run out. Only instants a caller passes in (`Job.scheduled_at`, `stage(until=…)`) are the caller's
+host time. Tests may hand the engine a clock to move time themselves.
+
+What differs per store (the locking update, wake-ups, the clock and JSON expressions) lives in
+`engines/postgres.py` and `engines/sqlite.py`; the loops that call the engine live in
+`clarion.jobs.producer`, `lifeline` and `pruner`.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clarion.errors import ConflictError
 from clarion.jobs.backoff import backoff_seconds
 from clarion.jobs.job import (
     UNIQUE_RELEASING_STATES,
+    DiscardHook,
     Job,
     JobRecord,
     JobState,
 )
 from clarion.store import dialect
-from clarion.store.clock import utcnow
 from clarion.store.db import Database
-from clarion.store.tables import JOBS_UNIQUE_KEY_HELD, jobs
+from clarion.store.tables import JOBS_UNIQUE_KEY_HELD, UTCDateTime, jobs
+
+logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -47,7 +58,16 @@ INSERT_CHUNK = 500
 STAGE_LIMIT = 1_000
 """Due jobs made available per claim; the rest follow on the next claims."""
 
+UNIQUE_INSERT_TRIES = 5
+"""How often `insert` tries again when the job holding a unique key lets go of it mid-insert."""
+
 _HOLDS_UNIQUE_KEY = jobs.c.state.not_in([state.value for state in UNIQUE_RELEASING_STATES])
+_WAITING = [JobState.SCHEDULED.value, JobState.RETRYABLE.value]
+
+
+class UniqueKeyContendedError(ConflictError):
+    """A job could not be inserted because the jobs holding its unique key kept letting go of it while the
+    insert looked for them: another insert with that key will succeed; try again."""
 
 
 class Listener(Protocol):
@@ -55,11 +75,10 @@ class Listener(Protocol):
 
 
 class QueueEngine(Protocol):
-    """The durable job queue. Every method but `insert`/`insert_all`/`cancel_jobs` runs its own
-    transaction."""
+    """The durable job queue. `insert` and `insert_all` run in the caller's transaction, every other
+    method in a transaction of its own."""
 
     database: Database
-    clock: Clock
 
     async def insert(self, connection: AsyncConnection, job: Job) -> JobRecord: ...
     async def insert_all(self, connection: AsyncConnection, new_jobs: Sequence[Job]) -> int: ...
@@ -69,13 +88,18 @@ class QueueEngine(Protocol):
     async def claim(
         self, queue: str, demand: int, worker_id: str, lease_seconds: float
     ) -> list[JobRecord]: ...
-    async def extend_leases(self, worker_id: str, job_ids: Sequence[int], lease_seconds: float) -> int: ...
+    async def extend_leases(
+        self, worker_id: str, claimed: Sequence[JobRecord], lease_seconds: float
+    ) -> int: ...
     async def complete(self, job: JobRecord) -> bool: ...
-    async def retry(self, job: JobRecord, error: str) -> JobState | None: ...
+    async def retry(
+        self, job: JobRecord, error: str, on_discarded: DiscardHook | None = None
+    ) -> JobState | None: ...
     async def snooze(self, job: JobRecord, seconds: float) -> bool: ...
     async def cancel(self, job: JobRecord, reason: str) -> bool: ...
-    async def cancel_jobs(self, connection: AsyncConnection, job_ids: Sequence[int]) -> int: ...
-    async def rescue(self, limit: int = ...) -> tuple[int, int]: ...
+    async def rescue(
+        self, limit: int = ..., on_discarded: Mapping[str, DiscardHook] | None = None
+    ) -> tuple[int, int]: ...
     async def prune(self, older_than: timedelta, limit: int = ...) -> int: ...
     async def listen(self, wake_up: WakeUp) -> Listener: ...
 
@@ -105,10 +129,6 @@ def job_record(row: sa.Row[Any], *, conflict: bool = False) -> JobRecord:
     )
 
 
-def _error_entry(attempt: int, at: datetime, error: str) -> dict[str, Any]:
-    return {"attempt": attempt, "at": at.isoformat(), "error": error}
-
-
 def _owned(job: JobRecord) -> sa.ColumnElement[bool]:
     """The job is still executing the attempt `job` describes, for the worker that claimed it."""
     return sa.and_(
@@ -119,19 +139,45 @@ def _owned(job: JobRecord) -> sa.ColumnElement[bool]:
     )
 
 
-class SQLQueueEngine(ABC):
-    """Everything the stores share. A subclass supplies the claim statement and the wake-ups."""
+async def _run_discard_hook(connection: AsyncConnection, hook: DiscardHook, job: JobRecord) -> None:
+    # A savepoint, so that a failing hook undoes only its own writes: the queue never stops discarding
+    # (and the lifeline never stops rescuing) because of one kind's hook.
+    try:
+        async with connection.begin_nested():
+            await hook(connection, job)
+    except Exception:
+        logger.exception(
+            "job %d (%s): its discard hook failed; the job is discarded anyway", job.id, job.kind
+        )
 
-    def __init__(self, database: Database, *, clock: Clock = utcnow) -> None:
+
+class SQLQueueEngine(ABC):
+    """Everything the stores share. A subclass supplies the locking update, the wake-ups and the SQL for
+    the store's clock and for appending to the errors array."""
+
+    def __init__(self, database: Database, *, clock: Clock | None = None) -> None:
         self.database = database
         self.clock = clock
+        """None: the database's clock (production); a function: the time tests set."""
 
     # -- what differs per store ---------------------------------------------------------------------
 
     @abstractmethod
-    def _claim_statement(self, due: sa.Select[Any], values: dict[str, Any]) -> sa.Update:
-        """An UPDATE setting `values` on the rows `due` selects (ids, in claim order, limited to the
-        demand) that no other claimer can take at the same time, returning every column."""
+    def _update_locked(self, selected: sa.Select[Any], values: dict[str, Any]) -> sa.Update:
+        """An UPDATE setting `values` on the rows whose ids `selected` picks (in its order, up to its
+        limit), skipping rows that a concurrent claim or rescue holds, returning every column."""
+
+    @abstractmethod
+    def _database_now(self, seconds: float) -> sa.ColumnElement[datetime]:
+        """The database's current time plus `seconds`, in the layout `UTCDateTime` stores."""
+
+    @abstractmethod
+    def _database_now_text(self) -> sa.ColumnElement[str]:
+        """The database's current time as ISO 8601 text, for error entries."""
+
+    @abstractmethod
+    def _append_error(self, at: sa.ColumnElement[str], error: sa.ColumnElement[str]) -> sa.ColumnElement[Any]:
+        """`jobs.errors` with one more entry, `{"attempt": jobs.attempt, "at": at, "error": error}`."""
 
     @abstractmethod
     async def _notify(self, connection: AsyncConnection, queues: Iterable[str]) -> None:
@@ -141,15 +187,35 @@ class SQLQueueEngine(ABC):
     async def listen(self, wake_up: WakeUp) -> Listener:
         """Call `wake_up(queue)` whenever jobs are inserted or made available in a queue."""
 
+    # -- time ---------------------------------------------------------------------------------------
+
+    def _now(self, seconds: float = 0.0) -> sa.ColumnElement[datetime]:
+        """Now plus `seconds`, as SQL: the database's clock, or the test's."""
+        if self.clock is None:
+            return self._database_now(seconds)
+        return sa.literal(self.clock() + timedelta(seconds=seconds), UTCDateTime)
+
+    def _with_error(self, error: sa.ColumnElement[str] | str) -> sa.ColumnElement[Any]:
+        """`jobs.errors` with an entry for the current attempt, stamped now."""
+        at = self._database_now_text() if self.clock is None else sa.literal(self.clock().isoformat())
+        text = error if isinstance(error, sa.ColumnElement) else sa.literal(error, sa.String)
+        return self._append_error(at, text)
+
     # -- inserting ----------------------------------------------------------------------------------
 
-    def _row(self, job: Job, now: datetime) -> dict[str, Any]:
-        scheduled_at = job.scheduled_at or now
+    def _row(self, job: Job) -> dict[str, Any]:
+        now = self._now()
+        if job.scheduled_at is None:
+            scheduled_at: sa.ColumnElement[datetime] = now
+            state: Any = JobState.AVAILABLE.value
+        else:
+            scheduled_at = sa.literal(job.scheduled_at, UTCDateTime)
+            state = sa.case((scheduled_at > now, JobState.SCHEDULED.value), else_=JobState.AVAILABLE.value)
         return {
             "queue": job.queue,
             "kind": job.kind,
             "args": job.args,
-            "state": (JobState.SCHEDULED if scheduled_at > now else JobState.AVAILABLE).value,
+            "state": state,
             "priority": job.priority,
             "attempt": 0,
             "max_attempts": job.max_attempts,
@@ -170,10 +236,10 @@ class SQLQueueEngine(ABC):
 
     async def insert(self, connection: AsyncConnection, job: Job) -> JobRecord:
         """Insert `job` in the caller's transaction. With a unique key already held, nothing is inserted
-        and the holding job is returned with `conflict=True`."""
-        now = self.clock()
-        row = self._row(job, now)
-        for _ in range(3):
+        and the holding job is returned with `conflict=True`. Raises `UniqueKeyContendedError` in the
+        unlikely case that the key's holders keep releasing it between the insert and the lookup."""
+        row = self._row(job)
+        for _ in range(UNIQUE_INSERT_TRIES):
             inserted = (
                 await connection.execute(self._insert_statement(connection, [row]).returning(*jobs.c))
             ).first()
@@ -181,27 +247,38 @@ class SQLQueueEngine(ABC):
                 if inserted.state == JobState.AVAILABLE.value:
                     await self._notify(connection, [job.queue])
                 return job_record(inserted)
-            existing = (
-                await connection.execute(
-                    sa.select(jobs).where(jobs.c.unique_key == job.unique_key, _HOLDS_UNIQUE_KEY)
-                )
-            ).first()
-            if existing is not None:
-                return job_record(existing, conflict=True)
-            # The holder was cancelled or discarded between the two statements: the key is free again.
-        raise RuntimeError(f"could not insert the job with unique key {job.unique_key!r}")
+            holder = await self._unique_key_holder(connection, job.unique_key)
+            if holder is not None:
+                return holder
+            # The holder was cancelled, discarded or pruned between the two statements: the key is free.
+        raise UniqueKeyContendedError(
+            f"The job with unique key {job.unique_key!r} could not be inserted: its key kept changing "
+            "hands. Try again."
+        )
+
+    async def _unique_key_holder(
+        self, connection: AsyncConnection, unique_key: str | None
+    ) -> JobRecord | None:
+        holder = (
+            await connection.execute(
+                sa.select(jobs).where(jobs.c.unique_key == unique_key, _HOLDS_UNIQUE_KEY)
+            )
+        ).first()
+        return None if holder is None else job_record(holder, conflict=True)
 
     async def insert_all(self, connection: AsyncConnection, new_jobs: Sequence[Job]) -> int:
-        """Insert many jobs in the caller's transaction, in batched statements; jobs whose unique key is
-        held are skipped. Returns how many were inserted."""
-        now = self.clock()
-        rows = [self._row(job, now) for job in new_jobs]
+        """Insert many jobs in the caller's transaction, in batched statements (a trigger's fan-out);
+        jobs whose unique key is held are skipped. Returns how many were inserted."""
+        rows = [self._row(job) for job in new_jobs]
         inserted = 0
+        due: set[str] = set()
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
-            result = await connection.execute(self._insert_statement(connection, chunk).returning(jobs.c.id))
-            inserted += len(result.all())
-        due = {row["queue"] for row in rows if row["state"] == JobState.AVAILABLE.value}
+            statement = self._insert_statement(connection, chunk).returning(jobs.c.queue, jobs.c.state)
+            for queue, state in (await connection.execute(statement)).all():
+                inserted += 1
+                if state == JobState.AVAILABLE.value:
+                    due.add(queue)
         if due:
             await self._notify(connection, sorted(due))
         return inserted
@@ -218,14 +295,13 @@ class SQLQueueEngine(ABC):
 
     # -- claiming -----------------------------------------------------------------------------------
 
-    def _stage_statement(self, queue: str, until: datetime) -> sa.Update:
+    def _due(self, queue: str, until: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
+        return sa.and_(jobs.c.state.in_(_WAITING), jobs.c.queue == queue, jobs.c.scheduled_at <= until)
+
+    def _stage_statement(self, queue: str, until: sa.ColumnElement[datetime]) -> sa.Update:
         due = (
             sa.select(jobs.c.id)
-            .where(
-                jobs.c.state.in_([JobState.SCHEDULED.value, JobState.RETRYABLE.value]),
-                jobs.c.queue == queue,
-                jobs.c.scheduled_at <= until,
-            )
+            .where(self._due(queue, until))
             .limit(STAGE_LIMIT)
             .with_for_update(skip_locked=True)
         )
@@ -233,17 +309,30 @@ class SQLQueueEngine(ABC):
 
     async def stage(self, queue: str, *, until: datetime | None = None) -> int:
         """Make the scheduled and retryable jobs of `queue` due by `until` (default: now) available."""
+        moment = self._now() if until is None else sa.literal(until, UTCDateTime)
         async with self.database.writer.begin() as connection:
-            result = await connection.execute(self._stage_statement(queue, until or self.clock()))
+            result = await connection.execute(self._stage_statement(queue, moment))
         return int(result.rowcount)
+
+    async def _probe(self, queue: str) -> tuple[bool, bool]:
+        """Whether `queue` has available jobs, and jobs due for staging: a read, so that an idle poll
+        opens no write transaction. A job inserted after the read wakes the producer (`_notify` fires
+        on commit), whose next claim sees it."""
+        available = sa.exists().where(jobs.c.state == JobState.AVAILABLE.value, jobs.c.queue == queue)
+        due = sa.exists().where(self._due(queue, self._now()))
+        async with self.database.reader.connect() as connection:
+            row = (await connection.execute(sa.select(available, due))).one()
+        return bool(row[0]), bool(row[1])
 
     async def claim(self, queue: str, demand: int, worker_id: str, lease_seconds: float) -> list[JobRecord]:
         """Take up to `demand` due jobs of `queue` for `worker_id`, in (priority, scheduled_at, id) order,
         each leased for `lease_seconds`."""
         if demand <= 0:
             return []
-        now = self.clock()
-        due = (
+        available, due = await self._probe(queue)
+        if not (available or due):
+            return []
+        selected = (
             sa.select(jobs.c.id)
             .where(jobs.c.state == JobState.AVAILABLE.value, jobs.c.queue == queue)
             .order_by(jobs.c.priority, jobs.c.scheduled_at, jobs.c.id)
@@ -252,138 +341,143 @@ class SQLQueueEngine(ABC):
         values = {
             "state": JobState.EXECUTING.value,
             "attempt": jobs.c.attempt + 1,
-            "attempted_at": now,
+            "attempted_at": self._now(),
             "attempted_by": worker_id,
-            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "lease_expires_at": self._now(lease_seconds),
         }
         async with self.database.writer.begin() as connection:
-            await connection.execute(self._stage_statement(queue, now))
-            rows = (await connection.execute(self._claim_statement(due, values))).all()
+            if due:
+                await connection.execute(self._stage_statement(queue, self._now()))
+            rows = (await connection.execute(self._update_locked(selected, values))).all()
         claimed = [job_record(row) for row in rows]
         return sorted(claimed, key=lambda job: (job.priority, job.scheduled_at, job.id))
 
-    async def extend_leases(self, worker_id: str, job_ids: Sequence[int], lease_seconds: float) -> int:
-        """Push the leases of `worker_id`'s executing jobs `lease_seconds` past now (the heartbeat)."""
-        if not job_ids:
+    async def extend_leases(self, worker_id: str, claimed: Sequence[JobRecord], lease_seconds: float) -> int:
+        """Push the leases of `worker_id`'s executing attempts `claimed` `lease_seconds` past now (the
+        heartbeat). An attempt that was rescued meanwhile is left alone, even when this worker has claimed
+        the job again: that newer attempt has a lease of its own."""
+        if not claimed:
             return 0
+        attempts = sa.tuple_(jobs.c.id, jobs.c.attempt).in_([(job.id, job.attempt) for job in claimed])
         async with self.database.writer.begin() as connection:
             result = await connection.execute(
                 jobs.update()
-                .where(
-                    jobs.c.id.in_(list(job_ids)),
-                    jobs.c.state == JobState.EXECUTING.value,
-                    jobs.c.attempted_by == worker_id,
-                )
-                .values(lease_expires_at=self.clock() + timedelta(seconds=lease_seconds))
+                .where(attempts, jobs.c.state == JobState.EXECUTING.value, jobs.c.attempted_by == worker_id)
+                .values(lease_expires_at=self._now(lease_seconds))
             )
         return int(result.rowcount)
 
     # -- acknowledging ------------------------------------------------------------------------------
 
-    async def _acknowledge(self, job: JobRecord, values: dict[str, Any], wake: bool = False) -> bool:
+    async def _acknowledge(
+        self,
+        job: JobRecord,
+        values: dict[str, Any],
+        *,
+        wake: bool = False,
+        on_discarded: DiscardHook | None = None,
+    ) -> bool:
+        statement = jobs.update().where(_owned(job)).values(lease_expires_at=None, **values)
         async with self.database.writer.begin() as connection:
-            result = await connection.execute(
-                jobs.update().where(_owned(job)).values(lease_expires_at=None, **values)
-            )
-            if wake and result.rowcount:
+            if on_discarded is None:
+                changed = bool((await connection.execute(statement)).rowcount)
+            else:
+                row = (await connection.execute(statement.returning(*jobs.c))).first()
+                changed = row is not None
+                if row is not None:
+                    await _run_discard_hook(connection, on_discarded, job_record(row))
+            if wake and changed:
                 await self._notify(connection, [job.queue])
-        return bool(result.rowcount)
+        return changed
 
     async def complete(self, job: JobRecord) -> bool:
-        return await self._acknowledge(job, {"state": JobState.COMPLETED.value, "completed_at": self.clock()})
+        return await self._acknowledge(job, {"state": JobState.COMPLETED.value, "completed_at": self._now()})
 
-    async def retry(self, job: JobRecord, error: str) -> JobState | None:
+    async def retry(
+        self, job: JobRecord, error: str, on_discarded: DiscardHook | None = None
+    ) -> JobState | None:
         """Record a failed attempt: retryable after a backoff while attempts remain, discarded after the
-        last. Returns the new state, or None when the job was no longer this attempt's to change."""
-        now = self.clock()
-        errors = [*job.errors, _error_entry(job.attempt, now, error)]
+        last, with `on_discarded` run in the same transaction. Returns the new state, or None when the job
+        was no longer this attempt's to change."""
         if job.attempt >= job.max_attempts:
-            state = JobState.DISCARDED
-            values: dict[str, Any] = {"state": state.value, "discarded_at": now, "errors": errors}
-        else:
-            state = JobState.RETRYABLE
-            delay = timedelta(seconds=backoff_seconds(job.attempt))
-            values = {"state": state.value, "scheduled_at": now + delay, "errors": errors}
-        return state if await self._acknowledge(job, values) else None
+            discarded = {
+                "state": JobState.DISCARDED.value,
+                "discarded_at": self._now(),
+                "errors": self._with_error(error),
+            }
+            changed = await self._acknowledge(job, discarded, on_discarded=on_discarded)
+            return JobState.DISCARDED if changed else None
+        retryable = {
+            "state": JobState.RETRYABLE.value,
+            "scheduled_at": self._now(backoff_seconds(job.attempt)),
+            "errors": self._with_error(error),
+        }
+        return JobState.RETRYABLE if await self._acknowledge(job, retryable) else None
 
     async def snooze(self, job: JobRecord, seconds: float) -> bool:
         """Put the job back for `seconds`; the attempt is given back by raising `max_attempts`."""
-        now = self.clock()
         state = JobState.SCHEDULED if seconds > 0 else JobState.AVAILABLE
         values = {
             "state": state.value,
-            "scheduled_at": now + timedelta(seconds=seconds),
+            "scheduled_at": self._now(seconds),
             "max_attempts": jobs.c.max_attempts + 1,
         }
         return await self._acknowledge(job, values, wake=state is JobState.AVAILABLE)
 
     async def cancel(self, job: JobRecord, reason: str) -> bool:
-        now = self.clock()
-        errors = [*job.errors, _error_entry(job.attempt, now, f"cancelled: {reason}")]
-        return await self._acknowledge(
-            job, {"state": JobState.CANCELLED.value, "cancelled_at": now, "errors": errors}
-        )
-
-    async def cancel_jobs(self, connection: AsyncConnection, job_ids: Sequence[int]) -> int:
-        """Cancel unfinished jobs in the caller's transaction. An executing job keeps running, but its
-        outcome is then ignored."""
-        if not job_ids:
-            return 0
-        result = await connection.execute(
-            jobs.update()
-            .where(
-                jobs.c.id.in_(list(job_ids)),
-                jobs.c.state.in_(
-                    [
-                        JobState.AVAILABLE.value,
-                        JobState.SCHEDULED.value,
-                        JobState.RETRYABLE.value,
-                        JobState.EXECUTING.value,
-                    ]
-                ),
-            )
-            .values(state=JobState.CANCELLED.value, cancelled_at=self.clock(), lease_expires_at=None)
-        )
-        return int(result.rowcount)
+        values = {
+            "state": JobState.CANCELLED.value,
+            "cancelled_at": self._now(),
+            "errors": self._with_error(f"cancelled: {reason}"),
+        }
+        return await self._acknowledge(job, values)
 
     # -- housekeeping -------------------------------------------------------------------------------
 
-    async def rescue(self, limit: int = 1_000) -> tuple[int, int]:
-        """Return executing jobs whose lease has expired to `available`, or discard them when they have
-        used all their attempts. Returns (rescued, discarded)."""
-        now = self.clock()
-        rescued = discarded = 0
+    async def rescue(
+        self, limit: int = 1_000, on_discarded: Mapping[str, DiscardHook] | None = None
+    ) -> tuple[int, int]:
+        """Return up to `limit` executing jobs whose lease has expired to `available`, or discard those
+        that have used all their attempts, in one statement; each discarded job's kind's hook in
+        `on_discarded` runs in the same transaction. Returns (rescued, discarded)."""
+        now = self._now()
+        stalled = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.state == JobState.EXECUTING.value, jobs.c.lease_expires_at < now)
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        exhausted = jobs.c.attempt >= jobs.c.max_attempts
+        error = (
+            sa.literal("rescued: the lease of worker ", sa.String)
+            + sa.func.coalesce(jobs.c.attempted_by, sa.literal("?", sa.String))
+            + sa.literal(" expired", sa.String)
+        )
+        values = {
+            "state": sa.case((exhausted, JobState.DISCARDED.value), else_=JobState.AVAILABLE.value),
+            "scheduled_at": sa.case((exhausted, jobs.c.scheduled_at), else_=now),
+            "discarded_at": sa.case((exhausted, now), else_=sa.null()),
+            "lease_expires_at": None,
+            "errors": self._with_error(error),
+        }
+        hooks = on_discarded or {}
         async with self.database.writer.begin() as connection:
-            stalled = (
-                await connection.execute(
-                    sa.select(jobs)
-                    .where(jobs.c.state == JobState.EXECUTING.value, jobs.c.lease_expires_at < now)
-                    .order_by(jobs.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            queues: set[str] = set()
-            for job in map(job_record, stalled):
-                error = f"rescued: the lease of worker {job.attempted_by} expired"
-                errors = [*job.errors, _error_entry(job.attempt, now, error)]
-                values: dict[str, Any] = {"errors": errors, "lease_expires_at": None}
-                if job.attempt >= job.max_attempts:
-                    values |= {"state": JobState.DISCARDED.value, "discarded_at": now}
-                    discarded += 1
-                else:
-                    values |= {"state": JobState.AVAILABLE.value, "scheduled_at": now}
-                    rescued += 1
-                    queues.add(job.queue)
-                await connection.execute(jobs.update().where(_owned(job)).values(**values))
+            rows = (await connection.execute(self._update_locked(stalled, values))).all()
+            changed = sorted((job_record(row) for row in rows), key=lambda job: job.id)
+            discarded = [job for job in changed if job.state is JobState.DISCARDED]
+            for job in discarded:
+                hook = hooks.get(job.kind)
+                if hook is not None:
+                    await _run_discard_hook(connection, hook, job)
+            queues = {job.queue for job in changed if job.state is JobState.AVAILABLE}
             if queues:
                 await self._notify(connection, sorted(queues))
-        return rescued, discarded
+        return len(changed) - len(discarded), len(discarded)
 
     async def prune(self, older_than: timedelta, limit: int = 10_000) -> int:
         """Delete up to `limit` completed, cancelled and discarded jobs that finished before
         `older_than` ago. Returns how many were deleted."""
-        cutoff = self.clock() - older_than
+        cutoff = self._now(-older_than.total_seconds())
         finished = sa.or_(
             sa.and_(jobs.c.state == JobState.COMPLETED.value, jobs.c.completed_at < cutoff),
             sa.and_(jobs.c.state == JobState.CANCELLED.value, jobs.c.cancelled_at < cutoff),

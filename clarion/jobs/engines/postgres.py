@@ -4,8 +4,9 @@ of processes share the queue, and wakes them with `LISTEN/NOTIFY` when jobs arri
 Inserting a job sends `NOTIFY clarion_jobs, '<queue>'` in the inserting transaction, so PostgreSQL delivers
 it only on commit. Each worker holds one dedicated connection that LISTENs; when that connection is lost it
 reconnects with a pause, and the producers' polling timer covers the notifications missed meanwhile. This
-is the only module of `clarion.jobs` that touches a raw asyncpg connection. The rest of the engine is shared
-with SQLite (`engines/base.py`).
+is the only module of `clarion.jobs` that touches a raw asyncpg connection. The queue's clock is the
+server's `now()` (the start of the statement's transaction). The rest of the engine is shared with SQLite
+(`engines/base.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,7 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.jobs.engines.base import Listener, SQLQueueEngine, WakeUp
-from clarion.store.tables import jobs
+from clarion.store.dialect import JSONType
+from clarion.store.tables import UTCDateTime, jobs
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +33,36 @@ RECONNECT_SECONDS = 1.0
 FIRST_CONNECT_SECONDS = 5.0
 
 
+_ISO_8601 = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+
+
 class PostgresQueueEngine(SQLQueueEngine):
-    def _claim_statement(self, due: sa.Select[Any], values: dict[str, Any]) -> sa.Update:
+    def _update_locked(self, selected: sa.Select[Any], values: dict[str, Any]) -> sa.Update:
         # The CTE is an optimization fence (MATERIALIZED): the locking SELECT runs exactly once, taking
-        # `demand` rows and skipping those other claimers hold, instead of being folded into the UPDATE and
+        # `limit` rows and skipping those other claimers hold, instead of being folded into the UPDATE and
         # re-evaluated per row, which could lock more rows than asked for or claim a row twice.
-        locked = due.with_for_update(skip_locked=True).cte("locked").prefix_with("MATERIALIZED")
+        locked = selected.with_for_update(skip_locked=True).cte("locked").prefix_with("MATERIALIZED")
         return jobs.update().where(jobs.c.id == locked.c.id).values(**values).returning(*jobs.c)
+
+    def _database_now(self, seconds: float) -> sa.ColumnElement[datetime]:
+        now: sa.ColumnElement[datetime] = sa.func.now()
+        if seconds:
+            now = now + sa.literal(timedelta(seconds=seconds), sa.Interval())
+        return sa.type_coerce(now, UTCDateTime)
+
+    def _database_now_text(self) -> sa.ColumnElement[str]:
+        return sa.func.to_char(sa.func.timezone("UTC", sa.func.now()), _ISO_8601, type_=sa.String)
+
+    def _append_error(self, at: sa.ColumnElement[str], error: sa.ColumnElement[str]) -> sa.ColumnElement[Any]:
+        entry = sa.func.jsonb_build_object(
+            sa.literal("attempt", sa.String),
+            jobs.c.attempt,
+            sa.literal("at", sa.String),
+            at,
+            sa.literal("error", sa.String),
+            error,
+        )
+        return jobs.c.errors.op("||", return_type=JSONType)(sa.func.jsonb_build_array(entry))
 
     async def _notify(self, connection: AsyncConnection, queues: Iterable[str]) -> None:
         for queue in queues:

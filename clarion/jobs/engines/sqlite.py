@@ -3,37 +3,64 @@ wake-ups.
 
 SQLite has one writer at a time (BEGIN IMMEDIATE on the store's writer connection, `clarion.store.db`), so a
 claim needs no row locks: `UPDATE … WHERE id IN (the first `demand` due ids) RETURNING *` runs alone.
-Wake-ups stay inside the process: inserting a job calls the listeners at once, and the woken producer's claim
-then waits for the writer, that is for the inserting transaction to end. Another process using the same
-file (a second `clarion worker`) is woken only by its polling timer.
+Wake-ups stay inside the process: the listeners are called once the inserting transaction commits, so the
+woken producer finds the job. Another process using the same file (a second `clarion worker`) is woken
+only by its polling timer.
+
+The queue's clock is SQLite's `'now'` (UTC, to the millisecond), written in `UTCDateTime`'s text layout
+(`2024-05-22 12:00:00.123000`, microseconds padded with zeros) so that it compares correctly, as text, with
+the timestamps the store writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.jobs.engines.base import Clock, Listener, SQLQueueEngine, WakeUp
-from clarion.store.clock import utcnow
 from clarion.store.db import Database
-from clarion.store.tables import jobs
+from clarion.store.tables import UTCDateTime, jobs
+
+_STORED_LAYOUT = "%Y-%m-%d %H:%M:%f000"
+"""`UTCDateTime`'s layout: SQLite's `%f` is seconds with three decimals, padded here to six."""
+_ISO_8601 = "%Y-%m-%dT%H:%M:%f000+00:00"
 
 
 class SQLiteQueueEngine(SQLQueueEngine):
-    def __init__(self, database: Database, *, clock: Clock = utcnow) -> None:
+    def __init__(self, database: Database, *, clock: Clock | None = None) -> None:
         super().__init__(database, clock=clock)
         self._listeners: list[WakeUp] = []
 
-    def _claim_statement(self, due: sa.Select[Any], values: dict[str, Any]) -> sa.Update:
-        return jobs.update().where(jobs.c.id.in_(due)).values(**values).returning(*jobs.c)
+    def _update_locked(self, selected: sa.Select[Any], values: dict[str, Any]) -> sa.Update:
+        return jobs.update().where(jobs.c.id.in_(selected)).values(**values).returning(*jobs.c)
+
+    def _database_now(self, seconds: float) -> sa.ColumnElement[datetime]:
+        return sa.type_coerce(sa.func.strftime(_STORED_LAYOUT, "now", f"{seconds:+.6f} seconds"), UTCDateTime)
+
+    def _database_now_text(self) -> sa.ColumnElement[str]:
+        return sa.func.strftime(_ISO_8601, "now", type_=sa.String)
+
+    def _append_error(self, at: sa.ColumnElement[str], error: sa.ColumnElement[str]) -> sa.ColumnElement[Any]:
+        entry = sa.func.json_object("attempt", jobs.c.attempt, "at", at, "error", error)
+        return sa.func.json_insert(jobs.c.errors, "$[#]", entry)
 
     async def _notify(self, connection: AsyncConnection, queues: Iterable[str]) -> None:
-        for queue in queues:
-            for wake_up in list(self._listeners):
-                wake_up(queue)
+        names = list(queues)
+        loop = asyncio.get_running_loop()
+
+        def wake(_connection: sa.Connection) -> None:
+            # Fired as the commit starts; the calls run on the loop's next turn, after the inline commit.
+            for queue in names:
+                for wake_up in list(self._listeners):
+                    loop.call_soon(wake_up, queue)
+
+        event.listen(connection.sync_connection, "commit", wake, once=True)
 
     async def listen(self, wake_up: WakeUp) -> Listener:
         self._listeners.append(wake_up)

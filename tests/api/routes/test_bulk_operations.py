@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -7,9 +9,18 @@ from typing import Any
 
 import pytest
 
-from clarion.engine.bulk import BULK_QUEUE, BulkHandler, ChunkResult, bulk_job_handlers, start_bulk_operation
+from clarion.engine.bulk import (
+    BULK_DISCARD_HOOKS,
+    BULK_QUEUE,
+    BulkHandler,
+    BulkKind,
+    ChunkResult,
+    bulk_job_handlers,
+    start_bulk_operation,
+)
 from clarion.errors import InvalidInputError
 from clarion.jobs.job import JobState
+from clarion.jobs.lifeline import Lifeline
 from clarion.jobs.worker import Worker, WorkerOptions
 from clarion.runtime import Runtime, build_worker
 from clarion.store.environments import KeyKind
@@ -23,7 +34,12 @@ async def run_bulk_jobs(
     if handlers is None:
         worker = build_worker(runtime)
     else:
-        worker = Worker(runtime.queue, bulk_job_handlers(runtime, handlers), WorkerOptions({BULK_QUEUE: 1}))
+        worker = Worker(
+            runtime.queue,
+            bulk_job_handlers(runtime, handlers),
+            WorkerOptions({BULK_QUEUE: 1}),
+            on_discarded=BULK_DISCARD_HOOKS,
+        )
     return await worker.drain([BULK_QUEUE], with_scheduled=with_scheduled)
 
 
@@ -378,6 +394,41 @@ async def test_an_operation_fails_when_its_job_runs_out_of_attempts(env: EnvFixt
     assert failed["failed_at"] is not None
     assert failed["completed_at"] is None
     assert failed["processed_rows"] == 0
+
+
+async def test_an_operation_fails_when_its_worker_vanishes_on_the_last_attempt(env: EnvFixture) -> None:
+    operation = await start_bulk_operation(env.runtime, env.id, BulkKind.USERS_DELETE, ["u1"])
+    await env.runtime.bulk_operations.start(env.id, operation.id)
+    queue = env.runtime.queue
+    lifeline = Lifeline(queue, interval=60, on_discarded=BULK_DISCARD_HOOKS)
+    while True:
+        # A worker claims the job and vanishes: its lease (of no length) runs out at once.
+        (job,) = await queue.claim(BULK_QUEUE, 1, "vanishing-worker", 0)
+        assert job.args["bulk_operation_id"] == operation.id
+        await asyncio.sleep(0.01)
+        await lifeline.tick()
+        if job.attempt == job.max_attempts:
+            break
+    stored = await queue.get(job.id)
+    assert stored is not None
+    assert stored.state is JobState.DISCARDED
+    failed = (await env.get(f"/v1/bulk_operations/{operation.id}")).json()
+    assert failed["status"] == "failed"
+    assert failed["failed_at"] is not None
+    assert failed["failed_at"] >= failed["started_at"]
+    assert failed["completed_at"] is None
+    assert await run_bulk_jobs(env.runtime, with_scheduled=True) == {}
+
+
+async def test_bulk_identify_keeps_integers_beyond_64_bits(env: EnvFixture) -> None:
+    big = 123456789012345678901234567890
+    response = await env.post("/v1/users/bulk/identify", json={"users": [{"id": "big", "n": big}]})
+    assert response.status_code == 200, response.text
+    done = await completed(env, response.json()["id"])
+    assert (done["success_count"], done["error_count"]) == (1, 0)
+    user = await env.get("/v1/users/big")
+    assert user.status_code == 200, user.text
+    assert json.loads(user.text)["n"] == big
 
 
 async def test_an_unknown_bulk_kind_fails_the_operation(env: EnvFixture) -> None:

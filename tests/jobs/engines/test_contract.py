@@ -4,13 +4,22 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clarion.jobs.engines.base import QueueEngine
+import clarion.store.clock
+from clarion.errors import ConflictError
+from clarion.jobs.engines.base import QueueEngine, UniqueKeyContendedError
 from clarion.jobs.job import Job, JobRecord, JobState
-from clarion.runtime import Runtime
+from clarion.runtime import Runtime, create_queue_engine
+from clarion.store.tables import jobs
 from tests.jobs.conftest import FakeClock
 
 WORKER = "worker-a"
@@ -26,6 +35,23 @@ async def state_of(engine: QueueEngine, job_id: int) -> JobRecord:
     job = await engine.get(job_id)
     assert job is not None
     return job
+
+
+@contextmanager
+def writes(engine: QueueEngine) -> Iterator[list[str]]:
+    """The statements sent to the store meanwhile that change rows."""
+    recorded: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if re.search(r"\b(INSERT|UPDATE|DELETE)\b", re.sub(r"FOR UPDATE", "", statement)):
+            recorded.append(statement)
+
+    target = engine.database.writer.sync_engine
+    sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        yield recorded
+    finally:
+        sa.event.remove(target, "before_cursor_execute", record)
 
 
 async def test_insert_returns_an_available_job(engine: QueueEngine, queue: str, clock: FakeClock) -> None:
@@ -174,8 +200,7 @@ async def test_unique_key_returns_the_holding_job(engine: QueueEngine, queue: st
 async def test_cancelled_and_discarded_jobs_release_their_key(engine: QueueEngine, queue: str) -> None:
     key = f"{queue}:unique"
     first = await engine.enqueue(Job("k", queue=queue, unique_key=key))
-    async with engine.database.writer.begin() as connection:
-        assert await engine.cancel_jobs(connection, [first.id]) == 1
+    assert await engine.cancel(await claim_one(engine, queue), "not wanted")
     second = await engine.enqueue(Job("k", queue=queue, unique_key=key, max_attempts=1))
     assert not second.conflict
     assert second.id != first.id
@@ -238,10 +263,10 @@ async def test_heartbeat_keeps_the_lease(engine: QueueEngine, queue: str, clock:
     job = await claim_one(engine, queue)
     for _ in range(4):
         clock.advance(LEASE / 2)
-        assert await engine.extend_leases(WORKER, [job.id], LEASE) == 1
+        assert await engine.extend_leases(WORKER, [job], LEASE) == 1
         await engine.rescue()
     assert (await state_of(engine, job.id)).state is JobState.EXECUTING
-    assert await engine.extend_leases("another-worker", [job.id], LEASE) == 0
+    assert await engine.extend_leases("another-worker", [job], LEASE) == 0
     assert await engine.complete(job)
 
 
@@ -270,27 +295,6 @@ async def test_cancel_by_the_handler(engine: QueueEngine, queue: str, clock: Fak
     assert stored.state is JobState.CANCELLED
     assert stored.cancelled_at == clock.now
     assert "nothing to do" in stored.errors[-1]["error"]
-
-
-async def test_cancel_jobs_stops_pending_and_running_jobs(
-    engine: QueueEngine, queue: str, clock: FakeClock
-) -> None:
-    running = await engine.enqueue(Job("k", queue=queue))
-    await claim_one(engine, queue)
-    running_job = await state_of(engine, running.id)
-    pending = await engine.enqueue(Job("k", queue=queue))
-    later = await engine.enqueue(Job("k", queue=queue, scheduled_at=clock.now + timedelta(hours=1)))
-    done = await engine.enqueue(Job("k", queue=queue + "-done"))
-    assert await engine.complete(await claim_one(engine, queue + "-done"))
-
-    async with engine.database.writer.begin() as connection:
-        assert await engine.cancel_jobs(connection, [running.id, pending.id, later.id, done.id]) == 3
-    for job_id in (running.id, pending.id, later.id):
-        assert (await state_of(engine, job_id)).state is JobState.CANCELLED
-    assert (await state_of(engine, done.id)).state is JobState.COMPLETED
-    assert not await engine.complete(running_job), "a cancelled job's outcome is ignored"
-    clock.advance(7200)
-    assert await engine.claim(queue, 10, WORKER, LEASE) == []
 
 
 async def test_prune_deletes_only_old_finished_jobs(
@@ -342,3 +346,228 @@ async def _next_for(woken: asyncio.Queue[str], queue: str) -> str:
     while (name := await woken.get()) != queue:
         pass
     return name
+
+
+async def test_an_idle_claim_writes_nothing(engine: QueueEngine, queue: str, clock: FakeClock) -> None:
+    await engine.enqueue(Job("k", queue=queue, scheduled_at=clock.now + timedelta(seconds=60)))
+    with writes(engine) as idle:
+        assert await engine.claim(queue, 10, WORKER, LEASE) == []
+    assert idle == []
+    clock.advance(60)
+    with writes(engine) as due:
+        assert len(await engine.claim(queue, 10, WORKER, LEASE)) == 1
+    assert len(due) == 2, "staged, then claimed"
+
+
+async def test_a_rescued_attempt_is_not_renewed_when_its_worker_claims_the_job_again(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    await engine.enqueue(Job("k", queue=queue))
+    stale = await claim_one(engine, queue)
+    clock.advance(LEASE + 1)
+    await engine.rescue()
+    live = await claim_one(engine, queue)
+    assert (live.id, live.attempt, live.attempted_by) == (stale.id, 2, stale.attempted_by)
+
+    assert await engine.extend_leases(WORKER, [stale], LEASE) == 0
+    clock.advance(LEASE / 2)
+    assert await engine.extend_leases(WORKER, [stale, live], LEASE) == 1
+    assert (await state_of(engine, live.id)).lease_expires_at == clock.now + timedelta(seconds=LEASE)
+    assert not await engine.complete(stale), "the stale attempt's ack changes nothing"
+    assert await engine.complete(live)
+
+
+async def test_discarding_runs_the_discard_hook_in_the_same_transaction(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    seen: list[tuple[int, JobState, str]] = []
+
+    async def hook(connection: AsyncConnection, job: JobRecord) -> None:
+        stored = (await connection.execute(sa.select(jobs.c.state).where(jobs.c.id == job.id))).scalar_one()
+        seen.append((job.id, job.state, stored))
+
+    await engine.enqueue(Job("k", queue=queue, max_attempts=2))
+    job = await claim_one(engine, queue)
+    assert await engine.retry(job, "boom 1", hook) is JobState.RETRYABLE
+    assert seen == [], "not while attempts remain"
+    clock.advance(3600)
+    job = await claim_one(engine, queue)
+    assert await engine.retry(job, "boom 2", hook) is JobState.DISCARDED
+    assert seen == [(job.id, JobState.DISCARDED, "discarded")]
+    assert await engine.retry(job, "late", hook) is None
+    assert len(seen) == 1, "an ack for a job no longer executing runs no hook"
+
+
+async def test_a_failing_discard_hook_is_undone_and_the_job_discarded_anyway(
+    engine: QueueEngine, queue: str
+) -> None:
+    async def broken(connection: AsyncConnection, job: JobRecord) -> None:
+        await connection.execute(jobs.update().where(jobs.c.id == job.id).values(kind="written-by-hook"))
+        raise RuntimeError("a bug in the hook")
+
+    await engine.enqueue(Job("k", queue=queue, max_attempts=1))
+    job = await claim_one(engine, queue)
+    assert await engine.retry(job, "boom", broken) is JobState.DISCARDED
+    stored = await state_of(engine, job.id)
+    assert (stored.state, stored.kind) == (JobState.DISCARDED, "k")
+
+
+async def test_rescue_runs_the_discard_hook_of_each_job_out_of_attempts(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    seen: list[int] = []
+
+    async def hook(connection: AsyncConnection, job: JobRecord) -> None:
+        assert job.state is JobState.DISCARDED
+        seen.append(job.id)
+
+    await engine.enqueue(Job("hooked", queue=queue, max_attempts=1))
+    await engine.enqueue(Job("hooked", queue=queue, max_attempts=2))
+    await engine.enqueue(Job("unhooked", queue=queue, max_attempts=1))
+    last, spare, other = await engine.claim(queue, 3, WORKER, LEASE)
+    clock.advance(LEASE + 1)
+    rescued, discarded = await engine.rescue(on_discarded={"hooked": hook})
+    assert rescued >= 1
+    assert discarded >= 2
+    assert seen == [last.id]
+    assert (await state_of(engine, spare.id)).state is JobState.AVAILABLE
+    for job in (last, other):
+        stored = await state_of(engine, job.id)
+        assert stored.state is JobState.DISCARDED
+        assert stored.discarded_at == clock.now
+        assert [(e["attempt"], e["error"]) for e in stored.errors] == [
+            (1, f"rescued: the lease of worker {WORKER} expired")
+        ]
+
+
+async def test_rescue_changes_every_stalled_job_in_one_statement(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    async with engine.database.writer.begin() as connection:
+        await engine.insert_all(connection, [Job("k", queue=queue, max_attempts=i % 2 + 1) for i in range(6)])
+    await engine.claim(queue, 6, WORKER, LEASE)
+    clock.advance(LEASE + 1)
+    with writes(engine) as statements:
+        rescued, discarded = await engine.rescue()
+    assert rescued >= 3
+    assert discarded >= 3
+    assert len(statements) == 1
+
+
+async def test_concurrent_inserts_of_one_unique_key_insert_one_job(engine: QueueEngine, queue: str) -> None:
+    key = f"{queue}:race"
+    results = await asyncio.gather(
+        *(engine.enqueue(Job("k", {"n": n}, queue=queue, unique_key=key)) for n in range(16))
+    )
+    inserted = [job for job in results if not job.conflict]
+    assert len(inserted) == 1
+    assert {job.id for job in results} == {inserted[0].id}
+
+
+async def test_unique_inserts_racing_with_the_key_being_released_never_fail(
+    engine: QueueEngine, queue: str
+) -> None:
+    key = f"{queue}:churn"
+
+    async def release() -> None:
+        for _ in range(30):
+            for job in await engine.claim(queue, 1, WORKER, LEASE):
+                assert await engine.cancel(job, "released")
+            await asyncio.sleep(0)
+
+    async def insert() -> JobRecord:
+        return await engine.enqueue(Job("k", queue=queue, unique_key=key))
+
+    releasing = asyncio.create_task(release())
+    results = await asyncio.gather(*(insert() for _ in range(30)))
+    await releasing
+    assert any(not job.conflict for job in results)
+    async with engine.database.reader.connect() as connection:
+        holders = (
+            await connection.execute(
+                sa.select(sa.func.count()).where(
+                    jobs.c.unique_key == key, jobs.c.state.not_in(["cancelled", "discarded"])
+                )
+            )
+        ).scalar_one()
+    assert holders <= 1
+
+
+async def test_a_unique_key_that_keeps_changing_hands_is_a_conflict(
+    engine: QueueEngine, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = f"{queue}:contended"
+    await engine.enqueue(Job("k", queue=queue, unique_key=key))
+
+    async def released_every_time(connection: AsyncConnection, unique_key: str | None) -> None:
+        return None
+
+    monkeypatch.setattr(engine, "_unique_key_holder", released_every_time)
+    with pytest.raises(UniqueKeyContendedError) as raised:
+        await engine.enqueue(Job("k", queue=queue, unique_key=key))
+    assert isinstance(raised.value, ConflictError)
+    assert raised.value.status == 409
+
+
+# -- the database's clock ---------------------------------------------------------------------------
+
+
+class HostClockAhead(datetime):
+    """The host's clock, an hour ahead of the database's."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return datetime.now(tz) + timedelta(hours=1)
+
+
+async def test_a_host_clock_running_ahead_rescues_no_live_job(
+    runtime: Runtime, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_queue_engine(runtime.database)
+    await engine.enqueue(Job("k", queue=queue))
+    job = await claim_one(engine, queue, "live-worker")
+    monkeypatch.setattr(clarion.store.clock, "datetime", HostClockAhead)
+    await engine.rescue()
+    assert (await state_of(engine, job.id)).state is JobState.EXECUTING
+    assert await engine.complete(job)
+
+
+async def test_the_database_clock_decides_due_times_and_leases(runtime: Runtime, queue: str) -> None:
+    engine = create_queue_engine(runtime.database)
+    host_now = datetime.now(UTC)
+    due = await engine.enqueue(Job("k", queue=queue, scheduled_at=host_now - timedelta(seconds=1)))
+    later = await engine.enqueue(Job("k", queue=queue, scheduled_at=host_now + timedelta(seconds=30)))
+    assert (due.state, later.state) == (JobState.AVAILABLE, JobState.SCHEDULED)
+    assert [job.id for job in await engine.claim(queue, 10, WORKER, LEASE)] == [due.id]
+    claimed = await state_of(engine, due.id)
+    assert claimed.attempted_at is not None
+    assert claimed.lease_expires_at is not None
+    assert claimed.lease_expires_at - claimed.attempted_at == timedelta(seconds=LEASE)
+    assert abs(claimed.attempted_at - host_now) < timedelta(seconds=5), "the test's host is the database's"
+    assert await engine.extend_leases(WORKER, [claimed], LEASE) == 1
+    renewed = await state_of(engine, due.id)
+    assert renewed.lease_expires_at is not None
+    assert renewed.lease_expires_at >= claimed.lease_expires_at
+
+    batch = [Job("k", queue=queue), Job("k", queue=queue, scheduled_at=host_now + timedelta(seconds=30))]
+    async with engine.database.writer.begin() as connection:
+        assert await engine.insert_all(connection, batch) == 2
+    assert len(await engine.claim(queue, 10, WORKER, LEASE)) == 1, "the batch's delayed job waits"
+
+
+async def test_sqlite_writes_the_database_clock_in_the_stored_layout(runtime: Runtime, queue: str) -> None:
+    if runtime.database.dialect_name != "sqlite":
+        pytest.skip("only SQLite keeps timestamps as text")
+    engine = create_queue_engine(runtime.database)
+    await engine.enqueue(Job("k", queue=queue))
+    job = await claim_one(engine, queue)
+    assert await engine.retry(job, "boom") is JobState.RETRYABLE
+    columns = [jobs.c.scheduled_at, jobs.c.attempted_at, jobs.c.inserted_at]
+    async with engine.database.reader.connect() as connection:
+        stored = (
+            await connection.execute(
+                sa.select(*(sa.cast(column, sa.String) for column in columns)).where(jobs.c.id == job.id)
+            )
+        ).one()
+    for text in stored:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", text), text
