@@ -2,10 +2,11 @@
 
 A membership is the pair (user, tenant): one user may belong to an audience several times with distinct
 tenants, and removing a member removes only the pair that matches both. Adding members identifies their
-users in the same transaction (`clarion.store.users.upsert_users`); re-adding an existing pair keeps its
-original `added_at`. An audience exists once created (here, by `add_members(create_audience=True)`);
-members of an unknown audience can be neither added, listed nor removed. Deleting a user drops its
-memberships in `clarion.store.recipients`.
+users in the same transaction (`clarion.store.users.upsert_users`), as if one after another; re-adding an
+existing pair keeps its original `added_at`. Rows go in the store's one write order
+(`clarion.store.batching`), so concurrent adds of overlapping members never deadlock. An audience exists
+once created (here, by `add_members(create_audience=True)`); members of an unknown audience can be neither
+added, listed nor removed. Deleting a user drops its memberships in `clarion.store.recipients`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.errors import NotFoundError
 from clarion.store import dialect
+from clarion.store.batching import ordered_chunks
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
-from clarion.store.recipient_resolution import RecipientKey, chunks, load_recipients
+from clarion.store.recipient_resolution import RecipientKey, load_recipients
 from clarion.store.recipients import InlineRecipientData, RecipientRecord
 from clarion.store.tables import audience_members, audiences
 from clarion.store.users import upsert_users
@@ -83,15 +85,14 @@ class AudienceStore:
                 )
             else:
                 await self._require(connection, environment_id, audience_key)
-            for chunk in chunks(members):
-                await upsert_users(
-                    connection,
-                    environment_id,
-                    [(member.key.user_id, member.properties, member.inline) for member in chunk],
-                )
+            await upsert_users(
+                connection,
+                environment_id,
+                [(member.key.user_id, member.properties, member.inline) for member in members],
+            )
             now = utcnow()
-            pairs = list(dict.fromkeys(_stored(member.key) for member in members))
-            for pair_chunk in chunks(pairs):
+            pairs = {_stored(member.key) for member in members}
+            for pair_chunk in ordered_chunks(pairs, key=lambda pair: pair):
                 await connection.execute(
                     dialect.insert_ignore(
                         audience_members,
@@ -117,7 +118,7 @@ class AudienceStore:
         removed = 0
         async with self.database.writer.begin() as connection:
             await self._require(connection, environment_id, audience_key)
-            for chunk in chunks(list(dict.fromkeys(map(_stored, members)))):
+            for chunk in ordered_chunks(set(map(_stored, members)), key=lambda pair: pair):
                 result = await connection.execute(
                     audience_members.delete().where(
                         audience_members.c.environment_id == environment_id,

@@ -2,9 +2,10 @@
 channel, such as push tokens or chat connections.
 
 A set replaces the data for that channel and, as Knock does, creates the recipient with no properties when it
-does not exist yet, in the same transaction. The data is stored as given: checking it against the channel's
-provider happens before (`clarion.schemas.channel_data`). Inline channel data on identify is written by
-`clarion.store.recipients`; deleting a recipient deletes its channel data there too.
+does not exist yet, in the same transaction (`clarion.store.recipients.ensure_recipients`). The data is stored
+as given: checking it against the channel's provider happens before (`clarion.schemas.channel_data`).
+Inline channel data on identify is written by `clarion.store.recipients`; deleting a recipient deletes its
+channel data there too.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
-from clarion.store.tables import USERS_COLLECTION, channel_data, objects, users
+from clarion.store.recipients import ensure_recipients
+from clarion.store.tables import channel_data
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class ChannelDataStore:
     ) -> ChannelDataRecord:
         now = utcnow()
         async with self.database.writer.begin() as connection:
-            await _ensure_recipient(connection, environment_id, collection, recipient_id, now)
+            await ensure_recipients(connection, environment_id, collection, [recipient_id])
             await connection.execute(
                 dialect.upsert(
                     channel_data,
@@ -87,27 +88,3 @@ class ChannelDataStore:
                     channel_data.c.channel_id == channel_id,
                 )
             )
-
-
-async def _ensure_recipient(
-    connection: AsyncConnection, environment_id: str, collection: str, recipient_id: str, now: datetime
-) -> None:
-    row: dict[str, Any] = {
-        "environment_id": environment_id,
-        "id": recipient_id,
-        "properties": {},
-        "inserted_at": now,
-        "updated_at": now,
-    }
-    if collection == USERS_COLLECTION:
-        statement = dialect.insert_ignore(
-            users, connection.dialect.name, row, conflict=["environment_id", "id"]
-        )
-    else:
-        statement = dialect.insert_ignore(
-            objects,
-            connection.dialect.name,
-            {**row, "collection": collection},
-            conflict=["environment_id", "collection", "id"],
-        )
-    await connection.execute(statement)

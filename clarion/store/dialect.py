@@ -62,6 +62,13 @@ def insert_ignore(
     return result
 
 
+def code_point_order(column: sa.ColumnElement[str], dialect_name: str) -> sa.ColumnElement[str]:
+    """`column` to sort by in code-point order, the order Python sorts strings in and the store's canonical
+    write order (`clarion.store.batching`): PostgreSQL's "C" collation, since the database's own collation
+    may order some strings differently; SQLite's default BINARY collation already is that order."""
+    return column.collate("C") if dialect_name == "postgresql" else column
+
+
 def deep_merge(current: Any, update: Any) -> sa.ColumnElement[Any]:
     """`current` deep-merged with `update` (see `clarion.store.json_merge`), evaluated in the database."""
     return sa.func.clarion_deep_merge(current, update, type_=JSONType)

@@ -4,7 +4,13 @@ statements as the batch handler can manage, instead of one transaction each.
 While one batch is being written, new submissions queue up and form the next batch, so the batch size
 adapts to the load: one item at a time when idle, hundreds under pressure. Each submitter awaits its own
 result. If a batch fails, its items are retried one transaction each, so one bad item fails alone and
-the others still land. Callers see the same outcome as with individual transactions.
+the others still land.
+
+Callers see the same outcome as with individual transactions, provided the handler keeps its contract:
+it applies the items as if one after another in the order given, and returns, for each item, the result
+as it stood right after that item, never a later state (`clarion.store.users.upsert_user_batch` does so
+with the rounds of `clarion.store.batching`). A batch then equals its items committed one by one in
+submission order, and batches follow each other in that order too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 BatchHandler = Callable[[AsyncConnection, Sequence[Item]], Awaitable[Sequence[Result]]]
+"""Writes a batch in the given transaction; returns one result per item, in the items' order."""
 
 
 class GroupCommitter(Generic[Item, Result]):
@@ -43,7 +50,13 @@ class GroupCommitter(Generic[Item, Result]):
             while self._pending:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                await self._flush(batch)
+                try:
+                    await self._flush(batch)
+                except BaseException:
+                    # Cancelled mid-batch (the loop is shutting down): nobody will resolve these any more.
+                    for _, future in batch:
+                        future.cancel()
+                    raise
         finally:
             self._flusher = None
 

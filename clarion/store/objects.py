@@ -1,6 +1,7 @@
 """Objects: any non-user recipient or subscribable thing, addressed by (collection, id).
 
-Upserts deep-merge properties in the database exactly as users do (`clarion.store.users`). Tenants are
+Upserts deep-merge properties in the database exactly as users do (`clarion.store.users`), and a batch that
+sets one object several times has the outcome of those sets run one by one. Tenants are
 objects of the reserved `$tenants` collection; `clarion.store.tenants` adds their settings on top.
 """
 
@@ -16,15 +17,15 @@ from sqlalchemy.sql.dml import Insert
 
 from clarion.errors import NotFoundError
 from clarion.store import dialect
-from clarion.store.clock import utcnow
+from clarion.store.batching import ordered_chunks
 from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipients import (
     InlineRecipientData,
+    RecipientEntry,
     RecipientRecord,
     delete_recipient_data,
-    merge_duplicates,
-    write_inline_data,
+    upsert_entries,
 )
 from clarion.store.tables import objects
 
@@ -50,47 +51,30 @@ def _upsert_statement(dialect_name: str) -> Insert:
 
 
 async def upsert_objects(
-    connection: AsyncConnection,
-    environment_id: str,
-    collection: str,
-    entries: Sequence[tuple[str, dict[str, Any], InlineRecipientData]],
+    connection: AsyncConnection, environment_id: str, collection: str, entries: Sequence[RecipientEntry]
 ) -> list[RecipientRecord]:
-    """Set many objects of one collection in the caller's transaction; returns them in first-seen order."""
-    if not entries:
-        return []
-    now = utcnow()
-    merged = merge_duplicates([(object_id, properties) for object_id, properties, _ in entries])
-    rows = [
-        {
-            "environment_id": environment_id,
-            "collection": collection,
-            "id": object_id,
-            "properties": properties,
-            "inserted_at": now,
-            "updated_at": now,
-        }
-        for object_id, properties in merged.items()
-    ]
+    """Set many objects of one collection in the caller's transaction, with the outcome of setting them one
+    by one in the given order (`clarion.store.recipients.upsert_entries`); returns, for each entry, the
+    object as it stood right after that entry."""
     statement = _upsert_statement(connection.dialect.name)
-    records = {record.id: record for record in map(object_record, await connection.execute(statement, rows))}
-    for object_id, _, inline in entries:
-        if inline.channel_data or inline.preferences:
-            await write_inline_data(connection, environment_id, collection, object_id, inline, now)
-    return [records[object_id] for object_id in merged]
+    return await upsert_entries(connection, environment_id, collection, entries, statement, object_record)
 
 
 async def delete_objects(
-    connection: AsyncConnection, environment_id: str, collection: str, object_ids: list[str]
+    connection: AsyncConnection, environment_id: str, collection: str, object_ids: Sequence[str]
 ) -> int:
-    result = await connection.execute(
-        objects.delete().where(
-            objects.c.environment_id == environment_id,
-            objects.c.collection == collection,
-            objects.c.id.in_(object_ids),
+    deleted = 0
+    for chunk in ordered_chunks(set(object_ids), key=lambda object_id: (object_id,)):
+        result = await connection.execute(
+            objects.delete().where(
+                objects.c.environment_id == environment_id,
+                objects.c.collection == collection,
+                objects.c.id.in_(chunk),
+            )
         )
-    )
+        deleted += int(result.rowcount)
     await delete_recipient_data(connection, environment_id, collection, object_ids)
-    return int(result.rowcount)
+    return deleted
 
 
 class ObjectStore:
@@ -118,8 +102,9 @@ class ObjectStore:
         self,
         environment_id: str,
         collection: str,
-        entries: Sequence[tuple[str, dict[str, Any], InlineRecipientData]],
+        entries: Sequence[RecipientEntry],
     ) -> list[RecipientRecord]:
+        """Set many objects in one transaction (bulk set), as if one after another."""
         async with self.database.writer.begin() as connection:
             return await upsert_objects(connection, environment_id, collection, entries)
 
@@ -162,4 +147,4 @@ class ObjectStore:
 
     async def delete_many(self, environment_id: str, collection: str, object_ids: Sequence[str]) -> int:
         async with self.database.writer.begin() as connection:
-            return await delete_objects(connection, environment_id, collection, list(object_ids))
+            return await delete_objects(connection, environment_id, collection, object_ids)

@@ -1,12 +1,13 @@
 """Preference sets of users and objects (tenants included): read, replace, merge, update one section, delete.
 
 A set is one row of `preference_sets` keyed by (recipient collection, recipient id, set id) whose body is
-the whole set as JSON. Every write is one INSERT … ON CONFLICT statement per batch, merges included (they
+the whole set as JSON. Every write is one INSERT … ON CONFLICT statement per chunk, merges included (they
 run in the database through `clarion_deep_merge`), so concurrent writes to one set never lose each other's
-keys. Writing a set creates its recipient, empty, when it does not exist yet, as Knock does. A read of a set
-that was never written is an empty set, never an error. Laying a tenant's default set under a recipient's
-set follows `clarion.store.preference_merge`; inline preferences on identify are written by
-`clarion.store.recipients`.
+keys; rows go in the store's one write order (`clarion.store.batching`), so concurrent bulk writes never
+deadlock. Writing a set creates its recipient, empty, when it does not exist yet, as Knock does
+(`clarion.store.recipients.ensure_recipients`). A read of a set that was never written is an empty set,
+never an error. Laying a tenant's default set under a recipient's set follows
+`clarion.store.preference_merge`; inline preferences on identify are written by `clarion.store.recipients`.
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect
+from clarion.store.batching import chunks, ordered_chunks
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.preference_merge import merge_preference_sets
-from clarion.store.tables import TENANTS_COLLECTION, USERS_COLLECTION, objects, preference_sets, users
+from clarion.store.recipients import ensure_recipients
+from clarion.store.tables import TENANTS_COLLECTION, preference_sets
 
 DEFAULT_SET_ID = "default"
-
-BATCH_SIZE = 500
-"""Rows per statement in bulk writes: well under SQLite's bound-parameter limit."""
 
 
 class PersistenceStrategy(StrEnum):
@@ -42,10 +42,6 @@ class PersistenceStrategy(StrEnum):
 class PreferenceSetRecord:
     id: str
     preferences: dict[str, Any] = field(default_factory=dict)
-
-
-def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
-    return [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
 
 
 def _nested(path: Sequence[str], value: Any) -> dict[str, Any]:
@@ -67,33 +63,6 @@ def _replace(excluded: Any) -> dict[str, Any]:
     return {"preferences": excluded.preferences, "updated_at": excluded.updated_at}
 
 
-async def ensure_recipients(
-    connection: AsyncConnection, environment_id: str, collection: str, recipient_ids: Sequence[str]
-) -> None:
-    """Create, with no properties, the recipients of `recipient_ids` that do not exist yet."""
-    now = utcnow()
-    table = users if collection == USERS_COLLECTION else objects
-    scope = {} if collection == USERS_COLLECTION else {"collection": collection}
-    conflict = (
-        ["environment_id", "id"] if collection == USERS_COLLECTION else ["environment_id", "collection", "id"]
-    )
-    for chunk in _chunks(list(dict.fromkeys(recipient_ids))):
-        rows = [
-            {
-                "environment_id": environment_id,
-                **scope,
-                "id": recipient_id,
-                "properties": {},
-                "inserted_at": now,
-                "updated_at": now,
-            }
-            for recipient_id in chunk
-        ]
-        await connection.execute(
-            dialect.insert_ignore(table, connection.dialect.name, rows, conflict=conflict)
-        )
-
-
 async def write_sets(
     connection: AsyncConnection,
     environment_id: str,
@@ -107,7 +76,7 @@ async def write_sets(
     await ensure_recipients(connection, environment_id, collection, list(bodies))
     now = utcnow()
     stored: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(list(bodies)):
+    for chunk in ordered_chunks(bodies, key=lambda recipient_id: (recipient_id,)):
         rows = [
             {
                 "environment_id": environment_id,
@@ -139,14 +108,15 @@ async def delete_sets(
     recipient_ids: Sequence[str],
     set_id: str,
 ) -> None:
-    await connection.execute(
-        preference_sets.delete().where(
-            preference_sets.c.environment_id == environment_id,
-            preference_sets.c.recipient_collection == collection,
-            preference_sets.c.recipient_id.in_(list(recipient_ids)),
-            preference_sets.c.set_id == set_id,
+    for chunk in ordered_chunks(set(recipient_ids), key=lambda recipient_id: (recipient_id,)):
+        await connection.execute(
+            preference_sets.delete().where(
+                preference_sets.c.environment_id == environment_id,
+                preference_sets.c.recipient_collection == collection,
+                preference_sets.c.recipient_id.in_(chunk),
+                preference_sets.c.set_id == set_id,
+            )
         )
-    )
 
 
 async def read_sets(
@@ -158,7 +128,7 @@ async def read_sets(
 ) -> dict[str, dict[str, Any]]:
     """The stored bodies of set `set_id` of many recipients, by recipient id (absent when never written)."""
     found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(list(dict.fromkeys(recipient_ids))):
+    for chunk in chunks(list(dict.fromkeys(recipient_ids))):
         rows = await connection.execute(
             sa.select(preference_sets.c.recipient_id, preference_sets.c.preferences).where(
                 preference_sets.c.environment_id == environment_id,

@@ -2,31 +2,28 @@
 upserted, and the entities behind a set of (collection, id) keys are loaded.
 
 Upserts go through `clarion.store.users.upsert_users` and `clarion.store.objects.upsert_objects`, one
-statement per kind (per collection for objects) and chunk; loading costs one query on `users` and one on
-`objects` per chunk, whatever the mix of keys, so callers never query recipient by recipient. A key whose
-entity does not exist is simply absent from the loaded mapping; deciding whether that is an error is the
-caller's business.
+statement per kind (per collection for objects), round and chunk (`clarion.store.batching`); loading costs
+one query on `users` and one on `objects` per chunk, whatever the mix of keys, so callers never query
+recipient by recipient. A key whose entity does not exist is simply absent from the loaded mapping;
+deciding whether that is an error is the caller's business.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clarion.store import dialect
+from clarion.store.batching import ordered_chunks
 from clarion.store.objects import object_record, upsert_objects
-from clarion.store.recipients import InlineRecipientData, RecipientRecord
+from clarion.store.recipients import InlineRecipientData, RecipientEntry, RecipientRecord
 from clarion.store.tables import USERS_COLLECTION, objects, users
 from clarion.store.users import upsert_users, user_record
-
-CHUNK_SIZE = 1000
-"""Rows per statement: keeps every statement far below the drivers' bind-parameter limits."""
-
-T = TypeVar("T")
 
 
 class RecipientKey(NamedTuple):
@@ -65,17 +62,12 @@ def record_key(record: RecipientRecord) -> RecipientKey:
     return RecipientKey(record.collection, record.id)
 
 
-def chunks(items: Sequence[T], size: int = CHUNK_SIZE) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 async def upsert_recipients(
     connection: AsyncConnection, environment_id: str, recipients: Iterable[RecipientInput]
 ) -> None:
     """Upsert every inline recipient of `recipients` (references are left alone)."""
-    user_entries: list[tuple[str, dict[str, Any], InlineRecipientData]] = []
-    object_entries: dict[str, list[tuple[str, dict[str, Any], InlineRecipientData]]] = defaultdict(list)
+    user_entries: list[RecipientEntry] = []
+    object_entries: dict[str, list[RecipientEntry]] = defaultdict(list)
     for recipient in recipients:
         if not isinstance(recipient, RecipientUpsert):
             continue
@@ -84,11 +76,9 @@ async def upsert_recipients(
             user_entries.append(entry)
         else:
             object_entries[recipient.key.collection].append(entry)
-    for user_chunk in chunks(user_entries):
-        await upsert_users(connection, environment_id, user_chunk)
-    for collection, entries in object_entries.items():
-        for object_chunk in chunks(entries):
-            await upsert_objects(connection, environment_id, collection, object_chunk)
+    await upsert_users(connection, environment_id, user_entries)
+    for collection in sorted(object_entries):
+        await upsert_objects(connection, environment_id, collection, object_entries[collection])
 
 
 async def load_recipients(
@@ -96,20 +86,29 @@ async def load_recipients(
 ) -> dict[RecipientKey, RecipientRecord]:
     """The users and objects behind `keys` that exist in the environment. `lock` holds a shared row lock
     on them until the transaction ends (PostgreSQL; SQLite's single writer needs none), so that a
-    concurrent delete cannot remove a recipient the caller is about to link to."""
-    wanted = list(dict.fromkeys(keys))
+    concurrent delete cannot remove a recipient the caller is about to link to; the rows are locked in the
+    store's one write order (`clarion.store.batching`), so that this never deadlocks with a bulk upsert."""
+    wanted = set(keys)
     user_ids = [key.id for key in wanted if key.is_user]
-    object_keys = [tuple(key) for key in wanted if not key.is_user]
+    object_keys = [(key.collection, key.id) for key in wanted if not key.is_user]
+    name = connection.dialect.name
     found: dict[RecipientKey, RecipientRecord] = {}
-    for user_chunk in chunks(user_ids):
+    for user_chunk in ordered_chunks(user_ids, key=lambda user_id: (user_id,)):
         query = sa.select(users).where(users.c.environment_id == environment_id, users.c.id.in_(user_chunk))
-        rows = await connection.execute(query.with_for_update(read=True) if lock else query)
+        if lock:
+            query = query.order_by(dialect.code_point_order(users.c.id, name)).with_for_update(read=True)
+        rows = await connection.execute(query)
         found.update((RecipientKey.user(record.id), record) for record in map(user_record, rows))
-    for object_chunk in chunks(object_keys):
+    for object_chunk in ordered_chunks(object_keys, key=lambda object_key: object_key):
         query = sa.select(objects).where(
             objects.c.environment_id == environment_id,
             sa.tuple_(objects.c.collection, objects.c.id).in_(object_chunk),
         )
-        rows = await connection.execute(query.with_for_update(read=True) if lock else query)
+        if lock:
+            query = query.order_by(
+                dialect.code_point_order(objects.c.collection, name),
+                dialect.code_point_order(objects.c.id, name),
+            ).with_for_update(read=True)
+        rows = await connection.execute(query)
         found.update((record_key(record), record) for record in map(object_record, rows))
     return found

@@ -1,27 +1,35 @@
-"""What users, objects and tenants share as recipients: their record shape, inline channel data and
-preferences written in the caller's transaction, and the clean-up when a recipient is deleted.
+"""What users, objects and tenants share as recipients: their record shape, upserts applied as if one
+after another, inline channel data and preferences written in the caller's transaction, creating missing
+recipients, and the clean-up when a recipient is deleted.
 
 Users are stored in `users`, objects and tenants in `objects`; everything that hangs off a recipient is keyed
-by (collection, id) with users in the `$users` collection (`clarion.store.tables`).
+by (collection, id) with users in the `$users` collection (`clarion.store.tables`). Every multi-row write
+here follows `clarion.store.batching`: rows in key order, repeated ids in rounds, so a batch of upserts has
+the outcome of the same upserts run one by one, and concurrent batches never deadlock on PostgreSQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from clarion.store import dialect
-from clarion.store.json_merge import deep_merge
+from clarion.store.batching import ordered_chunks, rounds
+from clarion.store.clock import utcnow
 from clarion.store.tables import (
     USERS_COLLECTION,
     audience_members,
     channel_data,
+    objects,
     preference_sets,
     subscriptions,
+    users,
 )
 
 
@@ -42,40 +50,97 @@ class InlineRecipientData:
     preferences: dict[str, dict[str, Any]] | None = None
 
 
+RecipientEntry = tuple[str, dict[str, Any], InlineRecipientData]
+"""(id, properties, inline data): one upsert of a user or object."""
+
+
+def _recipient_table(collection: str) -> tuple[sa.Table, dict[str, Any], list[str]]:
+    """The table of a collection's recipients, the columns that scope a row to the collection, and its
+    unique key."""
+    if collection == USERS_COLLECTION:
+        return users, {}, ["environment_id", "id"]
+    return objects, {"collection": collection}, ["environment_id", "collection", "id"]
+
+
+async def upsert_entries(
+    connection: AsyncConnection,
+    environment_id: str,
+    collection: str,
+    entries: Sequence[RecipientEntry],
+    statement: Insert,
+    record: Callable[[sa.Row[Any]], RecipientRecord],
+) -> list[RecipientRecord]:
+    """Upsert users or objects of one collection with `statement` (an INSERT … ON CONFLICT deep merge run
+    with parameter rows, RETURNING the row), with the outcome of upserting `entries` one by one in their
+    order; returns, for each entry, the recipient as it stood right after that entry was written."""
+    now = utcnow()
+    _, scope, _ = _recipient_table(collection)
+    found: dict[int, RecipientRecord] = {}
+    for round_positions in rounds([recipient_id for recipient_id, _, _ in entries]):
+        rows = [
+            {
+                "environment_id": environment_id,
+                **scope,
+                "id": entries[position][0],
+                "properties": entries[position][1],
+                "inserted_at": now,
+                "updated_at": now,
+            }
+            for position in round_positions
+        ]
+        written: dict[str, RecipientRecord] = {}
+        for chunk in ordered_chunks(rows, key=lambda row: (row["id"],)):
+            for row in await connection.execute(statement, list(chunk)):
+                written[row.id] = record(row)
+        await write_inline_data(
+            connection,
+            environment_id,
+            collection,
+            [(entries[position][0], entries[position][2]) for position in round_positions],
+            now,
+        )
+        found.update((position, written[entries[position][0]]) for position in round_positions)
+    return [found[position] for position in range(len(entries))]
+
+
 async def write_inline_data(
     connection: AsyncConnection,
     environment_id: str,
     collection: str,
-    recipient_id: str,
-    inline: InlineRecipientData,
+    entries: Sequence[tuple[str, InlineRecipientData]],
     now: datetime,
 ) -> None:
-    """Set inline channel data (replacing per channel) and deep-merge inline preference sets, as Knock does
-    on identify."""
+    """Set the inline channel data (replacing per channel) and deep-merge the inline preference sets of
+    many recipients of one collection, as Knock does on identify: one statement per table and chunk. Each
+    recipient appears at most once in `entries` (one round of `upsert_entries`)."""
     name = connection.dialect.name
-    key = {"environment_id": environment_id, "recipient_collection": collection, "recipient_id": recipient_id}
-    if inline.channel_data:
+    key = {"environment_id": environment_id, "recipient_collection": collection}
+    data_rows: list[dict[str, Any]] = [
+        {**key, "recipient_id": recipient_id, "channel_id": channel_id, "data": data}
+        for recipient_id, inline in entries
+        for channel_id, data in (inline.channel_data or {}).items()
+    ]
+    for chunk in ordered_chunks(data_rows, key=lambda row: (row["recipient_id"], row["channel_id"])):
         await connection.execute(
             dialect.upsert(
                 channel_data,
                 name,
-                [
-                    {**key, "channel_id": channel_id, "data": data, "inserted_at": now, "updated_at": now}
-                    for channel_id, data in inline.channel_data.items()
-                ],
+                [{**row, "inserted_at": now, "updated_at": now} for row in chunk],
                 conflict=["environment_id", "recipient_collection", "recipient_id", "channel_id"],
                 update=["data", "updated_at"],
             )
         )
-    if inline.preferences:
+    set_rows: list[dict[str, Any]] = [
+        {**key, "recipient_id": recipient_id, "set_id": set_id, "preferences": body}
+        for recipient_id, inline in entries
+        for set_id, body in (inline.preferences or {}).items()
+    ]
+    for chunk in ordered_chunks(set_rows, key=lambda row: (row["recipient_id"], row["set_id"])):
         await connection.execute(
             dialect.upsert(
                 preference_sets,
                 name,
-                [
-                    {**key, "set_id": set_id, "preferences": body, "inserted_at": now, "updated_at": now}
-                    for set_id, body in inline.preferences.items()
-                ],
+                [{**row, "inserted_at": now, "updated_at": now} for row in chunk],
                 conflict=["environment_id", "recipient_collection", "recipient_id", "set_id"],
                 update=lambda excluded: {
                     "preferences": dialect.deep_merge(preference_sets.c.preferences, excluded.preferences),
@@ -85,47 +150,64 @@ async def write_inline_data(
         )
 
 
+async def ensure_recipients(
+    connection: AsyncConnection, environment_id: str, collection: str, recipient_ids: Sequence[str]
+) -> None:
+    """Create, with no properties, the recipients of `recipient_ids` that do not exist yet (what Knock does
+    when channel data or preferences are written for an unknown recipient); existing ones are left as they
+    are."""
+    now = utcnow()
+    table, scope, conflict = _recipient_table(collection)
+    for chunk in ordered_chunks(set(recipient_ids), key=lambda recipient_id: (recipient_id,)):
+        rows = [
+            {
+                "environment_id": environment_id,
+                **scope,
+                "id": recipient_id,
+                "properties": {},
+                "inserted_at": now,
+                "updated_at": now,
+            }
+            for recipient_id in chunk
+        ]
+        await connection.execute(
+            dialect.insert_ignore(table, connection.dialect.name, rows, conflict=conflict)
+        )
+
+
 async def delete_recipient_data(
-    connection: AsyncConnection, environment_id: str, collection: str, recipient_ids: list[str]
+    connection: AsyncConnection, environment_id: str, collection: str, recipient_ids: Sequence[str]
 ) -> None:
     """Remove everything attached to the given recipients: channel data, preferences, subscriptions held
     by them or on them, and (for users) audience memberships."""
-    for table in (channel_data, preference_sets):
+    for chunk in ordered_chunks(set(recipient_ids), key=lambda recipient_id: (recipient_id,)):
+        for table in (channel_data, preference_sets):
+            await connection.execute(
+                table.delete().where(
+                    table.c.environment_id == environment_id,
+                    table.c.recipient_collection == collection,
+                    table.c.recipient_id.in_(chunk),
+                )
+            )
         await connection.execute(
-            table.delete().where(
-                table.c.environment_id == environment_id,
-                table.c.recipient_collection == collection,
-                table.c.recipient_id.in_(recipient_ids),
+            subscriptions.delete().where(
+                subscriptions.c.environment_id == environment_id,
+                sa.or_(
+                    sa.and_(
+                        subscriptions.c.recipient_collection == collection,
+                        subscriptions.c.recipient_id.in_(chunk),
+                    ),
+                    sa.and_(
+                        subscriptions.c.object_collection == collection,
+                        subscriptions.c.object_id.in_(chunk),
+                    ),
+                ),
             )
         )
-    await connection.execute(
-        subscriptions.delete().where(
-            subscriptions.c.environment_id == environment_id,
-            sa.or_(
-                sa.and_(
-                    subscriptions.c.recipient_collection == collection,
-                    subscriptions.c.recipient_id.in_(recipient_ids),
-                ),
-                sa.and_(
-                    subscriptions.c.object_collection == collection,
-                    subscriptions.c.object_id.in_(recipient_ids),
-                ),
-            ),
-        )
-    )
-    if collection == USERS_COLLECTION:
-        await connection.execute(
-            audience_members.delete().where(
-                audience_members.c.environment_id == environment_id,
-                audience_members.c.user_id.in_(recipient_ids),
+        if collection == USERS_COLLECTION:
+            await connection.execute(
+                audience_members.delete().where(
+                    audience_members.c.environment_id == environment_id,
+                    audience_members.c.user_id.in_(chunk),
+                )
             )
-        )
-
-
-def merge_duplicates(items: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Fold repeated ids of one batch into one entry (later wins, deep-merged), since one INSERT … ON
-    CONFLICT statement may touch each row only once."""
-    merged: dict[str, dict[str, Any]] = {}
-    for recipient_id, properties in items:
-        merged[recipient_id] = deep_merge(merged.get(recipient_id, {}), properties)
-    return merged

@@ -21,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.store import dialect
+from clarion.store.batching import ordered_chunks
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import (
     RecipientInput,
     RecipientKey,
-    chunks,
     key_of,
     load_recipients,
     upsert_recipients,
@@ -109,10 +109,11 @@ async def _write(
     environment_id: str,
     pairs: dict[tuple[RecipientKey, RecipientKey], dict[str, Any] | None],
 ) -> list[sa.Row[Any]]:
-    """Upsert one subscription per (object, recipient) pair with its properties."""
+    """Upsert one subscription per (object, recipient) pair with its properties, in the store's one write
+    order (`clarion.store.batching`)."""
     now = utcnow()
     rows: list[sa.Row[Any]] = []
-    for chunk in chunks(list(pairs.items())):
+    for chunk in ordered_chunks(pairs.items(), key=lambda pair: (*pair[0][0], *pair[0][1])):
         statement = dialect.upsert(
             subscriptions,
             connection.dialect.name,
@@ -188,7 +189,7 @@ class SubscriptionStore:
             if target not in entities:
                 raise not_found(target)
             rows: list[sa.Row[Any]] = []
-            for chunk in chunks(list(dict.fromkeys(recipients))):
+            for chunk in ordered_chunks(set(recipients), key=lambda key: (key.collection, key.id)):
                 rows.extend(
                     await connection.execute(
                         subscriptions.delete()
@@ -303,16 +304,14 @@ class SubscriptionStore:
     ) -> int:
         """Bulk delete in one transaction; subscriptions that do not exist are skipped. Returns how many
         were removed."""
-        pairs = list(
-            dict.fromkeys(
-                (collection, entry.object_id, key.collection, key.id)
-                for entry in entries
-                for key in entry.recipients
-            )
-        )
+        pairs = {
+            (collection, entry.object_id, key.collection, key.id)
+            for entry in entries
+            for key in entry.recipients
+        }
         removed = 0
         async with self.database.writer.begin() as connection:
-            for chunk in chunks(pairs):
+            for chunk in ordered_chunks(pairs, key=lambda pair: pair):
                 result = await connection.execute(
                     subscriptions.delete().where(
                         subscriptions.c.environment_id == environment_id,

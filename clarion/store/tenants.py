@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.errors import NotFoundError
+from clarion.store.batching import rounds
 from clarion.store.db import Database
 from clarion.store.objects import delete_objects, object_record, upsert_objects
 from clarion.store.pagination import Page, PageRequest, fetch_page
@@ -70,32 +71,43 @@ def _tenant(record: RecipientRecord, default_preferences: dict[str, Any] | None)
 async def upsert_tenants(
     connection: AsyncConnection, environment_id: str, entries: Sequence[TenantEntry]
 ) -> list[TenantRecord]:
-    """Set many tenants in the caller's transaction; returns them in first-seen order. When an id repeats,
-    properties merge in order and the last preference-set write wins."""
-    records = await upsert_objects(
-        connection,
-        environment_id,
-        TENANTS_COLLECTION,
-        [(entry.id, entry.properties, entry.inline) for entry in entries],
-    )
-    writes = {
-        entry.id: entry.default_preferences for entry in entries if entry.default_preferences is not None
-    }
-    for strategy in PersistenceStrategy:
-        bodies = {
-            tenant_id: write.body
-            for tenant_id, write in writes.items()
-            if write.body is not None and write.strategy is strategy
+    """Set many tenants in the caller's transaction, with the outcome of setting them one by one in the
+    given order (a repeated id goes to a later round, `clarion.store.batching`); returns, for each entry,
+    the tenant as it stood right after that entry. Within a round every tenant row is upserted first, in
+    key order, so that concurrent writers of the same tenants queue on those rows."""
+    found: dict[int, TenantRecord] = {}
+    for positions in rounds([entry.id for entry in entries]):
+        batch = [entries[position] for position in positions]
+        records = await upsert_objects(
+            connection,
+            environment_id,
+            TENANTS_COLLECTION,
+            [(entry.id, entry.properties, entry.inline) for entry in batch],
+        )
+        writes = {
+            entry.id: entry.default_preferences for entry in batch if entry.default_preferences is not None
         }
-        if bodies:
-            await write_sets(connection, environment_id, TENANTS_COLLECTION, DEFAULT_SET_ID, bodies, strategy)
-    removed = [tenant_id for tenant_id, write in writes.items() if write.body is None]
-    if removed:
-        await delete_sets(connection, environment_id, TENANTS_COLLECTION, removed, DEFAULT_SET_ID)
-    defaults = await read_sets(
-        connection, environment_id, TENANTS_COLLECTION, [record.id for record in records], DEFAULT_SET_ID
-    )
-    return [_tenant(record, defaults.get(record.id)) for record in records]
+        for strategy in PersistenceStrategy:
+            bodies = {
+                tenant_id: write.body
+                for tenant_id, write in writes.items()
+                if write.body is not None and write.strategy is strategy
+            }
+            if bodies:
+                await write_sets(
+                    connection, environment_id, TENANTS_COLLECTION, DEFAULT_SET_ID, bodies, strategy
+                )
+        removed = [tenant_id for tenant_id, write in writes.items() if write.body is None]
+        if removed:
+            await delete_sets(connection, environment_id, TENANTS_COLLECTION, removed, DEFAULT_SET_ID)
+        defaults = await read_sets(
+            connection, environment_id, TENANTS_COLLECTION, [entry.id for entry in batch], DEFAULT_SET_ID
+        )
+        found.update(
+            (position, _tenant(record, defaults.get(record.id)))
+            for position, record in zip(positions, records, strict=True)
+        )
+    return [found[position] for position in range(len(entries))]
 
 
 class TenantStore:
@@ -108,7 +120,7 @@ class TenantStore:
         return record
 
     async def set_many(self, environment_id: str, entries: Sequence[TenantEntry]) -> list[TenantRecord]:
-        """Set many tenants in one transaction (bulk set)."""
+        """Set many tenants in one transaction (bulk set), as if one after another."""
         async with self.database.writer.begin() as connection:
             return await upsert_tenants(connection, environment_id, entries)
 
@@ -169,4 +181,4 @@ class TenantStore:
         """Delete many tenants (and their preference sets and channel data) in one transaction; returns how
         many existed."""
         async with self.database.writer.begin() as connection:
-            return await delete_objects(connection, environment_id, TENANTS_COLLECTION, list(tenant_ids))
+            return await delete_objects(connection, environment_id, TENANTS_COLLECTION, tenant_ids)

@@ -1,8 +1,10 @@
 """Users: upsert with Knock's deep merge of properties, read, list, delete and merge.
 
-An identify is one INSERT … ON CONFLICT statement whose merge runs in the database
-(`clarion_deep_merge`), so concurrent identifies of one user never lose each other's properties. Inline
-channel data and preferences are written in the same transaction (`clarion.store.recipients`).
+An identify is an INSERT … ON CONFLICT statement whose merge runs in the database (`clarion_deep_merge`),
+so concurrent identifies of one user never lose each other's properties. Concurrent identifies are group
+committed (`clarion.store.group_commit`): a batch has the outcome of its identifies run one by one, and each
+caller gets the user as it stood right after its own write. Inline channel data and preferences are
+written in the same transaction (`clarion.store.recipients`).
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ from sqlalchemy.sql.dml import Insert
 
 from clarion.errors import NotFoundError
 from clarion.store import dialect
+from clarion.store.batching import ordered_chunks
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.direct import DirectQuery
 from clarion.store.group_commit import GroupCommitter
-from clarion.store.json_merge import deep_merge
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipients import (
     InlineRecipientData,
+    RecipientEntry,
     RecipientRecord,
     delete_recipient_data,
-    merge_duplicates,
-    write_inline_data,
+    upsert_entries,
 )
 from clarion.store.tables import USERS_COLLECTION, channel_data, preference_sets, users
 
@@ -61,31 +63,13 @@ def _upsert_statement(dialect_name: str) -> Insert:
 
 
 async def upsert_users(
-    connection: AsyncConnection,
-    environment_id: str,
-    entries: Sequence[tuple[str, dict[str, Any], InlineRecipientData]],
+    connection: AsyncConnection, environment_id: str, entries: Sequence[RecipientEntry]
 ) -> list[RecipientRecord]:
-    """Identify many users in the caller's transaction; returns them in first-seen order."""
-    if not entries:
-        return []
-    now = utcnow()
-    merged = merge_duplicates([(user_id, properties) for user_id, properties, _ in entries])
+    """Identify many users in the caller's transaction, with the outcome of identifying them one by one in
+    the given order (`clarion.store.recipients.upsert_entries`); returns, for each entry, the user as it
+    stood right after that entry."""
     statement = _upsert_statement(connection.dialect.name)
-    rows = [
-        {
-            "environment_id": environment_id,
-            "id": user_id,
-            "properties": properties,
-            "inserted_at": now,
-            "updated_at": now,
-        }
-        for user_id, properties in merged.items()
-    ]
-    records = {record.id: record for record in map(user_record, await connection.execute(statement, rows))}
-    for user_id, _, inline in entries:
-        if inline.channel_data or inline.preferences:
-            await write_inline_data(connection, environment_id, USERS_COLLECTION, user_id, inline, now)
-    return [records[user_id] for user_id in merged]
+    return await upsert_entries(connection, environment_id, USERS_COLLECTION, entries, statement, user_record)
 
 
 IdentifyItem = tuple[str, str, dict[str, Any], InlineRecipientData]
@@ -95,15 +79,20 @@ IdentifyItem = tuple[str, str, dict[str, Any], InlineRecipientData]
 async def upsert_user_batch(
     connection: AsyncConnection, items: Sequence[IdentifyItem]
 ) -> list[RecipientRecord]:
-    """Identify the users of many concurrent requests at once, one statement per environment."""
-    by_environment: dict[str, list[tuple[str, dict[str, Any], InlineRecipientData]]] = {}
-    for environment_id, user_id, properties, inline in items:
-        by_environment.setdefault(environment_id, []).append((user_id, properties, inline))
-    records: dict[tuple[str, str], RecipientRecord] = {}
-    for environment_id, entries in by_environment.items():
-        for record in await upsert_users(connection, environment_id, entries):
-            records[environment_id, record.id] = record
-    return [records[environment_id, user_id] for environment_id, user_id, _, _ in items]
+    """Identify the users of many concurrent requests at once, as if one after another in the given order,
+    environment by environment (sorted, so that concurrent batches lock rows in one order); returns each
+    item's user as it stood right after that item."""
+    by_environment: dict[str, list[int]] = {}
+    for position, (environment_id, _, _, _) in enumerate(items):
+        by_environment.setdefault(environment_id, []).append(position)
+    found: dict[int, RecipientRecord] = {}
+    for environment_id in sorted(by_environment):
+        positions = by_environment[environment_id]
+        records = await upsert_users(
+            connection, environment_id, [(items[p][1], items[p][2], items[p][3]) for p in positions]
+        )
+        found.update(zip(positions, records, strict=True))
+    return [found[position] for position in range(len(items))]
 
 
 class UserStore:
@@ -123,8 +112,9 @@ class UserStore:
         )
 
     async def identify_many(
-        self, environment_id: str, entries: Sequence[tuple[str, dict[str, Any], InlineRecipientData]]
+        self, environment_id: str, entries: Sequence[RecipientEntry]
     ) -> list[RecipientRecord]:
+        """Identify many users in one transaction (bulk identify), as if one after another."""
         async with self.database.writer.begin() as connection:
             return await upsert_users(connection, environment_id, entries)
 
@@ -133,17 +123,6 @@ class UserStore:
         if row is None:
             raise NotFoundError(f"The user {user_id!r} was not found")
         return user_record(row)
-
-    async def get_many(self, environment_id: str, user_ids: Sequence[str]) -> dict[str, RecipientRecord]:
-        if not user_ids:
-            return {}
-        async with self.database.reader.connect() as connection:
-            rows = await connection.execute(
-                sa.select(users).where(
-                    users.c.environment_id == environment_id, users.c.id.in_(set(user_ids))
-                )
-            )
-            return {record.id: record for record in map(user_record, rows)}
 
     async def page(self, environment_id: str, page: PageRequest) -> tuple[list[RecipientRecord], Page]:
         query = sa.select(users).where(users.c.environment_id == environment_id)
@@ -159,44 +138,55 @@ class UserStore:
 
     async def delete_many(self, environment_id: str, user_ids: Sequence[str]) -> int:
         async with self.database.writer.begin() as connection:
-            return await self._delete(connection, environment_id, list(user_ids))
+            return await self._delete(connection, environment_id, user_ids)
 
     @staticmethod
-    async def _delete(connection: AsyncConnection, environment_id: str, user_ids: list[str]) -> int:
-        result = await connection.execute(
-            users.delete().where(users.c.environment_id == environment_id, users.c.id.in_(user_ids))
-        )
+    async def _delete(connection: AsyncConnection, environment_id: str, user_ids: Sequence[str]) -> int:
+        deleted = 0
+        for chunk in ordered_chunks(set(user_ids), key=lambda user_id: (user_id,)):
+            result = await connection.execute(
+                users.delete().where(users.c.environment_id == environment_id, users.c.id.in_(chunk))
+            )
+            deleted += int(result.rowcount)
         await delete_recipient_data(connection, environment_id, USERS_COLLECTION, user_ids)
-        return int(result.rowcount)
+        return deleted
 
     async def merge(self, environment_id: str, user_id: str, from_user_id: str) -> RecipientRecord:
         """Fold `from_user_id` into `user_id` and delete it: properties deep-merged with the primary winning,
-        preference sets and channel data added where the primary has none."""
+        preference sets and channel data added where the primary has none.
+
+        Both users are locked first, in the canonical order (`clarion.store.batching`), so an identify of
+        either one that commits meanwhile waits and then applies on top of the merge instead of being
+        lost, and two merges of one pair cannot deadlock. The merge itself runs in the UPDATE."""
         async with self.database.writer.begin() as connection:
-            rows = {
+            found = {
                 row.id: row
                 for row in await connection.execute(
-                    sa.select(users).where(
-                        users.c.environment_id == environment_id, users.c.id.in_([user_id, from_user_id])
-                    )
+                    sa.select(users)
+                    .where(users.c.environment_id == environment_id, users.c.id.in_([user_id, from_user_id]))
+                    .order_by(dialect.code_point_order(users.c.id, connection.dialect.name))
+                    .with_for_update()
                 )
             }
             for missing in (user_id, from_user_id):
-                if missing not in rows:
+                if missing not in found:
                     raise NotFoundError(f"The user {missing!r} was not found")
             if user_id == from_user_id:
-                return user_record(rows[user_id])
-            properties = deep_merge(rows[from_user_id].properties, rows[user_id].properties)
-            now = utcnow()
+                return user_record(found[user_id])
+            secondary = (
+                sa.select(users.c.properties)
+                .where(users.c.environment_id == environment_id, users.c.id == from_user_id)
+                .scalar_subquery()
+            )
             updated = (
                 await connection.execute(
                     users.update()
                     .where(users.c.environment_id == environment_id, users.c.id == user_id)
-                    .values(properties=properties, updated_at=now)
+                    .values(properties=dialect.deep_merge(secondary, users.c.properties), updated_at=utcnow())
                     .returning(*users.c)
                 )
             ).one()
-            for table, key in ((preference_sets, "set_id"), (channel_data, "channel_id")):
+            for table, key in ((channel_data, "channel_id"), (preference_sets, "set_id")):
                 await self._adopt(connection, table, key, environment_id, user_id, from_user_id)
             await self._delete(connection, environment_id, [from_user_id])
         return user_record(updated)
@@ -210,19 +200,29 @@ class UserStore:
         user_id: str,
         from_user_id: str,
     ) -> None:
-        """Move the secondary's rows of `table` to the primary where the primary has no row with that key."""
-        owned = sa.select(table.c[key]).where(
-            table.c.environment_id == environment_id,
-            table.c.recipient_collection == USERS_COLLECTION,
-            table.c.recipient_id == user_id,
-        )
-        await connection.execute(
-            table.update()
+        """Copy the secondary's rows of `table` to the primary where the primary has no row with that key
+        (the secondary's rows are deleted with it afterwards). ON CONFLICT DO NOTHING keeps the primary's
+        row also when a concurrent transaction writes it meanwhile, where comparing against a snapshot
+        would collide with it."""
+        copied = [column.name for column in table.c]
+        source = (
+            sa.select(
+                *(
+                    sa.literal(user_id).label(name) if name == "recipient_id" else table.c[name]
+                    for name in copied
+                )
+            )
             .where(
                 table.c.environment_id == environment_id,
                 table.c.recipient_collection == USERS_COLLECTION,
                 table.c.recipient_id == from_user_id,
-                table.c[key].not_in(owned),
             )
-            .values(recipient_id=user_id)
+            .order_by(dialect.code_point_order(table.c[key], connection.dialect.name))
+        )
+        await connection.execute(
+            dialect.insert(table, connection.dialect.name)
+            .from_select(copied, source)
+            .on_conflict_do_nothing(
+                index_elements=["environment_id", "recipient_collection", "recipient_id", key]
+            )
         )

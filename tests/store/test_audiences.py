@@ -8,6 +8,7 @@ from clarion.store.pagination import PageRequest
 from clarion.store.recipients import InlineRecipientData
 from clarion.store.tables import users
 from tests.conftest import EnvFixture
+from tests.store.conftest import race
 
 
 def store(env: EnvFixture) -> AudienceStore:
@@ -56,3 +57,20 @@ async def test_audiences_belong_to_their_environment(env: EnvFixture, other_env:
         await store(other_env).page_members(other_env.id, "a", PageRequest())
     records, _ = await store(env).page_members(env.id, "a", PageRequest())
     assert [r.user_id for r in records] == ["u1"]
+
+
+async def test_adds_of_the_same_members_in_opposite_orders_do_not_deadlock(env: EnvFixture) -> None:
+    members = [
+        AudienceMemberInput(MemberKey(f"u{i}", None), {"n": i}, InlineRecipientData()) for i in range(300)
+    ]
+    await store(env).add_members(env.id, "a", members, create_audience=True)
+
+    async def forwards() -> None:
+        await store(env).add_members(env.id, "a", members)
+
+    async def backwards() -> None:
+        await store(env).add_members(env.id, "a", members[::-1])
+
+    await race(forwards, backwards)
+    records, _ = await store(env).page_members(env.id, "a", PageRequest(page_size=50))
+    assert len(records) == 50

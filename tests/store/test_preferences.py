@@ -3,9 +3,12 @@ from __future__ import annotations
 import asyncio
 
 from clarion.runtime import Runtime
-from clarion.store.preferences import BATCH_SIZE, PersistenceStrategy, PreferenceSetRecord
+from clarion.store.batching import ROWS_PER_STATEMENT
+from clarion.store.preferences import PersistenceStrategy, PreferenceSetRecord
+from clarion.store.recipient_resolution import RecipientKey, load_recipients
 from clarion.store.tables import USERS_COLLECTION
 from tests.conftest import EnvFixture
+from tests.store.conftest import race
 
 
 async def test_replace_many_overwrites_in_batches_and_creates_users(
@@ -16,7 +19,7 @@ async def test_replace_many_overwrites_in_batches_and_creates_users(
         env.id, USERS_COLLECTION, "u0", "default", {"workflows": {"old": False}, "channel_types": {}}
     )
     await runtime.users.identify(env.id, "u1", {"name": "Kept"})
-    user_ids = [f"u{i}" for i in range(BATCH_SIZE + 7)]
+    user_ids = [f"u{i}" for i in range(ROWS_PER_STATEMENT + 7)]
     body = {"channel_types": {"email": False}}
 
     written = await store.replace_many(env.id, USERS_COLLECTION, [*user_ids, "u0"], "default", body)
@@ -24,9 +27,10 @@ async def test_replace_many_overwrites_in_batches_and_creates_users(
     assert written == len(user_ids)
     found = await store.get_many(env.id, USERS_COLLECTION, user_ids, "default")
     assert all(record == PreferenceSetRecord("default", body) for record in found.values())
-    users = await runtime.users.get_many(env.id, user_ids)
-    assert set(users) == set(user_ids)
-    assert users["u1"].properties == {"name": "Kept"}
+    async with runtime.database.reader.connect() as connection:
+        users = await load_recipients(connection, env.id, map(RecipientKey.user, user_ids))
+    assert set(users) == set(map(RecipientKey.user, user_ids))
+    assert users[RecipientKey.user("u1")].properties == {"name": "Kept"}
 
 
 async def test_replace_many_touches_only_its_set_and_environment(
@@ -86,3 +90,20 @@ async def test_write_at_replaces_only_its_path(runtime: Runtime, env: EnvFixture
         "workflows": {"a": {"conditions": []}, "b": True},
         "channel_types": {"sms": False},
     }
+
+
+async def test_bulk_replaces_of_the_same_users_in_opposite_orders_do_not_deadlock(
+    runtime: Runtime, env: EnvFixture
+) -> None:
+    user_ids = [f"u{i}" for i in range(300)]
+    body = {"channel_types": {"email": False}}
+    await runtime.preferences.replace_many(env.id, USERS_COLLECTION, user_ids, "default", body)
+
+    async def forwards() -> None:
+        await runtime.preferences.replace_many(env.id, USERS_COLLECTION, user_ids, "default", body)
+
+    async def backwards() -> None:
+        await runtime.preferences.replace_many(env.id, USERS_COLLECTION, user_ids[::-1], "default", body)
+
+    await race(forwards, backwards)
+    assert (await runtime.preferences.get(env.id, USERS_COLLECTION, "u7", "default")).preferences == body

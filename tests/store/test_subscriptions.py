@@ -8,6 +8,7 @@ from clarion.store.recipient_resolution import RecipientKey, RecipientUpsert
 from clarion.store.recipients import InlineRecipientData
 from clarion.store.subscriptions import SubscriptionEntry, SubscriptionRemoval, SubscriptionStore
 from tests.conftest import EnvFixture
+from tests.store.conftest import race
 
 
 def store(env: EnvFixture) -> SubscriptionStore:
@@ -46,9 +47,10 @@ async def test_add_many_writes_what_exists_and_reports_the_rest(env: EnvFixture)
         RecipientKey("projects", "missing"),
         RecipientKey("projects", "p1"),
     ]
+    # Rows of one write are inserted in key order (`clarion.store.batching`), and listed in insertion order.
     assert await subscribers(env, "projects", "p1") == [
-        ("$users", "known", {"b": 2}),
         ("$users", "fresh", {"a": 1}),
+        ("$users", "known", {"b": 2}),
     ]
     assert await subscribers(env, "projects", "p2") == [("teams", "t1", None)]
     assert (await env.runtime.users.get(env.id, "fresh")).properties == {"name": "F"}
@@ -125,3 +127,20 @@ async def test_add_is_all_or_nothing(env: EnvFixture) -> None:
         await store(env).add(env.id, "projects", "nope", [inline_user("u2")], None)
     with pytest.raises(NotFoundError):
         await env.runtime.users.get(env.id, "u2")
+
+
+async def test_subscribing_the_same_recipients_in_opposite_orders_does_not_deadlock(env: EnvFixture) -> None:
+    keys = [RecipientKey.user(f"u{i}") for i in range(300)]
+    await env.runtime.users.identify_many(env.id, [(key.id, {}, InlineRecipientData()) for key in keys])
+    await env.runtime.objects.set(env.id, "projects", "p1", {})
+
+    async def forwards() -> None:
+        await store(env).add(env.id, "projects", "p1", keys, {"order": "forwards"})
+
+    async def backwards() -> None:
+        await store(env).add_many(
+            env.id, "projects", [SubscriptionEntry("p1", keys[::-1], {"order": "backwards"})]
+        )
+
+    await race(forwards, backwards)
+    assert len(await subscribers(env, "projects", "p1")) == 50

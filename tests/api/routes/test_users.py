@@ -42,6 +42,19 @@ async def test_concurrent_identifies_lose_no_property(env: EnvFixture) -> None:
     assert {f"p{i}": i for i in range(20)}.items() <= user.items()
 
 
+async def test_concurrent_identifies_answer_as_if_one_after_another(env: EnvFixture) -> None:
+    await env.put("/v1/users/m", json={"x": {"b": 2}})
+    first, second = await asyncio.gather(
+        env.put("/v1/users/m", json={"x": 5}), env.put("/v1/users/m", json={"x": {"a": 1}})
+    )
+    final = (await env.get("/v1/users/m")).json()["x"]
+    # Each response shows the user right after its own write, and the end state is that of some order.
+    assert (first.json()["x"], second.json()["x"], final) in [
+        (5, {"a": 1}, {"a": 1}),
+        ({"a": 1, "b": 2}, 5, 5),
+    ]
+
+
 async def test_identify_rejects_bad_input_and_writes_nothing(env: EnvFixture) -> None:
     body = assert_error(await env.put("/v1/users/u1", json={"email": 42}), 422, "invalid_params")
     assert body["errors"][0]["field"] == "email"
