@@ -39,7 +39,9 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
