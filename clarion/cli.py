@@ -99,7 +99,7 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
         runtime = await build_runtime(settings)
         try:
             environment, _ = await runtime.environments.ensure(DEFAULT_ENVIRONMENT)
-            click.echo(f"Clarion {settings.resolved_database_url.split('://', 1)[0]} store ready")
+            click.echo(f"Clarion ready on {runtime.database.describe()}")
             for key in await runtime.environments.list_keys():
                 if key.environment.id == environment.id and not key.revoked:
                     click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")

@@ -69,6 +69,13 @@ class Database:
     def dialect_name(self) -> str:
         return self.writer.dialect.name
 
+    def describe(self) -> str:
+        """Where the data lives, for people: the SQLite file, or the PostgreSQL server and database."""
+        url = self.writer.url
+        if self.dialect_name == "sqlite":
+            return f"SQLite ({url.database})"
+        return f"PostgreSQL ({url.host}:{url.port or 5432}/{url.database})"
+
     async def dispose(self) -> None:
         await self.direct.close()
         await self.writer.dispose()
