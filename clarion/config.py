@@ -30,6 +30,7 @@ class Settings:
     rate_limit_mode: RateLimitMode = RateLimitMode.CLIENT
     channels_file: Path | None = None
     key_cache_seconds: float = 2.0
+    cors_origins: tuple[str, ...] = ("*",)
 
     @property
     def resolved_database_url(self) -> str:
@@ -63,6 +64,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         choices = ", ".join(m.value for m in RateLimitMode)
         raise ValueError(f"CLARION_RATE_LIMIT must be one of {choices}, not {mode!r}") from None
     channels_file = env.get("CLARION_CHANNELS_FILE")
+    cors_origins = tuple(o.strip() for o in env.get("CLARION_CORS_ORIGINS", "*").split(",") if o.strip())
     return Settings(
         data_dir=Path(env.get("CLARION_DATA_DIR", ".clarion")),
         database_url=env.get("CLARION_DATABASE_URL", ""),
@@ -70,4 +72,5 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         port=int(env.get("CLARION_PORT", "8080")),
         rate_limit_mode=rate_limit_mode,
         channels_file=Path(channels_file) if channels_file else None,
+        cors_origins=cors_origins,
     )

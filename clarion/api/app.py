@@ -2,7 +2,9 @@
 
 Routes come from one module per Knock resource under `clarion.api.routes`; errors are answered by the
 single table in `clarion.api.errors`. Given a job worker (`clarion serve`), the app runs it for its lifetime:
-started before the first request, stopped gracefully at shutdown.
+started before the first request, stopped gracefully at shutdown. Browsers may call the API from the
+origins `Settings.cors_origins` allows (all by default, as Knock's browser SDK calls it with a publishable
+key from any site).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from clarion.api.errors import EXCEPTION_HANDLERS
@@ -35,6 +39,16 @@ def create_app(runtime: Runtime, *, worker: Worker | None = None) -> Starlette:
         finally:
             await worker.stop()
 
-    app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=list(runtime.settings.cors_origins),
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["*"],
+        expose_headers=["retry-after"],
+        max_age=3600,
+    )
+    app = Starlette(
+        routes=all_routes(), middleware=[cors], exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan
+    )
     app.state.runtime = runtime
     return app
