@@ -153,6 +153,34 @@ def environments_create(name: str) -> None:
     _with_runtime(_settings(), create)
 
 
+@environments.command("signing-key")
+@click.argument("name")
+@click.argument("public_key_pem_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def environments_signing_key(name: str, public_key_pem_file: Path) -> None:
+    """Set the RSA public key (PEM file) that verifies NAME's signed user tokens."""
+
+    public_key_pem = public_key_pem_file.read_text()
+
+    async def set_key(runtime: Runtime) -> None:
+        environment = await runtime.environments.set_signing_key(name, public_key_pem)
+        click.echo(f"{environment.name}\tsigning key set")
+
+    _with_runtime(_settings(), set_key)
+
+
+@environments.command("enhanced-security")
+@click.argument("name")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def environments_enhanced_security(name: str, state: str) -> None:
+    """Turn enhanced security on (publishable keys need a signed user token) or off for NAME."""
+
+    async def set_flag(runtime: Runtime) -> None:
+        environment = await runtime.environments.set_enhanced_security(name, state == "on")
+        click.echo(f"{environment.name}\tenhanced security {state}")
+
+    _with_runtime(_settings(), set_flag)
+
+
 @main.group()
 def keys() -> None:
     """Manage API keys."""

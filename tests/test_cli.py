@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from clarion.cli import main
+from clarion.config import settings_from_env
+from clarion.runtime import build_runtime
+from clarion.store.environments import Environment
 
 
 @pytest.fixture
@@ -72,3 +78,49 @@ def test_bad_rate_limit_setting_is_a_usage_error(cli_env: dict[str, str]) -> Non
     result = CliRunner().invoke(main, ["keys", "list"], env={**cli_env, "CLARION_RATE_LIMIT": "sometimes"})
     assert result.exit_code == 2
     assert "CLARION_RATE_LIMIT must be one of client, knock, off" in result.output
+
+
+def test_environments_signing_key_and_enhanced_security(
+    cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"tokens-{tmp_path.name}"
+    run(cli_env, "environments", "create", name)
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    pem_file = tmp_path / "public.pem"
+    pem_file.write_text(pem)
+    assert (
+        run(cli_env, "environments", "signing-key", name, str(pem_file)).strip() == f"{name}\tsigning key set"
+    )
+    assert run(cli_env, "environments", "enhanced-security", name, "on").strip() == (
+        f"{name}\tenhanced security on"
+    )
+
+    for variable, value in cli_env.items():
+        monkeypatch.setenv(variable, value)
+
+    async def stored() -> Environment | None:
+        runtime = await build_runtime(settings_from_env())
+        try:
+            return await runtime.environments.get_by_name(name)
+        finally:
+            await runtime.close()
+
+    environment = asyncio.run(stored())
+    assert environment is not None
+    assert environment.signing_public_key == pem
+    assert environment.enhanced_security is True
+    run(cli_env, "environments", "enhanced-security", name, "off")
+    environment = asyncio.run(stored())
+    assert environment is not None and environment.enhanced_security is False
+
+    not_a_key = tmp_path / "not-a-key.pem"
+    not_a_key.write_text("hello")
+    refused = CliRunner().invoke(main, ["environments", "signing-key", name, str(not_a_key)], env=cli_env)
+    assert refused.exit_code != 0
+    assert "not a PEM-encoded public key" in refused.output
+    unknown = CliRunner().invoke(
+        main, ["environments", "enhanced-security", "nope-" + name, "on"], env=cli_env
+    )
+    assert unknown.exit_code != 0
+    assert "No environment named" in unknown.output

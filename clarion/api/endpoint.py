@@ -2,7 +2,8 @@
 
 `route()` wraps a handler so that every request is authenticated, checked against the key's permissions
 and counted against its tier before the handler runs; the handler receives a `RequestContext` naming the
-caller's environment. Nothing reaches a handler unauthenticated.
+caller's environment. Nothing reaches a handler unauthenticated. Publishable-key requests also have their
+signed user token checked (`clarion.api.user_tokens`); secret-key requests skip that entirely.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from clarion.api.user_tokens import check_user_token
 from clarion.errors import ForbiddenError, InvalidInputError
 from clarion.store.environments import ApiKey, KeyKind
 
@@ -44,10 +46,12 @@ def route(path: str, method: str, handler: Handler, *, tier: int, client: bool =
         _refuse_nul(request)
         runtime: Runtime = request.app.state.runtime
         api_key = await runtime.keys.authenticate(request.headers.get("authorization"))
-        if api_key.kind is KeyKind.PUBLISHABLE and not client:
-            raise ForbiddenError(
-                "This endpoint needs a secret key; publishable keys may call only client-side endpoints"
-            )
+        if api_key.kind is KeyKind.PUBLISHABLE:
+            if not client:
+                raise ForbiddenError(
+                    "This endpoint needs a secret key; publishable keys may call only client-side endpoints"
+                )
+            check_user_token(request, api_key.environment)
         user_id = request.path_params.get("user_id")
         await runtime.rate_limiter.check(api_key, tier, endpoint_name, user_id)
         return await handler(request, RequestContext(api_key=api_key, runtime=runtime))

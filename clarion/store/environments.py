@@ -2,6 +2,10 @@
 
 A secret key (`sk_…`) may call every endpoint; a publishable key (`pk_…`) only the client-side subset
 (that rule lives in `clarion.api.auth`). Revoked keys stay in the table so `keys list` can show them.
+
+Each environment also carries the settings of Knock's client authentication: the RSA public key that
+verifies signed user tokens and the enhanced-security flag. They ride on every `ApiKey` so the key cache
+of `clarion.api.auth` serves them without a query; verification lives in `clarion.api.user_tokens`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from clarion.errors import ConflictError, NotFoundError
+from clarion.errors import ConflictError, InvalidInputError, NotFoundError
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.tables import api_keys, environments
@@ -32,6 +38,8 @@ class KeyKind(StrEnum):
 class Environment:
     id: str
     name: str
+    signing_public_key: str | None = None
+    enhanced_security: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,9 @@ class EnvironmentStore:
             if exists is not None:
                 raise ConflictError(f"An environment named {name!r} already exists")
             await connection.execute(
-                environments.insert().values(id=environment.id, name=name, inserted_at=now)
+                environments.insert().values(
+                    id=environment.id, name=name, enhanced_security=False, inserted_at=now
+                )
             )
             for kind in KeyKind:
                 await connection.execute(
@@ -78,12 +88,12 @@ class EnvironmentStore:
             row = (
                 await connection.execute(sa.select(environments).where(environments.c.name == name))
             ).first()
-        return Environment(id=row.id, name=row.name) if row else None
+        return _environment(row._mapping) if row else None
 
     async def all(self) -> list[Environment]:
         async with self.database.reader.connect() as connection:
             rows = await connection.execute(sa.select(environments).order_by(environments.c.inserted_at))
-            return [Environment(id=row.id, name=row.name) for row in rows]
+            return [_environment(row._mapping) for row in rows]
 
     async def ensure(self, name: str) -> tuple[Environment, bool]:
         """The environment called `name`, created with one key of each kind if it does not exist yet."""
@@ -97,6 +107,34 @@ class EnvironmentStore:
             created = await self.get_by_name(name)
             assert created is not None
             return created, False
+
+    async def set_signing_key(self, name: str, public_key_pem: str) -> Environment:
+        """Set the PEM-encoded RSA public key that verifies the environment's signed user tokens."""
+        try:
+            loaded = load_pem_public_key(public_key_pem.encode())
+        except ValueError as exc:
+            raise InvalidInputError("The signing key is not a PEM-encoded public key") from exc
+        if not isinstance(loaded, RSAPublicKey):
+            raise InvalidInputError("The signing key must be an RSA public key (user tokens are RS256)")
+        return await self._update(name, signing_public_key=public_key_pem.strip() + "\n")
+
+    async def set_enhanced_security(self, name: str, enabled: bool) -> Environment:
+        """Turn enhanced security on (publishable-key requests need a signed user token) or off."""
+        return await self._update(name, enhanced_security=enabled)
+
+    async def _update(self, name: str, **values: object) -> Environment:
+        async with self.database.writer.begin() as connection:
+            row = (
+                await connection.execute(
+                    environments.update()
+                    .where(environments.c.name == name)
+                    .values(**values)
+                    .returning(*environments.c)
+                )
+            ).first()
+        if row is None:
+            raise NotFoundError(f"No environment named {name!r}")
+        return _environment(row._mapping)
 
     async def create_key(self, environment_name: str, kind: KeyKind) -> ApiKey:
         environment = await self.get_by_name(environment_name)
@@ -127,7 +165,7 @@ class EnvironmentStore:
 
     async def list_keys(self) -> list[ApiKey]:
         query = (
-            sa.select(api_keys, environments.c.name)
+            sa.select(api_keys, *_ENVIRONMENT_SETTINGS)
             .join(environments, environments.c.id == api_keys.c.environment_id)
             .order_by(environments.c.inserted_at, api_keys.c.kind.desc(), api_keys.c.inserted_at)
         )
@@ -136,7 +174,7 @@ class EnvironmentStore:
 
     async def find_key(self, key: str) -> ApiKey | None:
         query = (
-            sa.select(api_keys, environments.c.name)
+            sa.select(api_keys, *_ENVIRONMENT_SETTINGS)
             .join(environments, environments.c.id == api_keys.c.environment_id)
             .where(api_keys.c.key == key)
         )
@@ -149,8 +187,30 @@ class EnvironmentStore:
         m = row._mapping
         return ApiKey(
             id=m["id"],
-            environment=Environment(id=m["environment_id"], name=m["name"]),
+            environment=Environment(
+                id=m["environment_id"],
+                name=m["name"],
+                signing_public_key=m["signing_public_key"],
+                enhanced_security=bool(m["enhanced_security"]),
+            ),
             kind=KeyKind(m["kind"]),
             key=m["key"],
             revoked=m["revoked_at"] is not None,
         )
+
+
+# The environment columns joined onto each key, so a resolved key knows its environment's settings.
+_ENVIRONMENT_SETTINGS = (
+    environments.c.name,
+    environments.c.signing_public_key,
+    environments.c.enhanced_security,
+)
+
+
+def _environment(m: sa.RowMapping) -> Environment:
+    return Environment(
+        id=m["id"],
+        name=m["name"],
+        signing_public_key=m["signing_public_key"],
+        enhanced_security=bool(m["enhanced_security"]),
+    )

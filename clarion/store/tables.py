@@ -83,6 +83,9 @@ environments = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("name", sa.String(255), nullable=False, unique=True),
+    # PEM public key verifying signed user tokens (`X-Knock-User-Token`); NULL until one is set.
+    sa.Column("signing_public_key", sa.Text, nullable=True),
+    sa.Column("enhanced_security", sa.Boolean, nullable=False, default=False),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
 )
 

@@ -44,6 +44,8 @@ def upgrade() -> None:
         "environments",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("signing_public_key", sa.Text(), nullable=True),
+        sa.Column("enhanced_security", sa.Boolean(), nullable=False),
         sa.Column("inserted_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_environments")),
         sa.UniqueConstraint("name", name=op.f("uq_environments_name")),
