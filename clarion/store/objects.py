@@ -60,6 +60,20 @@ async def upsert_objects(
     return await upsert_entries(connection, environment_id, collection, entries, statement, object_record)
 
 
+async def load_objects(
+    connection: AsyncConnection, environment_id: str, collection: str, object_ids: Sequence[str]
+) -> list[RecipientRecord]:
+    """The existing objects among `object_ids` of one collection, read on the caller's connection."""
+    rows = await connection.execute(
+        sa.select(objects).where(
+            objects.c.environment_id == environment_id,
+            objects.c.collection == collection,
+            objects.c.id.in_(set(object_ids)),
+        )
+    )
+    return [object_record(row) for row in rows]
+
+
 async def delete_objects(
     connection: AsyncConnection, environment_id: str, collection: str, object_ids: Sequence[str]
 ) -> int:
@@ -120,14 +134,10 @@ class ObjectStore:
         if not object_ids:
             return {}
         async with self.database.reader.connect() as connection:
-            rows = await connection.execute(
-                sa.select(objects).where(
-                    objects.c.environment_id == environment_id,
-                    objects.c.collection == collection,
-                    objects.c.id.in_(set(object_ids)),
-                )
-            )
-            return {record.id: record for record in map(object_record, rows)}
+            return {
+                record.id: record
+                for record in await load_objects(connection, environment_id, collection, object_ids)
+            }
 
     async def page(
         self, environment_id: str, collection: str, page: PageRequest

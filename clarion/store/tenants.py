@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.errors import NotFoundError
 from clarion.store.batching import rounds
 from clarion.store.db import Database
-from clarion.store.objects import delete_objects, object_record, upsert_objects
+from clarion.store.objects import delete_objects, load_objects, object_record, upsert_objects
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.preferences import (
     DEFAULT_SET_ID,
@@ -134,14 +134,7 @@ class TenantStore:
         if not tenant_ids:
             return {}
         async with self.database.reader.connect() as connection:
-            rows = await connection.execute(
-                sa.select(objects).where(
-                    objects.c.environment_id == environment_id,
-                    objects.c.collection == TENANTS_COLLECTION,
-                    objects.c.id.in_(set(tenant_ids)),
-                )
-            )
-            records = [object_record(row) for row in rows]
+            records = await load_objects(connection, environment_id, TENANTS_COLLECTION, tenant_ids)
             defaults = await read_sets(
                 connection, environment_id, TENANTS_COLLECTION, [r.id for r in records], DEFAULT_SET_ID
             )
