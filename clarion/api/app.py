@@ -1,6 +1,7 @@
 """create_app(runtime): the Starlette application serving Knock's v1 API.
 
-Routes come from one module per Knock resource under `clarion.api.routes`; errors are answered by the
+Routes come from one module per Knock resource under `clarion.api.routes`, found by their path's shape
+(`clarion.api.routing`); errors are answered by the
 single table in `clarion.api.errors`. Given a job worker (`clarion serve`), the app runs it for its lifetime:
 started before the first request, stopped gracefully at shutdown. Browsers may call the API from the
 origins `Settings.cors_origins` allows (all by default, as Knock's browser SDK calls it with a publishable
@@ -14,16 +15,17 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute
+from starlette.routing import Route
 
+from clarion.api.cors import BrowserCORSMiddleware
 from clarion.api.errors import EXCEPTION_HANDLERS
 from clarion.api.routes import ROUTE_MODULES
+from clarion.api.routing import RouteIndex
 from clarion.jobs.worker import Worker
 from clarion.runtime import Runtime
 
 
-def all_routes() -> list[BaseRoute]:
+def all_routes() -> list[Route]:
     return [route for module in ROUTE_MODULES for route in module.routes]
 
 
@@ -39,16 +41,12 @@ def create_app(runtime: Runtime, *, worker: Worker | None = None) -> Starlette:
         finally:
             await worker.stop()
 
-    cors = Middleware(
-        CORSMiddleware,
-        allow_origins=list(runtime.settings.cors_origins),
-        allow_methods=["GET", "POST", "PUT", "DELETE"],
-        allow_headers=["*"],
-        expose_headers=["retry-after"],
-        max_age=3600,
-    )
+    cors = Middleware(BrowserCORSMiddleware, allow_origins=list(runtime.settings.cors_origins))
     app = Starlette(
-        routes=all_routes(), middleware=[cors], exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan
+        routes=[RouteIndex(all_routes())],
+        middleware=[cors],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     return app

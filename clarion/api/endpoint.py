@@ -4,6 +4,10 @@
 and counted against its tier before the handler runs; the handler receives a `RequestContext` naming the
 caller's environment. Nothing reaches a handler unauthenticated. Publishable-key requests also have their
 signed user token checked (`clarion.api.user_tokens`); secret-key requests skip that entirely.
+
+The wrapped handler is a plain ASGI app that answers Clarion's own errors itself, rather than a function
+Starlette wraps in a second layer of exception handling: that layer costs as much as a point read, and
+every other exception still reaches the app's handlers (`clarion.api.errors`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from clarion.api.errors import clarion_error_response
 from clarion.api.user_tokens import check_user_token
-from clarion.errors import ForbiddenError, InvalidInputError
+from clarion.errors import ClarionError, ForbiddenError, InvalidInputError
 from clarion.store.environments import ApiKey, KeyKind
 
 if TYPE_CHECKING:
@@ -40,23 +46,39 @@ Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 def route(path: str, method: str, handler: Handler, *, tier: int, client: bool = False) -> Route:
     """A Starlette route for `handler`. `client=True` lets publishable keys call it (Knock's client-side
     endpoints); `tier` is the spec's `x-ratelimit-tier`."""
-    endpoint_name = f"{method} {path}"
+    return Route(
+        path, Endpoint(handler, f"{method} {path}", tier, client), methods=[method], name=handler.__name__
+    )
 
-    async def endpoint(request: Request) -> Response:
+
+class Endpoint:
+    def __init__(self, handler: Handler, name: str, tier: int, client: bool) -> None:
+        self.handler = handler
+        self.name = name
+        self.tier = tier
+        self.client = client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self.respond(request)
+        except ClarionError as exc:
+            response = clarion_error_response(exc)
+        await response(scope, receive, send)
+
+    async def respond(self, request: Request) -> Response:
         _refuse_nul(request)
         runtime: Runtime = request.app.state.runtime
         api_key = await runtime.keys.authenticate(request.headers.get("authorization"))
         if api_key.kind is KeyKind.PUBLISHABLE:
-            if not client:
+            if not self.client:
                 raise ForbiddenError(
                     "This endpoint needs a secret key; publishable keys may call only client-side endpoints"
                 )
             check_user_token(request, api_key.environment)
         user_id = request.path_params.get("user_id")
-        await runtime.rate_limiter.check(api_key, tier, endpoint_name, user_id)
-        return await handler(request, RequestContext(api_key=api_key, runtime=runtime))
-
-    return Route(path, endpoint, methods=[method], name=f"{handler.__name__}")
+        await runtime.rate_limiter.check(api_key, self.tier, self.name, user_id)
+        return await self.handler(request, RequestContext(api_key=api_key, runtime=runtime))
 
 
 def _refuse_nul(request: Request) -> None:

@@ -8,6 +8,7 @@ encode (integers past 64 bits, which JSON allows) send the whole body through Py
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -39,6 +40,16 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return encode_json(content)
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        if headers is not None:
+            super().init_headers(headers)
+            return
+        # The two headers every JSON body has, without the general case's bookkeeping.
+        self.raw_headers = [
+            (b"content-length", str(len(self.body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
 
 
 def no_content() -> Response:

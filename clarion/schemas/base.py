@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WrapSerializer
+from pydantic_core import PydanticUndefined
 
 
 def format_timestamp(value: datetime) -> str:
@@ -40,6 +41,23 @@ class OpenRequestModel(RequestModel):
 class ResponseModel(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
+    @classmethod
+    def trusted(cls, fields: dict[str, Any], extra: dict[str, Any] | None = None) -> Self:
+        """An instance from values the store vouches for, unvalidated, as `model_construct` builds it but
+        without its per-call walk over the model's fields, which costs more than the point read behind a
+        get. `fields` must hold every field that has no default; `extra` holds the undeclared keys of
+        models that allow them."""
+        defaults, required, allows_extra = _construction(cls)
+        for name in required:
+            if name not in fields:
+                raise TypeError(f"{cls.__name__} needs {name!r}")
+        instance = cls.__new__(cls)
+        object.__setattr__(instance, "__dict__", {**defaults, **fields})
+        object.__setattr__(instance, "__pydantic_fields_set__", set(fields))
+        object.__setattr__(instance, "__pydantic_extra__", extra if allows_extra else None)
+        object.__setattr__(instance, "__pydantic_private__", None)
+        return instance
+
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
@@ -56,15 +74,25 @@ class ResponseModel(BaseModel):
         return fields
 
 
-ResponseT = TypeVar("ResponseT", bound=ResponseModel)
+def custom_properties(model: type[BaseModel], properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A recipient's custom properties to carry beside `model`'s own fields: a property named like one of
+    its wire fields (`id`, `__typename`, …) never replaces that field."""
+    own = _own_wire_names(model)
+    return {k: v for k, v in properties.items() if k not in own}
 
 
-def with_custom_properties(entity: ResponseT, properties: Mapping[str, Any]) -> ResponseT:
-    """`entity` carrying a recipient's custom properties beside its own fields. A property named like one
-    of the entity's wire fields (`id`, `__typename`, …) never replaces that field."""
-    own = _own_wire_names(type(entity))
-    object.__setattr__(entity, "__pydantic_extra__", {k: v for k, v in properties.items() if k not in own})
-    return entity
+@functools.cache
+def _construction(model: type[BaseModel]) -> tuple[dict[str, Any], tuple[str, ...], bool]:
+    """What `ResponseModel.trusted` needs of `model`: its fields' defaults, the fields without one, and
+    whether it keeps undeclared keys."""
+    if model.__private_attributes__:
+        raise TypeError(f"{model.__name__} has private attributes, which `trusted` does not set")
+    fields = model.model_fields
+    defaults = {
+        name: field.default for name, field in fields.items() if field.default is not PydanticUndefined
+    }
+    required = tuple(name for name in fields if name not in defaults)
+    return defaults, required, model.model_config.get("extra") == "allow"
 
 
 @functools.cache

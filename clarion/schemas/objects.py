@@ -51,14 +51,15 @@ class Object(TypedResponseModel):
     def from_record(cls, record: RecipientRecord, **extra: Any) -> Object:
         properties = dict(record.properties)
         created_at = properties.pop("created_at", None)
-        return cls.model_construct(
-            **extra,
-            typename="Object",
-            id=record.id,
-            collection=record.collection,
-            created_at=created_at,
-            updated_at=record.updated_at,
-            properties=properties,
+        return cls.trusted(
+            {
+                "id": record.id,
+                "collection": record.collection,
+                "created_at": created_at,
+                "updated_at": record.updated_at,
+                "properties": properties,
+            },
+            extra,
         )
 
 

@@ -40,15 +40,16 @@ class Subscription(TypedResponseModel):
     @classmethod
     def from_record(cls, record: SubscriptionRecord) -> Subscription:
         recipient = record.recipient
-        return cls.model_construct(
-            typename="Subscription",
-            object=Object.from_record(record.object),
-            recipient=User.from_record(recipient)
-            if recipient.collection == USERS_COLLECTION
-            else Object.from_record(recipient),
-            properties=record.properties,
-            inserted_at=record.inserted_at,
-            updated_at=record.updated_at,
+        return cls.trusted(
+            {
+                "object": Object.from_record(record.object),
+                "recipient": User.from_record(recipient)
+                if recipient.collection == USERS_COLLECTION
+                else Object.from_record(recipient),
+                "properties": record.properties,
+                "inserted_at": record.inserted_at,
+                "updated_at": record.updated_at,
+            }
         )
 
 

@@ -16,7 +16,7 @@ from clarion.schemas.base import (
     RequestModel,
     ResponseModel,
     TypedResponseModel,
-    with_custom_properties,
+    custom_properties,
 )
 from clarion.schemas.preferences import PreferenceSet, PreferenceSetRequest
 from clarion.schemas.recipients import RecipientUpsertRequest
@@ -104,15 +104,13 @@ class Tenant(TypedResponseModel):
             if record.default_preferences is not None
             else None
         )
-        tenant = cls.model_construct(
-            id=record.id,
-            name=properties.get("name"),
-            settings=TenantSettings.model_construct(
-                branding=branding if isinstance(branding, dict) else None, preference_set=preference_set
-            ),
-            typename="Tenant",
+        settings = TenantSettings.trusted(
+            {"branding": branding if isinstance(branding, dict) else None, "preference_set": preference_set}
         )
-        return with_custom_properties(tenant, properties)
+        return cls.trusted(
+            {"id": record.id, "name": properties.get("name"), "settings": settings},
+            custom_properties(cls, properties),
+        )
 
 
 class ListTenantsResponse(ResponseModel):

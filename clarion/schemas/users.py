@@ -12,7 +12,7 @@ from clarion.schemas.base import (
     ResponseModel,
     Timestamp,
     TypedResponseModel,
-    with_custom_properties,
+    custom_properties,
 )
 from clarion.schemas.recipients import RecipientUpsertRequest
 from clarion.store.recipients import RecipientRecord
@@ -55,13 +55,14 @@ class User(TypedResponseModel):
 
     @classmethod
     def from_record(cls, record: RecipientRecord, **extra: Any) -> User:
-        user = cls.model_construct(
-            id=record.id,
-            created_at=record.properties.get("created_at"),
-            updated_at=record.updated_at,
-            typename="User",
+        return cls.trusted(
+            {
+                "id": record.id,
+                "created_at": record.properties.get("created_at"),
+                "updated_at": record.updated_at,
+            },
+            custom_properties(cls, {**record.properties, **extra} if extra else record.properties),
         )
-        return with_custom_properties(user, {**record.properties, **extra})
 
 
 class ListUsersResponse(ResponseModel):

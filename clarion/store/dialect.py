@@ -1,4 +1,5 @@
-"""The SQL that differs between SQLite and PostgreSQL: JSON column type, upserts and the deep-merge call.
+"""The SQL that differs between SQLite and PostgreSQL: JSON column type, upserts, lists bound as one
+parameter and the deep-merge call.
 
 This is the only store module that imports `sqlalchemy.dialects` (the queue engines and the migrations
 have their own dialect-specific SQL). Repositories build statements through it and never branch on the
@@ -72,3 +73,15 @@ def code_point_order(column: sa.ColumnElement[str], dialect_name: str) -> sa.Col
 def deep_merge(current: Any, update: Any) -> sa.ColumnElement[Any]:
     """`current` deep-merged with `update` (see `clarion.store.json_merge`), evaluated in the database."""
     return sa.func.clarion_deep_merge(current, update, type_=JSONType)
+
+
+def in_bound_list(column: sa.ColumnElement[Any], name: str, dialect_name: str) -> sa.ColumnElement[bool]:
+    """`column` is one of the values of the list bound as the parameter `name`. One parameter for the
+    whole list keeps the statement the same whatever the list's length, so it is prepared once: an array
+    and `= ANY` on PostgreSQL, a JSON array read by `json_each` on SQLite."""
+    if dialect_name == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    values: sa.Select[Any] = sa.select(sa.column("value")).select_from(
+        sa.func.json_each(sa.bindparam(name, type_=sa.JSON))
+    )
+    return column.in_(values.scalar_subquery())

@@ -45,9 +45,10 @@ class CompiledQuery:
 
 
 class DirectQuery:
-    """A SELECT whose parameters are named `bindparam`s, compiled lazily for each dialect it runs on."""
+    """A SELECT whose parameters are named `bindparam`s, compiled lazily for each dialect it runs on. The
+    statement is given as such, or as a function of the dialect's name when its SQL differs per store."""
 
-    def __init__(self, statement: sa.Select[Any]) -> None:
+    def __init__(self, statement: sa.Select[Any] | Callable[[str], sa.Select[Any]]) -> None:
         self.statement = statement
         self._compiled: dict[str, CompiledQuery] = {}
 
@@ -59,9 +60,10 @@ class DirectQuery:
         return compiled
 
     def _compile(self, dialect: sa.Dialect) -> CompiledQuery:
-        compiled = self.statement.compile(dialect=dialect)
+        statement = self.statement if isinstance(self.statement, sa.Select) else self.statement(dialect.name)
+        compiled = statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
-        columns = list(self.statement.selected_columns)
+        columns = list(statement.selected_columns)
         return CompiledQuery(
             sql=compiled.string,
             parameter_names=names,

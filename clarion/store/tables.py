@@ -47,7 +47,12 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            try:
+                # The stored layout has no offset; appending UTC's parses in one step, several times
+                # faster than parsing and then replacing the timezone.
+                return datetime.fromisoformat(value + "+00:00")
+            except ValueError:
+                return datetime.fromisoformat(value).astimezone(UTC)
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 

@@ -4,7 +4,8 @@ An identify is an INSERT … ON CONFLICT statement whose merge runs in the datab
 so concurrent identifies of one user never lose each other's properties. Concurrent identifies are group
 committed (`clarion.store.group_commit`): a batch has the outcome of its identifies run one by one, and each
 caller gets the user as it stood right after its own write. Inline channel data and preferences are
-written in the same transaction (`clarion.store.recipients`).
+written in the same transaction (`clarion.store.recipients`). Concurrent gets share one query
+(`clarion.store.coalesced_reads`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from clarion.errors import NotFoundError
 from clarion.store import dialect
 from clarion.store.batching import ordered_chunks
 from clarion.store.clock import utcnow
+from clarion.store.coalesced_reads import CoalescedReads
 from clarion.store.db import Database
 from clarion.store.direct import DirectQuery
 from clarion.store.group_commit import GroupCommitter
@@ -40,9 +42,12 @@ def user_record(row: sa.Row[Any] | Mapping[str, Any]) -> RecipientRecord:
     return RecipientRecord(USERS_COLLECTION, m["id"], m["properties"], m["inserted_at"], m["updated_at"])
 
 
-_GET_USER = DirectQuery(
-    sa.select(users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at).where(
-        users.c.environment_id == sa.bindparam("environment_id"), users.c.id == sa.bindparam("user_id")
+_GET_USERS = DirectQuery(
+    lambda dialect_name: sa.select(
+        users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at
+    ).where(
+        users.c.environment_id == sa.bindparam("environment_id"),
+        dialect.in_bound_list(users.c.id, "ids", dialect_name),
     )
 )
 
@@ -99,6 +104,7 @@ class UserStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._identifies = GroupCommitter(database, upsert_user_batch)
+        self._gets = CoalescedReads(database.direct, _GET_USERS)
 
     async def identify(
         self,
@@ -119,7 +125,7 @@ class UserStore:
             return await upsert_users(connection, environment_id, entries)
 
     async def get(self, environment_id: str, user_id: str) -> RecipientRecord:
-        row = await self.database.direct.fetch_one(_GET_USER, environment_id=environment_id, user_id=user_id)
+        row = await self._gets.fetch(environment_id, user_id)
         if row is None:
             raise NotFoundError(f"The user {user_id!r} was not found")
         return user_record(row)

@@ -42,3 +42,10 @@ async def test_origins_can_be_restricted(env: EnvFixture) -> None:
         other = await client.get("/v1/users/u1", headers={**env.headers(), "Origin": "https://evil.example"})
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_calls_without_an_origin_carry_no_cors_headers(env: EnvFixture) -> None:
+    # Only browsers send Origin and only browsers read CORS headers; server-side SDK calls skip them.
+    response = await env.put("/v1/users/u1", json={"name": "A"})
+    assert response.status_code == 200
+    assert not [name for name in response.headers if name.startswith("access-control-")]

@@ -13,11 +13,12 @@ from clarion.store.db import create_database
 from clarion.store.direct import DirectQuery, PostgresDirectReader
 from clarion.store.tables import users
 
-QUERY = DirectQuery(
+STATEMENT = (
     sa.select(users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at)
     .where(users.c.environment_id == sa.bindparam("environment_id"))
     .order_by(users.c.pk)
 )
+QUERY = DirectQuery(STATEMENT)
 
 
 async def test_rows_match_core_results(runtime: Runtime) -> None:
@@ -28,7 +29,7 @@ async def test_rows_match_core_results(runtime: Runtime) -> None:
     async with runtime.database.reader.connect() as connection:
         core = [
             dict(row._mapping)
-            for row in await connection.execute(QUERY.statement, {"environment_id": environment.id})
+            for row in await connection.execute(STATEMENT, {"environment_id": environment.id})
         ]
     assert direct == core
     assert [row["id"] for row in direct] == ["a", "b"]
