@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from clarion.store import json_codec
+
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 """JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite."""
 
@@ -85,3 +87,41 @@ def in_bound_list(column: sa.ColumnElement[Any], name: str, dialect_name: str) -
         sa.func.json_each(sa.bindparam(name, type_=sa.JSON))
     )
     return column.in_(values.scalar_subquery())
+
+
+def bound_rows(
+    names: Sequence[str], dialect_name: str
+) -> tuple[sa.Subquery, Callable[[Sequence[Sequence[str | None]]], dict[str, Any]]]:
+    """A source of rows bound as parameters of fixed number, whatever the number of rows: a subquery with
+    the text columns `names` and `position` (each row's place in the list), and the function giving the
+    parameters for a list of rows. Arrays zipped by `unnest` on PostgreSQL, a JSON array of rows read by
+    `json_each` on SQLite. One statement thus serves every batch size and is prepared once."""
+    if dialect_name == "postgresql":
+        arrays = [sa.bindparam(f"rows_{name}", type_=postgresql.ARRAY(sa.Text)) for name in names]
+        unnested = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="position").render_derived()
+        source = sa.select(*(unnested.c[name] for name in names), unnested.c.position).subquery("bound_rows")
+
+        def array_parameters(rows: Sequence[Sequence[str | None]]) -> dict[str, Any]:
+            return {f"rows_{name}": [row[i] for row in rows] for i, name in enumerate(names)}
+
+        return source, array_parameters
+    each = sa.func.json_each(sa.bindparam("rows", type_=sa.String)).table_valued("value", "key")
+    source = sa.select(
+        *(
+            sa.func.json_extract(each.c.value, sa.literal_column(f"'$[{i}]'")).label(name)
+            for i, name in enumerate(names)
+        ),
+        each.c.key.label("position"),
+    ).subquery("bound_rows")
+
+    def json_parameters(rows: Sequence[Sequence[str | None]]) -> dict[str, Any]:
+        return {"rows": json_codec.dumps([list(row) for row in rows])}
+
+    return source, json_parameters
+
+
+def json_from_text(text: sa.ColumnElement[Any], dialect_name: str) -> sa.ColumnElement[Any]:
+    """A JSON document given as its text: parsed into JSONB on PostgreSQL; SQLite keeps JSON as text."""
+    if dialect_name == "postgresql":
+        return sa.cast(text, postgresql.JSONB())
+    return sa.type_coerce(text, JSONType)

@@ -2,7 +2,7 @@
 
 SQLAlchemy's async engine costs a few hundred microseconds per statement (greenlet hand-offs, pool
 checkout, result wrapping), many times the cost of an indexed point read. Queries on the hottest paths of
-the API (getting a user) are therefore written in Core like every other query,
+the API (getting users, `clarion.store.coalesced_reads`) are therefore written in Core like every other query,
 compiled once per dialect, and executed here: on SQLite on one read-only connection called inline (see
 `clarion.store.sqlite_driver` for why inline), on PostgreSQL on a small asyncpg pool of its own. Column
 types are converted with the same processors SQLAlchemy would apply, so rows look exactly like Core
@@ -44,11 +44,15 @@ class CompiledQuery:
         }
 
 
-class DirectQuery:
-    """A SELECT whose parameters are named `bindparam`s, compiled lazily for each dialect it runs on. The
-    statement is given as such, or as a function of the dialect's name when its SQL differs per store."""
+Statement = sa.Select[Any] | sa.Insert
+"""A SELECT, or an INSERT … RETURNING, whose parameters are named `bindparam`s."""
 
-    def __init__(self, statement: sa.Select[Any] | Callable[[str], sa.Select[Any]]) -> None:
+
+class DirectQuery:
+    """A statement compiled lazily for each dialect it runs on, given as such, or as a function of the
+    dialect's name when its SQL differs per store."""
+
+    def __init__(self, statement: Statement | Callable[[str], Statement]) -> None:
         self.statement = statement
         self._compiled: dict[str, CompiledQuery] = {}
 
@@ -60,10 +64,10 @@ class DirectQuery:
         return compiled
 
     def _compile(self, dialect: sa.Dialect) -> CompiledQuery:
-        statement = self.statement if isinstance(self.statement, sa.Select) else self.statement(dialect.name)
+        statement = self.statement(dialect.name) if callable(self.statement) else self.statement
         compiled = statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
-        columns = list(statement.selected_columns)
+        columns = list(statement.exported_columns)
         return CompiledQuery(
             sql=compiled.string,
             parameter_names=names,
@@ -78,8 +82,6 @@ class DirectQuery:
 
 
 class DirectReader(Protocol):
-    async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None: ...
-
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]: ...
 
     async def close(self) -> None: ...
@@ -91,11 +93,6 @@ class SQLiteDirectReader:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._connection.execute("PRAGMA query_only=ON")
         self._connection.execute("PRAGMA busy_timeout=10000")
-
-    async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None:
-        compiled = query.compiled_for(self.dialect)
-        raw = self._connection.execute(compiled.sql, compiled.parameters(parameters)).fetchone()
-        return compiled.row(raw) if raw is not None else None
 
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
         compiled = query.compiled_for(self.dialect)
@@ -140,12 +137,6 @@ class PostgresDirectReader:
                 self.dsn, min_size=1, max_size=self.max_size, init=init, reset=_keep_session
             )
             return self._pool
-
-    async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None:
-        compiled = query.compiled_for(self.dialect)
-        pool = self._pool or await self._acquire_pool()
-        raw = await pool.fetchrow(compiled.sql, *compiled.parameters(parameters))
-        return compiled.row(tuple(raw)) if raw is not None else None
 
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
         compiled = query.compiled_for(self.dialect)

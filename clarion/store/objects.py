@@ -7,16 +7,13 @@ objects of the reserved `$tenants` collection; `clarion.store.tenants` adds thei
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Insert
 
 from clarion.errors import NotFoundError
-from clarion.store import dialect
 from clarion.store.batching import ordered_chunks
 from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
@@ -30,24 +27,9 @@ from clarion.store.recipients import (
 from clarion.store.tables import objects
 
 
-def object_record(row: sa.Row[Any]) -> RecipientRecord:
-    m = row._mapping
+def object_record(row: sa.Row[Any] | Mapping[str, Any]) -> RecipientRecord:
+    m = row._mapping if isinstance(row, sa.Row) else row
     return RecipientRecord(m["collection"], m["id"], m["properties"], m["inserted_at"], m["updated_at"])
-
-
-@functools.cache
-def _upsert_statement(dialect_name: str) -> Insert:
-    """The set-object upsert, built once per dialect and run with one parameter row per object."""
-    return dialect.upsert(
-        objects,
-        dialect_name,
-        None,
-        conflict=["environment_id", "collection", "id"],
-        update=lambda excluded: {
-            "properties": dialect.deep_merge(objects.c.properties, excluded.properties),
-            "updated_at": excluded.updated_at,
-        },
-    ).returning(*objects.c)
 
 
 async def upsert_objects(
@@ -56,8 +38,7 @@ async def upsert_objects(
     """Set many objects of one collection in the caller's transaction, with the outcome of setting them one
     by one in the given order (`clarion.store.recipients.upsert_entries`); returns, for each entry, the
     object as it stood right after that entry."""
-    statement = _upsert_statement(connection.dialect.name)
-    return await upsert_entries(connection, environment_id, collection, entries, statement, object_record)
+    return await upsert_entries(connection, environment_id, collection, entries, object_record)
 
 
 async def load_objects(

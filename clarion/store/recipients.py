@@ -10,20 +10,22 @@ the outcome of the same upserts run one by one, and concurrent batches never dea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Insert
 
-from clarion.store import dialect
+from clarion.store import dialect, json_codec
 from clarion.store.batching import ordered_chunks, rounds
 from clarion.store.clock import utcnow
+from clarion.store.direct import DirectQuery
 from clarion.store.tables import (
     USERS_COLLECTION,
+    UTCDateTime,
     audience_members,
     channel_data,
     objects,
@@ -53,6 +55,8 @@ class InlineRecipientData:
 RecipientEntry = tuple[str, dict[str, Any], InlineRecipientData]
 """(id, properties, inline data): one upsert of a user or object."""
 
+RowParameters = Callable[[Sequence[Sequence[str | None]]], dict[str, Any]]
+
 
 def _recipient_table(collection: str) -> tuple[sa.Table, dict[str, Any], list[str]]:
     """The table of a collection's recipients, the columns that scope a row to the collection, and its
@@ -62,36 +66,75 @@ def _recipient_table(collection: str) -> tuple[sa.Table, dict[str, Any], list[st
     return objects, {"collection": collection}, ["environment_id", "collection", "id"]
 
 
+@functools.cache
+def _upsert_query(table: sa.Table, dialect_name: str) -> tuple[DirectQuery, RowParameters]:
+    """The upsert of a batch of users or objects of one collection, with Knock's deep merge run in the
+    database under the row lock: INSERT … SELECT from the rows bound as a fixed set of parameters
+    (`clarion.store.dialect.bound_rows`) … ON CONFLICT DO UPDATE … RETURNING. Built and compiled once per
+    table and dialect, the same statement for every batch size, and run on the driver within the caller's
+    transaction: SQLAlchemy's per-row parameter and result handling for a many-row upsert cost more than
+    the database's work."""
+    rows, row_parameters = dialect.bound_rows(["id", "properties"], dialect_name)
+    scope = [sa.bindparam("collection", type_=sa.String)] if "collection" in table.c else []
+    now = sa.bindparam("now", type_=UTCDateTime)
+    source = (
+        sa.select(
+            sa.bindparam("environment_id", type_=sa.String),
+            *scope,
+            rows.c.id,
+            dialect.json_from_text(rows.c.properties, dialect_name),
+            now,
+            now,
+        )
+        .where(sa.true())  # SQLite reads "FROM … ON CONFLICT" as a join without it
+        .order_by(rows.c.position)
+    )
+    insert = dialect.insert(table, dialect_name).from_select(
+        [
+            "environment_id",
+            *(["collection"] if scope else []),
+            "id",
+            "properties",
+            "inserted_at",
+            "updated_at",
+        ],
+        source,
+    )
+    statement = insert.on_conflict_do_update(
+        index_elements=["environment_id", *(["collection"] if scope else []), "id"],
+        set_={
+            "properties": dialect.deep_merge(table.c.properties, insert.excluded.properties),
+            "updated_at": insert.excluded.updated_at,
+        },
+    ).returning(*table.c)
+    return DirectQuery(statement), row_parameters
+
+
 async def upsert_entries(
     connection: AsyncConnection,
     environment_id: str,
     collection: str,
     entries: Sequence[RecipientEntry],
-    statement: Insert,
-    record: Callable[[sa.Row[Any]], RecipientRecord],
+    record: Callable[[Mapping[str, Any]], RecipientRecord],
 ) -> list[RecipientRecord]:
-    """Upsert users or objects of one collection with `statement` (an INSERT … ON CONFLICT deep merge run
-    with parameter rows, RETURNING the row), with the outcome of upserting `entries` one by one in their
-    order; returns, for each entry, the recipient as it stood right after that entry was written."""
+    """Upsert users or objects of one collection (`_upsert_query`), with the outcome of upserting `entries`
+    one by one in their order; returns, for each entry, the recipient as it stood right after that entry
+    was written."""
     now = utcnow()
-    _, scope, _ = _recipient_table(collection)
+    table, scope, _ = _recipient_table(collection)
+    query, row_parameters = _upsert_query(table, connection.dialect.name)
+    compiled = query.compiled_for(connection.dialect)
     found: dict[int, RecipientRecord] = {}
     for round_positions in rounds([recipient_id for recipient_id, _, _ in entries]):
-        rows = [
-            {
-                "environment_id": environment_id,
-                **scope,
-                "id": entries[position][0],
-                "properties": entries[position][1],
-                "inserted_at": now,
-                "updated_at": now,
-            }
-            for position in round_positions
+        round_rows = [
+            (entries[position][0], json_codec.dumps(entries[position][1])) for position in round_positions
         ]
         written: dict[str, RecipientRecord] = {}
-        for chunk in ordered_chunks(rows, key=lambda row: (row["id"],)):
-            for row in await connection.execute(statement, list(chunk)):
-                written[row.id] = record(row)
+        for chunk in ordered_chunks(round_rows, key=lambda row: (row[0],)):
+            values = {"environment_id": environment_id, **scope, "now": now, **row_parameters(chunk)}
+            result = await connection.exec_driver_sql(compiled.sql, tuple(compiled.parameters(values)))
+            for raw in result:
+                written[raw.id] = record(compiled.row(tuple(raw)))
         await write_inline_data(
             connection,
             environment_id,

@@ -10,13 +10,11 @@ written in the same transaction (`clarion.store.recipients`). Concurrent gets sh
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Insert
 
 from clarion.errors import NotFoundError
 from clarion.store import dialect
@@ -52,29 +50,13 @@ _GET_USERS = DirectQuery(
 )
 
 
-@functools.cache
-def _upsert_statement(dialect_name: str) -> Insert:
-    """The identify upsert, built once per dialect (building it costs more than running it)."""
-    return dialect.upsert(
-        users,
-        dialect_name,
-        None,
-        conflict=["environment_id", "id"],
-        update=lambda excluded: {
-            "properties": dialect.deep_merge(users.c.properties, excluded.properties),
-            "updated_at": excluded.updated_at,
-        },
-    ).returning(*users.c)
-
-
 async def upsert_users(
     connection: AsyncConnection, environment_id: str, entries: Sequence[RecipientEntry]
 ) -> list[RecipientRecord]:
     """Identify many users in the caller's transaction, with the outcome of identifying them one by one in
     the given order (`clarion.store.recipients.upsert_entries`); returns, for each entry, the user as it
     stood right after that entry."""
-    statement = _upsert_statement(connection.dialect.name)
-    return await upsert_entries(connection, environment_id, USERS_COLLECTION, entries, statement, user_record)
+    return await upsert_entries(connection, environment_id, USERS_COLLECTION, entries, user_record)
 
 
 IdentifyItem = tuple[str, str, dict[str, Any], InlineRecipientData]

@@ -32,9 +32,6 @@ class CountingReader:
         self.queries: list[dict[str, Any]] = []
         self.fail: Exception | None = None
 
-    async def fetch_one(self, query: DirectQuery, **parameters: Any) -> dict[str, Any] | None:
-        raise AssertionError("coalesced reads fetch whole batches")
-
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
         self.queries.append(parameters)
         if self.fail is not None:

@@ -35,7 +35,7 @@ async def test_rows_match_core_results(runtime: Runtime) -> None:
     assert [row["id"] for row in direct] == ["a", "b"]
     assert direct[0]["inserted_at"].tzinfo is not None
     assert direct[0]["properties"]["n"] == 123456789012345678901234567890
-    assert await runtime.database.direct.fetch_one(QUERY, environment_id="nowhere") is None
+    assert await runtime.database.direct.fetch_all(QUERY, environment_id="nowhere") == []
 
 
 async def test_concurrent_first_reads_open_one_postgres_pool(runtime: Runtime) -> None:
@@ -54,7 +54,7 @@ async def test_concurrent_first_reads_open_one_postgres_pool(runtime: Runtime) -
             return pool
 
         reader._acquire_pool = counting  # type: ignore[method-assign]
-        await asyncio.gather(*(reader.fetch_one(QUERY, environment_id="x") for _ in range(5)))
+        await asyncio.gather(*(reader.fetch_all(QUERY, environment_id="x") for _ in range(5)))
         assert len({id(pool) for pool in opened}) == 1
     finally:
         await database.dispose()
