@@ -2,11 +2,11 @@
 
 Starlette's router tries its routes one by one, each a regular expression; with a hundred Knock
 operations that costs more than the rest of a point read. `RouteIndex` is one Starlette route holding all
-the others, keyed by the path's shape: the resource segment after `/v1` and the number of segments. None of
-Clarion's routes has a parameter spanning several segments, so a route can only match paths of its own
-shape, and trying just the routes of that shape, in their declared order, picks the same route as trying
-them all: the first full match, else the first partial one (a known path with another method, answered
-with 405).
+the others, keyed by the path's shape (the resource segment after `/v1` and the number of segments) and
+method. None of Clarion's routes has a parameter spanning several segments, so a route can only match
+paths of its own shape, and only a route of the request's method can match it fully; trying just those
+routes, in their declared order, picks the same route as trying them all: the first full match, else the
+first partial one (a known path with another method, answered with 405).
 """
 
 from __future__ import annotations
@@ -30,12 +30,16 @@ class RouteIndex(BaseRoute):
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
         self._by_shape: dict[ShapeKey, list[Route]] = {}
+        self._by_method: dict[tuple[ShapeKey, str], list[Route]] = {}
         for route in self.routes:
             if ":" in route.path:
                 raise ValueError(
                     f"{route.path}: a path convertor could span segments, which the index forbids"
                 )
-            self._by_shape.setdefault(_shape(route.path), []).append(route)
+            shape = _shape(route.path)
+            self._by_shape.setdefault(shape, []).append(route)
+            for method in route.methods or ():
+                self._by_method.setdefault((shape, method), []).append(route)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -44,14 +48,17 @@ class RouteIndex(BaseRoute):
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :]
-        partial: tuple[Match, Scope] | None = None
-        for route in self._by_shape.get(_shape(path), ()):
+        shape = _shape(path)
+        for route in self._by_method.get((shape, scope["method"]), ()):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 return match, {**child_scope, "route": route}
-            if match is Match.PARTIAL and partial is None:
-                partial = (match, {**child_scope, "route": route})
-        return partial or (Match.NONE, {})
+        # No route of the request's method has its path; one of another method may (405).
+        for route in self._by_shape.get(shape, ()):
+            match, child_scope = route.matches(scope)
+            if match is Match.PARTIAL:
+                return match, {**child_scope, "route": route}
+        return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The router stored the matched route over this index in `scope["route"]` (see `matches`).

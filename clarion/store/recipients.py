@@ -55,6 +55,9 @@ class InlineRecipientData:
 RecipientEntry = tuple[str, dict[str, Any], InlineRecipientData]
 """(id, properties, inline data): one upsert of a user or object."""
 
+RECORD_COLUMNS = ("collection", "id", "properties", "inserted_at", "updated_at")
+"""The columns a `RecipientRecord` is read from (users have no `collection`: theirs is implied)."""
+
 RowParameters = Callable[[Sequence[Sequence[str | None]]], dict[str, Any]]
 
 
@@ -106,7 +109,7 @@ def _upsert_query(table: sa.Table, dialect_name: str) -> tuple[DirectQuery, RowP
             "properties": dialect.deep_merge(table.c.properties, insert.excluded.properties),
             "updated_at": insert.excluded.updated_at,
         },
-    ).returning(*table.c)
+    ).returning(*(table.c[name] for name in RECORD_COLUMNS if name in table.c))
     return DirectQuery(statement), row_parameters
 
 

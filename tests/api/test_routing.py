@@ -12,7 +12,7 @@ from starlette.routing import Match, Route, Router
 from clarion.api.app import all_routes
 from clarion.api.routing import RouteIndex
 
-METHODS = ["GET", "PUT", "POST", "DELETE"]
+METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"]
 
 
 def _example_paths() -> list[str]:
