@@ -71,15 +71,22 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
 
 @contextmanager
 def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
+    """A server process whose output goes to a file (a pipe nobody reads would fill and stall it), shown
+    if the process dies while measured."""
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            yield proc
+        except Exception:
+            output.seek(0)
+            sys.stderr.write(output.read()[-4000:].decode(errors="replace"))
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> float:
@@ -91,9 +98,9 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
         args += ["-s", lua.name]
     output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     os.unlink(lua.name)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non_2xx:
-        raise RuntimeError(f"{non_2xx.group(1)} failed requests against {url}:\n{output}")
+    failures = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
+    if failures:
+        raise RuntimeError(f"failed requests against {url}:\n{output}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", output)
     assert match, output
     return float(match.group(1))
