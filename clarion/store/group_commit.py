@@ -2,7 +2,8 @@
 statements as the batch handler can manage, instead of one transaction each.
 
 While one batch is being written, new submissions queue up and form the next batch, so the batch size
-adapts to the load: one item at a time when idle, hundreds under pressure. Each submitter awaits its own
+adapts to the load: one item at a time when idle, hundreds under pressure. The first batch of a burst
+waits one turn of the event loop for the requests already read alongside it. Each submitter awaits its own
 result. If a batch fails, its items are retried one transaction each, so one bad item fails alone and
 the others still land.
 
@@ -47,6 +48,10 @@ class GroupCommitter(Generic[Item, Result]):
 
     async def _flush_all(self) -> None:
         try:
+            # One turn of the event loop first: requests read from their sockets in this turn reach
+            # `submit` only in the next one, and joining them doubles the batch under load at the cost
+            # of one turn's latency when idle.
+            await asyncio.sleep(0)
             while self._pending:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-_LONG_NUMBER = re.compile(rb"\d{16}")
+_LONG_NUMBER = re.compile(r"\d{16}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{16}")
 
 
 def dumps(value: Any) -> str:
@@ -24,11 +25,11 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    raw = text.encode() if isinstance(text, str) else text
-    if _LONG_NUMBER.search(raw):
-        return json.loads(raw)
+    long_number = _LONG_NUMBER.search(text) if isinstance(text, str) else _LONG_NUMBER_BYTES.search(text)
+    if long_number:
+        return json.loads(text)
     try:
-        return orjson.loads(raw)
+        return orjson.loads(text)
     except orjson.JSONDecodeError:
         # Numbers beyond a double's range, which the standard module reads as infinity instead of failing.
-        return json.loads(raw)
+        return json.loads(text)

@@ -87,6 +87,10 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor())
 
+    def begin_immediate(self) -> None:
+        """Open a transaction holding the write lock from its start (see `clarion.store.db`)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+
     async def commit(self) -> None:
         self._conn.commit()
 

@@ -37,6 +37,21 @@ def identify(
     return asyncio.create_task(committer.submit((env.id, user_id, properties, InlineRecipientData())))
 
 
+async def test_a_burst_waits_one_loop_turn_for_the_requests_read_alongside_it(runtime: Runtime) -> None:
+    batches: list[list[int]] = []
+
+    async def handler(connection: AsyncConnection, items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        return [item * 10 for item in items]
+
+    committer = GroupCommitter(runtime.database, handler)
+    first = asyncio.create_task(committer.submit(1))
+    await asyncio.sleep(0)  # the first submission is in; the next ones arrive a turn later
+    later = [asyncio.create_task(committer.submit(item)) for item in (2, 3)]
+    assert await asyncio.gather(first, *later) == [10, 20, 30]
+    assert batches == [[1, 2, 3]]
+
+
 async def test_submissions_during_a_write_form_the_next_batch(runtime: Runtime) -> None:
     batches: list[list[int]] = []
     writing = asyncio.Event()
