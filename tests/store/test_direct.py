@@ -58,3 +58,14 @@ async def test_concurrent_first_reads_open_one_postgres_pool(runtime: Runtime) -
         assert len({id(pool) for pool in opened}) == 1
     finally:
         await database.dispose()
+
+
+async def test_postgres_plans_each_direct_read_for_its_values(runtime: Runtime) -> None:
+    # A generic plan of `id = ANY($ids)` built from stale statistics filters the ids over the whole
+    # environment instead of looking each one up in the index.
+    if runtime.database.dialect_name != "postgresql":
+        pytest.skip("SQLite has no plan cache to configure")
+    setting = DirectQuery(
+        sa.select(sa.func.current_setting(sa.literal_column("'plan_cache_mode'")).label("mode"))
+    )
+    assert await runtime.database.direct.fetch_all(setting) == [{"mode": "force_custom_plan"}]
