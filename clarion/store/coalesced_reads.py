@@ -1,8 +1,8 @@
 """Coalesced point reads: reads of single rows asked for concurrently are answered by one query.
 
-Each read waits for the next batch; while one batch's query runs, new reads gather for the one after, so
-the batch size follows the load: one read at a time when idle, dozens under pressure, where each read
-would otherwise pay a round trip, a pool checkout and a statement of its own. A read never joins a query
+Each read waits for the next batch (`clarion.store.pending_batches`), where it would otherwise pay a round
+trip, a pool checkout and a statement of its own. Unlike group commits, reads take their batch at once:
+waiting a loop turn to gather more was not shown to pay for reads. A read never joins a query
 that is already running, so it sees at least every write committed before it was asked for, exactly as a
 query of its own would.
 """
@@ -13,11 +13,12 @@ import asyncio
 from typing import Any
 
 from clarion.store.direct import DirectQuery, DirectReader
+from clarion.store.pending_batches import PendingBatches
 
 Row = dict[str, Any]
 
 
-class CoalescedReads:
+class CoalescedReads(PendingBatches[tuple[str, str], Row | None]):
     """Rows of one table by (environment, id). `query` takes the parameters `environment_id` and `ids`
     (the list of ids, bound as one parameter: `clarion.store.dialect.in_bound_list`) and selects the
     column `key` holding each row's id."""
@@ -25,38 +26,17 @@ class CoalescedReads:
     def __init__(
         self, direct: DirectReader, query: DirectQuery, key: str = "id", max_batch: int = 500
     ) -> None:
+        super().__init__(max_batch)
         self.direct = direct
         self.query = query
         self.key = key
-        self.max_batch = max_batch
-        self._pending: list[tuple[str, str, asyncio.Future[Row | None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
 
     async def fetch(self, environment_id: str, row_id: str) -> Row | None:
-        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((environment_id, row_id, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_all())
-        return await future
+        return await self.submit((environment_id, row_id))
 
-    async def _flush_all(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                try:
-                    await self._flush(batch)
-                except BaseException:
-                    # Cancelled mid-query (the loop is shutting down): nobody will resolve these any more.
-                    for _, _, future in batch:
-                        future.cancel()
-                    raise
-        finally:
-            self._flusher = None
-
-    async def _flush(self, batch: list[tuple[str, str, asyncio.Future[Row | None]]]) -> None:
+    async def flush(self, batch: list[tuple[tuple[str, str], asyncio.Future[Row | None]]]) -> None:
         by_environment: dict[str, set[str]] = {}
-        for environment_id, row_id, _ in batch:
+        for (environment_id, row_id), _ in batch:
             by_environment.setdefault(environment_id, set()).add(row_id)
         found: dict[tuple[str, str], Row] = {}
         failed: dict[str, Exception] = {}
@@ -67,11 +47,11 @@ class CoalescedReads:
                 failed[environment_id] = exc
                 continue
             found.update(((environment_id, row[self.key]), row) for row in rows)
-        for environment_id, row_id, future in batch:
+        for key, future in batch:
             if future.done():
                 continue
-            if environment_id in failed:
-                future.set_exception(failed[environment_id])
+            if key[0] in failed:
+                future.set_exception(failed[key[0]])
             else:
                 # Reads of one row in one batch share it: rows are read, never changed, by their callers.
-                future.set_result(found.get((environment_id, row_id)))
+                future.set_result(found.get(key))
