@@ -9,13 +9,14 @@ pressure. Subclasses say how a batch is done and resolve its futures.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-class PendingBatches(Generic[Item, Result]):
+class PendingBatches(ABC, Generic[Item, Result]):
     gathers_one_turn = False
     """Whether the first batch of a burst waits one turn of the event loop: requests read from their
     sockets in the same turn reach `submit` only in the next one, and joining them doubles a write batch
@@ -33,9 +34,9 @@ class PendingBatches(Generic[Item, Result]):
             self._flusher = asyncio.create_task(self._flush_all())
         return await future
 
+    @abstractmethod
     async def flush(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         """Do `batch` and resolve each of its futures that is not done yet (a waiter may have left)."""
-        raise NotImplementedError
 
     async def _flush_all(self) -> None:
         try:
