@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -64,6 +64,8 @@ class Endpoint:
             response = await self.respond(request)
         except ClarionError as exc:
             response = clarion_error_response(exc)
+        except ClientDisconnect:
+            return  # gone before its body arrived: nothing was done and nobody is left to answer
         await response(scope, receive, send)
 
     async def respond(self, request: Request) -> Response:

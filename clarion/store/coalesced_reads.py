@@ -20,13 +20,18 @@ Row = dict[str, Any]
 
 class CoalescedReads(PendingBatches[tuple[str, str], Row | None]):
     """Rows of one table by (environment, id). `query` takes the parameters `environment_id` and `ids`
-    (the list of ids, bound as one parameter: `clarion.store.dialect.in_bound_list`) and selects the
+    (the list of ids, bound as one parameter: `clarion.store.dialect.select_by_keys`) and selects the
     column `key` holding each row's id."""
 
     def __init__(
-        self, direct: DirectReader, query: DirectQuery, key: str = "id", max_batch: int = 500
+        self,
+        direct: DirectReader,
+        query: DirectQuery,
+        key: str = "id",
+        max_batch: int = 500,
+        max_in_flight: int = 2,
     ) -> None:
-        super().__init__(max_batch)
+        super().__init__(max_batch, max_in_flight)
         self.direct = direct
         self.query = query
         self.key = key

@@ -77,16 +77,35 @@ def deep_merge(current: Any, update: Any) -> sa.ColumnElement[Any]:
     return sa.func.clarion_deep_merge(current, update, type_=JSONType)
 
 
-def in_bound_list(column: sa.ColumnElement[Any], name: str, dialect_name: str) -> sa.ColumnElement[bool]:
-    """`column` is one of the values of the list bound as the parameter `name`. One parameter for the
-    whole list keeps the statement the same whatever the list's length, so it is prepared once: an array
-    and `= ANY` on PostgreSQL, a JSON array read by `json_each` on SQLite."""
+def select_by_keys(
+    columns: Sequence[sa.Column[Any]],
+    key: sa.Column[Any],
+    name: str,
+    dialect_name: str,
+    *scope: sa.ColumnElement[bool],
+) -> sa.Select[Any]:
+    """`columns` of the rows, within `scope`, whose `key` is one of the values of the list bound as the
+    parameter `name`. One parameter for the whole list keeps the statement the same whatever the list's
+    length, so it is prepared once. `scope` and `key` must cover a unique index.
+
+    On PostgreSQL each value is looked up on its own (a LATERAL subquery the planner cannot flatten):
+    the plan is then an index lookup per value whatever the table's statistics say, where `key = ANY`
+    could be planned, from stale statistics, as a scan of the whole scope filtering the list. SQLite
+    looks each value of a JSON array up in the index anyway."""
     if dialect_name == "postgresql":
-        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+        wanted = (
+            sa.func.unnest(sa.bindparam(name, type_=postgresql.ARRAY(key.type)))
+            .table_valued("value")
+            .render_derived(name="wanted")
+        )
+        # LIMIT 1 keeps the subquery a subquery: one index lookup per value.
+        one: sa.ColumnClause[Any] = sa.literal_column("1")
+        match = sa.select(*columns).where(*scope, key == wanted.c.value).limit(one).lateral("match")
+        return sa.select(*match.c).select_from(wanted).join(match, sa.true())
     values: sa.Select[Any] = sa.select(sa.column("value")).select_from(
         sa.func.json_each(sa.bindparam(name, type_=sa.JSON))
     )
-    return column.in_(values.scalar_subquery())
+    return sa.select(*columns).where(*scope, key.in_(values.scalar_subquery()))
 
 
 def bound_rows(

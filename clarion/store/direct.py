@@ -139,9 +139,6 @@ class PostgresDirectReader:
                 max_size=self.max_size,
                 init=init,
                 reset=_keep_session,
-                # Plans made for the values at hand: a generic plan of `id = ANY($ids)` may use the index
-                # for the environment alone and filter the ids, reading every row of the environment.
-                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
             return self._pool
 

@@ -2,7 +2,7 @@
 
 Nested objects merge key by key; any other value, `null` included, replaces what was there (Knock: existing
 properties cannot be removed, only overwritten with `null`). PostgreSQL runs the same rule as the SQL
-function `clarion_deep_merge` created by the first migration; SQLite calls this function directly.
+function `clarion_deep_merge` (created by the migrations); SQLite calls this function directly.
 """
 
 from __future__ import annotations

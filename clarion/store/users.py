@@ -41,11 +41,12 @@ def user_record(row: sa.Row[Any] | Mapping[str, Any]) -> RecipientRecord:
 
 
 _GET_USERS = DirectQuery(
-    lambda dialect_name: sa.select(
-        users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at
-    ).where(
+    lambda dialect_name: dialect.select_by_keys(
+        [users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at],
+        users.c.id,
+        "ids",
+        dialect_name,
         users.c.environment_id == sa.bindparam("environment_id"),
-        dialect.in_bound_list(users.c.id, "ids", dialect_name),
     )
 )
 

@@ -17,9 +17,12 @@ from clarion.store.direct import DirectQuery, DirectReader
 from clarion.store.tables import users
 
 QUERY = DirectQuery(
-    lambda dialect_name: sa.select(users.c.id, users.c.properties).where(
+    lambda dialect_name: dialect.select_by_keys(
+        [users.c.id, users.c.properties],
+        users.c.id,
+        "ids",
+        dialect_name,
         users.c.environment_id == sa.bindparam("environment_id"),
-        dialect.in_bound_list(users.c.id, "ids", dialect_name),
     )
 )
 

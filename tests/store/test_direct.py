@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
 from clarion.runtime import Runtime
 from clarion.store.db import create_database
 from clarion.store.direct import DirectQuery, PostgresDirectReader
+from clarion.store.recipients import InlineRecipientData
 from clarion.store.tables import users
+from clarion.store.users import _GET_USERS
 
 STATEMENT = (
     sa.select(users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at)
@@ -60,12 +66,38 @@ async def test_concurrent_first_reads_open_one_postgres_pool(runtime: Runtime) -
         await database.dispose()
 
 
-async def test_postgres_plans_each_direct_read_for_its_values(runtime: Runtime) -> None:
-    # A generic plan of `id = ANY($ids)` built from stale statistics filters the ids over the whole
-    # environment instead of looking each one up in the index.
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+async def test_postgres_batched_get_looks_each_id_up_in_the_index_even_in_a_generic_plan(
+    runtime: Runtime, database_url: str
+) -> None:
+    # A generic plan of `id = ANY($ids)` made from stale statistics once read every user of the
+    # environment per batch; the batched get must plan as one index lookup per id whatever they say.
     if runtime.database.dialect_name != "postgresql":
-        pytest.skip("SQLite has no plan cache to configure")
-    setting = DirectQuery(
-        sa.select(sa.func.current_setting(sa.literal_column("'plan_cache_mode'")).label("mode"))
+        pytest.skip("SQLite has no plan cache: every statement is planned for its values")
+    environment = await runtime.environments.create(f"plan-{uuid.uuid4().hex[:8]}")
+    await runtime.users.identify_many(
+        environment.id, [(f"u{n}", {"n": n}, InlineRecipientData()) for n in range(500)]
     )
-    assert await runtime.database.direct.fetch_all(setting) == [{"mode": "force_custom_plan"}]
+    sql = _GET_USERS.compiled_for(runtime.database.writer.dialect).sql
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE batched_get AS {sql}")
+        explained = await connection.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE batched_get(ARRAY['u1', 'u7', 'u404', 'missing'], "
+            f"'{environment.id}')"
+        )
+    finally:
+        await connection.close()
+    plan = json.loads(explained)[0]["Plan"]
+    assert plan["Actual Rows"] == 3
+    scans = [node for node in _plan_nodes(plan) if node["Node Type"].endswith("Scan")]
+    assert sorted(node["Node Type"] for node in scans) == ["Function Scan", "Index Scan"]
+    (index_scan,) = (node for node in scans if node["Node Type"] == "Index Scan")
+    assert index_scan["Actual Loops"] == 4
+    assert "wanted.value" in index_scan["Index Cond"]
