@@ -6,7 +6,9 @@ the API (getting users, `clarion.store.coalesced_reads`) are therefore written i
 compiled once per dialect, and executed here: on SQLite on one read-only connection called inline (see
 `clarion.store.sqlite_driver` for why inline), on PostgreSQL on a small asyncpg pool of its own. Column
 types are converted with the same processors SQLAlchemy would apply, so rows look exactly like Core
-results. Only reads go through here; every write stays in SQLAlchemy transactions.
+results. Reads go through here, and on PostgreSQL the writes that are one statement, atomic by itself
+(`clarion.store.db.Database.write_statement`); every other write runs in a SQLAlchemy transaction, where
+`fetch_in` runs a compiled query straight on the transaction's driver connection.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import json_codec
 
@@ -79,6 +82,16 @@ class DirectQuery:
                 column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
             ),
         )
+
+
+async def fetch_in(
+    connection: AsyncConnection, query: DirectQuery, parameters: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The rows of `query` run in the caller's transaction, on its driver: SQLAlchemy's per-row parameter
+    and result handling of a many-row statement costs more than the database's work."""
+    compiled = query.compiled_for(connection.dialect)
+    result = await connection.exec_driver_sql(compiled.sql, tuple(compiled.parameters(parameters)))
+    return [compiled.row(tuple(raw)) for raw in result]
 
 
 class DirectReader(Protocol):

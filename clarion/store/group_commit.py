@@ -1,14 +1,14 @@
-"""Group commit: writes submitted concurrently are applied together, in one transaction and as few
-statements as the batch handler can manage, instead of one transaction each.
+"""Group commit: writes submitted concurrently are applied together, in one transaction or one statement
+as the batch handler manages, instead of one transaction each.
 
 Submissions queue up as `clarion.store.pending_batches` describes; the first batch of a burst waits one
 turn of the event loop for the requests read alongside it (under load, a batch twice the size for the
-fixed cost of a transaction). If a batch fails, its items are retried one transaction each, so one bad
-item fails alone and the others still land.
+fixed cost of a write). If a batch fails, its items are retried one batch each, so one bad item fails
+alone and the others still land.
 
 Callers see the same outcome as with individual transactions, provided the handler keeps its contract:
 it applies the items as if one after another in the order given, and returns, for each item, the result
-as it stood right after that item, never a later state (`clarion.store.users.upsert_user_batch` does so
+as it stood right after that item, never a later state (`clarion.store.users.identify_batch` does so
 with the rounds of `clarion.store.batching`). A batch then equals its items committed one by one in
 submission order, and batches follow each other in that order too.
 """
@@ -19,30 +19,25 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from clarion.store.db import Database
 from clarion.store.pending_batches import PendingBatches
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-BatchHandler = Callable[[AsyncConnection, Sequence[Item]], Awaitable[Sequence[Result]]]
-"""Writes a batch in the given transaction; returns one result per item, in the items' order."""
+BatchHandler = Callable[[Sequence[Item]], Awaitable[Sequence[Result]]]
+"""Writes a batch atomically (all of it or nothing); returns one result per item, in the items' order."""
 
 
 class GroupCommitter(PendingBatches[Item, Result]):
     gathers_one_turn = True
 
-    def __init__(self, database: Database, handler: BatchHandler[Item, Result], max_batch: int = 500) -> None:
+    def __init__(self, handler: BatchHandler[Item, Result], max_batch: int = 500) -> None:
         super().__init__(max_batch)
-        self.database = database
         self.handler = handler
 
     async def flush(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
-            async with self.database.writer.begin() as connection:
-                results = await self.handler(connection, [item for item, _ in batch])
+            results = await self.handler([item for item, _ in batch])
         except Exception as exc:
             if len(batch) > 1:
                 for single in batch:

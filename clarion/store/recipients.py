@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect, json_codec
-from clarion.store.batching import ordered_chunks, rounds
+from clarion.store.batching import ROWS_PER_STATEMENT, ordered_chunks, rounds
 from clarion.store.clock import utcnow
-from clarion.store.direct import DirectQuery
+from clarion.store.direct import DirectQuery, fetch_in
 from clarion.store.tables import (
     USERS_COLLECTION,
     UTCDateTime,
@@ -113,6 +113,32 @@ def _upsert_query(table: sa.Table, dialect_name: str) -> tuple[DirectQuery, RowP
     return DirectQuery(statement), row_parameters
 
 
+def upsert_statement(
+    environment_id: str, collection: str, rows: Sequence[tuple[str, str]], now: datetime, dialect_name: str
+) -> tuple[DirectQuery, dict[str, Any]]:
+    """The upsert (`_upsert_query`) of `rows` (id, properties as JSON text; in key order, distinct ids, at
+    most one statement's worth) and its parameters."""
+    table, scope, _ = _recipient_table(collection)
+    query, row_parameters = _upsert_query(table, dialect_name)
+    return query, {"environment_id": environment_id, **scope, "now": now, **row_parameters(rows)}
+
+
+def single_statement_upsert(
+    environment_id: str, collection: str, entries: Sequence[RecipientEntry], dialect_name: str
+) -> tuple[DirectQuery, dict[str, Any]] | None:
+    """The upsert of `entries` as one statement and its parameters, when that is all they need (distinct
+    ids, no more rows than a statement takes, no inline channel data or preferences); None otherwise,
+    and `upsert_entries` writes them in a transaction."""
+    if len(entries) > ROWS_PER_STATEMENT or any(
+        inline.channel_data or inline.preferences for _, _, inline in entries
+    ):
+        return None
+    rows = sorted((recipient_id, json_codec.dumps(properties)) for recipient_id, properties, _ in entries)
+    if len({recipient_id for recipient_id, _ in rows}) < len(rows):
+        return None
+    return upsert_statement(environment_id, collection, rows, utcnow(), dialect_name)
+
+
 async def upsert_entries(
     connection: AsyncConnection,
     environment_id: str,
@@ -120,13 +146,10 @@ async def upsert_entries(
     entries: Sequence[RecipientEntry],
     record: Callable[[Mapping[str, Any]], RecipientRecord],
 ) -> list[RecipientRecord]:
-    """Upsert users or objects of one collection (`_upsert_query`), with the outcome of upserting `entries`
-    one by one in their order; returns, for each entry, the recipient as it stood right after that entry
-    was written."""
+    """Upsert users or objects of one collection, with the outcome of upserting `entries` one by one in
+    their order; returns, for each entry, the recipient as it stood right after that entry was written."""
     now = utcnow()
-    table, scope, _ = _recipient_table(collection)
-    query, row_parameters = _upsert_query(table, connection.dialect.name)
-    compiled = query.compiled_for(connection.dialect)
+    dialect_name = connection.dialect.name
     found: dict[int, RecipientRecord] = {}
     for round_positions in rounds([recipient_id for recipient_id, _, _ in entries]):
         round_rows = [
@@ -134,10 +157,8 @@ async def upsert_entries(
         ]
         written: dict[str, RecipientRecord] = {}
         for chunk in ordered_chunks(round_rows, key=lambda row: (row[0],)):
-            values = {"environment_id": environment_id, **scope, "now": now, **row_parameters(chunk)}
-            result = await connection.exec_driver_sql(compiled.sql, tuple(compiled.parameters(values)))
-            for raw in result:
-                written[raw.id] = record(compiled.row(tuple(raw)))
+            query, parameters = upsert_statement(environment_id, collection, chunk, now, dialect_name)
+            written.update((row["id"], record(row)) for row in await fetch_in(connection, query, parameters))
         await write_inline_data(
             connection,
             environment_id,

@@ -4,12 +4,13 @@ An identify is an INSERT … ON CONFLICT statement whose merge runs in the datab
 so concurrent identifies of one user never lose each other's properties. Concurrent identifies are group
 committed (`clarion.store.group_commit`): a batch has the outcome of its identifies run one by one, and each
 caller gets the user as it stood right after its own write. Inline channel data and preferences are
-written in the same transaction (`clarion.store.recipients`). Concurrent gets share one query
-(`clarion.store.coalesced_reads`).
+written in the same transaction (`clarion.store.recipients`); a batch without them is one statement.
+Concurrent gets share one query (`clarion.store.coalesced_reads`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from clarion.store.recipients import (
     RecipientEntry,
     RecipientRecord,
     delete_recipient_data,
+    single_statement_upsert,
     upsert_entries,
 )
 from clarion.store.tables import USERS_COLLECTION, channel_data, preference_sets, users
@@ -64,29 +66,38 @@ IdentifyItem = tuple[str, str, dict[str, Any], InlineRecipientData]
 """(environment_id, user_id, properties, inline data): one identify waiting for its group commit."""
 
 
-async def upsert_user_batch(
-    connection: AsyncConnection, items: Sequence[IdentifyItem]
-) -> list[RecipientRecord]:
-    """Identify the users of many concurrent requests at once, as if one after another in the given order,
-    environment by environment (sorted, so that concurrent batches lock rows in one order); returns each
-    item's user as it stood right after that item."""
+async def identify_batch(database: Database, items: Sequence[IdentifyItem]) -> list[RecipientRecord]:
+    """Identify the users of many concurrent requests at once, as if one after another in the given order;
+    returns each item's user as it stood right after that item. The usual batch (one environment,
+    distinct users, no inline data) is one statement on its own; any other runs in a transaction,
+    environment by environment (sorted, so that concurrent batches lock rows in one order)."""
+    if len({environment_id for environment_id, _, _, _ in items}) == 1:
+        entries = [(user_id, properties, inline) for _, user_id, properties, inline in items]
+        statement = single_statement_upsert(items[0][0], USERS_COLLECTION, entries, database.dialect_name)
+        if statement is not None:
+            query, parameters = statement
+            written = {
+                row["id"]: user_record(row) for row in await database.write_statement(query, **parameters)
+            }
+            return [written[user_id] for user_id, _, _ in entries]
     by_environment: dict[str, list[int]] = {}
     for position, (environment_id, _, _, _) in enumerate(items):
         by_environment.setdefault(environment_id, []).append(position)
     found: dict[int, RecipientRecord] = {}
-    for environment_id in sorted(by_environment):
-        positions = by_environment[environment_id]
-        records = await upsert_users(
-            connection, environment_id, [(items[p][1], items[p][2], items[p][3]) for p in positions]
-        )
-        found.update(zip(positions, records, strict=True))
+    async with database.writer.begin() as connection:
+        for environment_id in sorted(by_environment):
+            positions = by_environment[environment_id]
+            records = await upsert_users(
+                connection, environment_id, [(items[p][1], items[p][2], items[p][3]) for p in positions]
+            )
+            found.update(zip(positions, records, strict=True))
     return [found[position] for position in range(len(items))]
 
 
 class UserStore:
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._identifies = GroupCommitter(database, upsert_user_batch)
+        self._identifies = GroupCommitter(functools.partial(identify_batch, database))
         self._gets = CoalescedReads(database.direct, _GET_USERS)
 
     async def identify(

@@ -5,30 +5,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.errors import NotFoundError
 from clarion.runtime import Runtime
+from clarion.store.db import Database
 from clarion.store.group_commit import GroupCommitter
 from clarion.store.recipients import InlineRecipientData, RecipientRecord
-from clarion.store.users import IdentifyItem, upsert_user_batch
+from clarion.store.users import IdentifyItem, identify_batch
 from tests.conftest import EnvFixture
 
 
 class RecordingIdentifies:
-    """The identify batch handler, remembering each batch and failing any batch that holds a `boom`."""
+    """The identify batch handler, remembering each batch and failing, with nothing written, any batch
+    that holds a `boom`."""
 
-    def __init__(self) -> None:
+    def __init__(self, database: Database) -> None:
+        self.database = database
         self.batches: list[list[str]] = []
 
-    async def __call__(
-        self, connection: AsyncConnection, items: Sequence[IdentifyItem]
-    ) -> list[RecipientRecord]:
+    async def __call__(self, items: Sequence[IdentifyItem]) -> list[RecipientRecord]:
         self.batches.append([user_id for _, user_id, _, _ in items])
-        records = await upsert_user_batch(connection, items)
         if any("boom" in properties for _, _, properties, _ in items):
             raise ValueError("boom")
-        return records
+        return await identify_batch(self.database, items)
 
 
 def identify(
@@ -40,11 +39,11 @@ def identify(
 async def test_a_burst_waits_one_loop_turn_for_the_requests_read_alongside_it(runtime: Runtime) -> None:
     batches: list[list[int]] = []
 
-    async def handler(connection: AsyncConnection, items: Sequence[int]) -> list[int]:
+    async def handler(items: Sequence[int]) -> list[int]:
         batches.append(list(items))
         return [item * 10 for item in items]
 
-    committer = GroupCommitter(runtime.database, handler)
+    committer = GroupCommitter(handler)
     first = asyncio.create_task(committer.submit(1))
     await asyncio.sleep(0)  # the first submission is in; the next ones arrive a turn later
     later = [asyncio.create_task(committer.submit(item)) for item in (2, 3)]
@@ -57,13 +56,13 @@ async def test_submissions_during_a_write_form_the_next_batch(runtime: Runtime) 
     writing = asyncio.Event()
     release = asyncio.Event()
 
-    async def handler(connection: AsyncConnection, items: Sequence[int]) -> list[int]:
+    async def handler(items: Sequence[int]) -> list[int]:
         batches.append(list(items))
         writing.set()
         await release.wait()
         return [item * 10 for item in items]
 
-    committer = GroupCommitter(runtime.database, handler)
+    committer = GroupCommitter(handler)
     first = asyncio.create_task(committer.submit(1))
     await writing.wait()
     later = [asyncio.create_task(committer.submit(item)) for item in (2, 3, 4)]
@@ -75,8 +74,8 @@ async def test_submissions_during_a_write_form_the_next_batch(runtime: Runtime) 
 
 
 async def test_a_failing_item_fails_alone_and_the_others_land(runtime: Runtime, env: EnvFixture) -> None:
-    handler = RecordingIdentifies()
-    committer = GroupCommitter(runtime.database, handler)
+    handler = RecordingIdentifies(runtime.database)
+    committer = GroupCommitter(handler)
     ok, bad, other = (
         identify(committer, env, "ok", n=1),
         identify(committer, env, "bad", boom=True),
@@ -94,8 +93,8 @@ async def test_a_failing_item_fails_alone_and_the_others_land(runtime: Runtime, 
 
 
 async def test_a_batch_has_the_outcome_of_its_items_one_by_one(runtime: Runtime, env: EnvFixture) -> None:
-    handler = RecordingIdentifies()
-    committer = GroupCommitter(runtime.database, handler)
+    handler = RecordingIdentifies(runtime.database)
+    committer = GroupCommitter(handler)
     await identify(committer, env, "m", x={"b": 2})
     # Serially, {"x": 5} then {"x": {"a": 1}} leaves {"a": 1}; merging the two first would keep "b".
     replaced, merged, added = (
@@ -113,8 +112,8 @@ async def test_a_batch_has_the_outcome_of_its_items_one_by_one(runtime: Runtime,
 async def test_a_batch_keeps_environments_apart(
     runtime: Runtime, env: EnvFixture, other_env: EnvFixture
 ) -> None:
-    handler = RecordingIdentifies()
-    committer = GroupCommitter(runtime.database, handler)
+    handler = RecordingIdentifies(runtime.database)
+    committer = GroupCommitter(handler)
     mine, theirs, mine_again = (
         identify(committer, env, "u", side="env"),
         identify(committer, other_env, "u", side="other"),
