@@ -24,14 +24,9 @@ class CoalescedReads(PendingBatches[tuple[str, str], Row | None]):
     column `key` holding each row's id."""
 
     def __init__(
-        self,
-        direct: DirectReader,
-        query: DirectQuery,
-        key: str = "id",
-        max_batch: int = 500,
-        max_in_flight: int = 2,
+        self, direct: DirectReader, query: DirectQuery, key: str = "id", max_batch: int = 500
     ) -> None:
-        super().__init__(max_batch, max_in_flight)
+        super().__init__(max_batch)
         self.direct = direct
         self.query = query
         self.key = key

@@ -1,11 +1,9 @@
 """Work submitted concurrently, done in batches: the queue and flusher that group commits
 (`clarion.store.group_commit`) and coalesced reads (`clarion.store.coalesced_reads`) share.
 
-Each submitter awaits its own future. While a batch is being done, new submissions queue up and form
+Each submitter awaits its own future. While one batch is being done, new submissions queue up and form
 the next, so the batch size follows the load: one item at a time when idle, up to `max_batch` under
-pressure. Up to `max_in_flight` batches are done at once: a batch that waits on a database round trip
-need not hold up the next one when the database can do both (PostgreSQL; not SQLite's single writer).
-Subclasses say how a batch is done and resolve its futures.
+pressure. Subclasses say how a batch is done and resolve its futures.
 """
 
 from __future__ import annotations
@@ -24,20 +22,16 @@ class PendingBatches(ABC, Generic[Item, Result]):
     sockets in the same turn reach `submit` only in the next one, and joining them doubles a write batch
     under load, at the cost of one turn's latency when idle."""
 
-    def __init__(self, max_batch: int, max_in_flight: int = 1) -> None:
+    def __init__(self, max_batch: int) -> None:
         self.max_batch = max_batch
-        self.max_in_flight = max_in_flight
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._flushers: set[asyncio.Task[None]] = set()
-        self._idle_flushers = 0
-        """Flushers that have not taken their batch yet: an item submitted now joins theirs."""
+        self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if not self._idle_flushers and len(self._flushers) < self.max_in_flight:
-            self._idle_flushers += 1
-            self._flushers.add(asyncio.create_task(self._flush_all()))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_all())
         return await future
 
     @abstractmethod
@@ -45,16 +39,12 @@ class PendingBatches(ABC, Generic[Item, Result]):
         """Do `batch` and resolve each of its futures that is not done yet (a waiter may have left)."""
 
     async def _flush_all(self) -> None:
-        idle = True
         try:
             if self.gathers_one_turn:
                 await asyncio.sleep(0)
             while self._pending:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                if idle:
-                    self._idle_flushers -= 1
-                    idle = False
                 try:
                     await self.flush(batch)
                 except BaseException:
@@ -63,8 +53,4 @@ class PendingBatches(ABC, Generic[Item, Result]):
                         future.cancel()
                     raise
         finally:
-            # Here, not in a done callback, which runs a turn later: a submission made in between would
-            # count this flusher as running and be left waiting.
-            self._flushers.discard(asyncio.current_task())
-            if idle:
-                self._idle_flushers -= 1
+            self._flusher = None

@@ -1,5 +1,5 @@
 """The batching shared by group commits and coalesced reads: every submission is done exactly once, in
-batches that follow the load, with no more batches at once than allowed."""
+batches that follow the load, one batch at a time."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from clarion.store.pending_batches import PendingBatches
 class Doubling(PendingBatches[int, int]):
     """Doubles numbers, a batch at a time; each batch waits for `release` before it finishes."""
 
-    def __init__(self, max_in_flight: int = 1) -> None:
-        super().__init__(max_batch=100, max_in_flight=max_in_flight)
+    def __init__(self) -> None:
+        super().__init__(max_batch=100)
         self.batches: list[list[int]] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -39,7 +39,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def test_submissions_one_after_another_are_each_done() -> None:
-    # The flusher of one submission finishes just as the next is made: it must not be counted as running.
+    # Each submission arrives just as the flusher of the one before finishes.
     batches = Doubling()
     for n in range(50):
         assert await asyncio.wait_for(batches.submit(n), timeout=1) == n * 2
@@ -57,22 +57,3 @@ async def test_submissions_made_during_a_batch_form_the_next_one() -> None:
     assert await asyncio.wait_for(asyncio.gather(first, *later), timeout=1) == [2, 4, 6, 8]
     assert batches.batches == [[1], [2, 3, 4]]
     assert batches.most_in_flight == 1
-
-
-async def test_a_second_batch_starts_while_the_first_is_in_flight_when_allowed() -> None:
-    batches = Doubling(max_in_flight=2)
-    batches.release.clear()
-    tasks = [asyncio.create_task(batches.submit(1))]
-    await until(lambda: batches.batches == [[1]])
-    tasks += [asyncio.create_task(batches.submit(n)) for n in (2, 3)]
-    await until(lambda: batches.batches == [[1], [2, 3]])
-    tasks += [asyncio.create_task(batches.submit(n)) for n in (4, 5)]
-    await until(lambda: len(batches._pending) == 2)
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert batches.batches == [[1], [2, 3]]
-    assert batches.most_in_flight == 2
-    batches.release.set()
-    assert await asyncio.wait_for(asyncio.gather(*tasks), timeout=1) == [2, 4, 6, 8, 10]
-    assert batches.batches == [[1], [2, 3], [4, 5]]
-    assert batches.most_in_flight == 2
