@@ -1,7 +1,7 @@
 """create_app(runtime): the Starlette application serving Knock's v1 API.
 
 Routes come from one module per Knock resource under `clarion.api.routes`, found by their path's shape
-(`clarion.api.routing`); errors are answered by the
+(`clarion.api.routing`), known ones dispatched straight to their endpoint; errors are answered by the
 single table in `clarion.api.errors`. Given a job worker (`clarion serve`), the app runs it for its lifetime:
 started before the first request, stopped gracefully at shutdown. Browsers may call the API from the
 origins `Settings.cors_origins` allows (all by default, as Knock's browser SDK calls it with a publishable
@@ -20,7 +20,7 @@ from starlette.routing import Route
 from clarion.api.cors import BrowserCORSMiddleware
 from clarion.api.errors import EXCEPTION_HANDLERS
 from clarion.api.routes import ROUTE_MODULES
-from clarion.api.routing import RouteIndex
+from clarion.api.routing import KnownRouteDispatch, RouteIndex
 from clarion.jobs.worker import Worker
 from clarion.runtime import Runtime
 
@@ -42,9 +42,10 @@ def create_app(runtime: Runtime, *, worker: Worker | None = None) -> Starlette:
             await worker.stop()
 
     cors = Middleware(BrowserCORSMiddleware, allow_origins=list(runtime.settings.cors_origins))
+    index = RouteIndex(all_routes())
     app = Starlette(
-        routes=[RouteIndex(all_routes())],
-        middleware=[cors],
+        routes=[index],
+        middleware=[cors, Middleware(KnownRouteDispatch, index=index)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

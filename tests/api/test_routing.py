@@ -1,5 +1,6 @@
 """The route index picks, for every request, the route Starlette's own router would pick by trying every
-route in order: the same handler, the same path parameters, the same 404 and 405."""
+route in order: the same handler, the same path parameters, the same 404 and 405. Known routes are
+dispatched straight to that route's endpoint; every other request goes on to the router."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 import pytest
 from starlette.routing import Match, Route, Router
+from starlette.types import Message, Receive, Scope, Send
 
 from clarion.api.app import all_routes
-from clarion.api.routing import RouteIndex
+from clarion.api.routing import KnownRouteDispatch, RouteIndex
 
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"]
 
@@ -58,3 +60,36 @@ def test_the_index_refuses_routes_whose_parameters_could_span_segments() -> None
 def test_url_paths_are_found_through_the_index() -> None:
     router = Router(routes=[RouteIndex(all_routes())])
     assert router.url_path_for("get_bulk_operation", id="abc") == "/v1/bulk_operations/abc"
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_known_routes_go_straight_to_the_endpoint_the_router_would_reach(method: str) -> None:
+    reached: list[tuple[str, dict[str, Any]]] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def __call__(self, scope: Scope, _receive: Receive, _send: Send) -> None:
+            reached.append((self.name, scope.get("path_params", {})))
+
+    async def receive() -> Message:
+        raise AssertionError("not read")
+
+    async def send(_message: Message) -> None:
+        raise AssertionError("not sent")
+
+    # Copies of the routes whose endpoints record that they were reached, under the route's path.
+    routes = [Route(route.path, Recorder(route.path), methods=route.methods) for route in all_routes()]
+    dispatch = KnownRouteDispatch(Recorder("router"), RouteIndex(routes))
+    for path in _example_paths():
+        scope: Scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        reached.clear()
+        await dispatch(scope, receive, send)
+        match, route, path_params = _linear_choice(routes, {**scope})
+        if match is Match.FULL:
+            assert route is not None
+            assert reached == [(route.path, path_params)], (method, path)
+            assert scope["route"] is route
+        else:
+            assert reached == [("router", {})], (method, path)
