@@ -23,6 +23,7 @@ def _example_paths() -> list[str]:
     for route in all_routes():
         filled = re.sub(r"\{[^}]+\}", "x1", route.path)
         paths += [filled, filled + "/", filled + "/extra", filled.rsplit("/", 1)[0]]
+        paths += [re.sub(r"\{[^}]+\}", value, route.path) for value in ("", "a b.ü@+", "%2F")]
     paths += ["/", "/v1", "/v1/", "/v1/unknown", "/v2/users/x1", "/v1/users/bulk", "/v1/users/bulk/identify"]
     return sorted(set(paths))
 
