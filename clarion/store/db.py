@@ -81,9 +81,9 @@ class Database:
 
     async def write_statement(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
         """Run one write statement, atomic by itself, and return its rows (RETURNING). PostgreSQL runs
-        it alone in autocommit on the direct pool: one round trip, where a SQLAlchemy transaction adds
-        BEGIN and COMMIT round trips and more CPU than a small statement costs. SQLite's writes queue for
-        its single writer, so there it runs in a writer transaction."""
+        it alone in autocommit on the direct reader's connections: one round trip, where a SQLAlchemy
+        transaction adds BEGIN and COMMIT round trips and more CPU than a small statement costs.
+        SQLite's writes queue for its single writer, so there it runs in a writer transaction."""
         if self.dialect_name == "postgresql":
             return await self.direct.fetch_all(query, **parameters)
         async with self.writer.begin() as connection:

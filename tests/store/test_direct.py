@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from clarion.runtime import Runtime
-from clarion.store.db import create_database
 from clarion.store.direct import DirectQuery, PostgresDirectReader
 from clarion.store.recipients import InlineRecipientData
 from clarion.store.tables import users
@@ -44,26 +43,55 @@ async def test_rows_match_core_results(runtime: Runtime) -> None:
     assert await runtime.database.direct.fetch_all(QUERY, environment_id="nowhere") == []
 
 
-async def test_concurrent_first_reads_open_one_postgres_pool(runtime: Runtime) -> None:
+BACKEND = DirectQuery(sa.select(sa.func.pg_backend_pid().label("pid")))
+
+
+def _postgres_reader(runtime: Runtime, max_size: int = 10) -> PostgresDirectReader:
     if runtime.database.dialect_name != "postgresql":
         pytest.skip("SQLite's direct reader is one connection opened up front")
-    database = create_database(runtime.database.url)
-    reader = database.direct
-    assert isinstance(reader, PostgresDirectReader)
+    direct = runtime.database.direct
+    assert isinstance(direct, PostgresDirectReader)
+    return PostgresDirectReader(direct.dsn, direct.dialect, max_size=max_size)
+
+
+async def _backend(reader: PostgresDirectReader) -> int:
+    (row,) = await reader.fetch_all(BACKEND)
+    return int(row["pid"])
+
+
+async def test_postgres_connections_are_bounded_and_reused(runtime: Runtime) -> None:
+    reader = _postgres_reader(runtime, max_size=2)
     try:
-        opened: list[object] = []
-        original = reader._acquire_pool
-
-        async def counting() -> object:
-            pool = await original()
-            opened.append(pool)
-            return pool
-
-        reader._acquire_pool = counting  # type: ignore[method-assign]
-        await asyncio.gather(*(reader.fetch_all(QUERY, environment_id="x") for _ in range(5)))
-        assert len({id(pool) for pool in opened}) == 1
+        concurrent = set(await asyncio.gather(*(_backend(reader) for _ in range(10))))
+        assert 1 <= len(concurrent) <= 2
+        assert {await _backend(reader) for _ in range(5)} <= concurrent
     finally:
-        await database.dispose()
+        await reader.close()
+
+
+async def test_a_statement_the_server_refuses_leaves_its_connection_in_use(runtime: Runtime) -> None:
+    reader = _postgres_reader(runtime, max_size=1)
+    refused = DirectQuery(sa.select(sa.literal_column("'not a number'::integer").label("n")))
+    try:
+        before = await _backend(reader)
+        with pytest.raises(asyncpg.PostgresError):
+            await reader.fetch_all(refused)
+        assert await _backend(reader) == before
+    finally:
+        await reader.close()
+
+
+async def test_a_statement_cut_off_midway_is_never_continued_on_its_connection(runtime: Runtime) -> None:
+    reader = _postgres_reader(runtime, max_size=1)
+    sleeping = DirectQuery(sa.select(sa.func.pg_sleep(sa.literal_column("5")).label("slept")))
+    try:
+        before = await _backend(reader)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.fetch_all(sleeping), timeout=0.2)
+        after = await asyncio.wait_for(_backend(reader), timeout=2)
+        assert after != before
+    finally:
+        await reader.close()
 
 
 def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
