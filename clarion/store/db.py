@@ -79,6 +79,14 @@ class Database:
     def dialect_name(self) -> str:
         return self.writer.dialect.name
 
+    @property
+    def write_batches_gather(self) -> bool:
+        """Whether a group commit should wait a loop turn for more writes before its first batch. On
+        SQLite every batch pays for a SQLAlchemy transaction (~250 µs), and gathering raised identify
+        by a quarter under wrk; on PostgreSQL the usual batch is one statement in one round trip
+        (`write_statement`), and the turn's latency cost a seventh instead."""
+        return self.dialect_name == "sqlite"
+
     async def write_statement(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
         """Run one write statement, atomic by itself, and return its rows (RETURNING). PostgreSQL runs
         it alone in autocommit on the direct reader's connections: one round trip, where a SQLAlchemy

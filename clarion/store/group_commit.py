@@ -1,10 +1,10 @@
 """Group commit: writes submitted concurrently are applied together, in one transaction or one statement
 as the batch handler manages, instead of one transaction each.
 
-Submissions queue up as `clarion.store.pending_batches` describes; the first batch of a burst waits one
-turn of the event loop for the requests read alongside it (under load, a batch twice the size for the
-fixed cost of a write). If a batch fails, its items are retried one batch each, so one bad item fails
-alone and the others still land.
+Submissions queue up as `clarion.store.pending_batches` describes; unless told otherwise, the first batch
+of a burst waits one turn of the event loop for the requests read alongside it (under load, a batch twice
+the size for the fixed cost of a write; not worth the turn when that cost is one round trip). If a batch
+fails, its items are retried one batch each, so one bad item fails alone and the others still land.
 
 Callers see the same outcome as with individual transactions, provided the handler keeps its contract:
 it applies the items as if one after another in the order given, and returns, for each item, the result
@@ -29,11 +29,12 @@ BatchHandler = Callable[[Sequence[Item]], Awaitable[Sequence[Result]]]
 
 
 class GroupCommitter(PendingBatches[Item, Result]):
-    gathers_one_turn = True
-
-    def __init__(self, handler: BatchHandler[Item, Result], max_batch: int = 500) -> None:
+    def __init__(
+        self, handler: BatchHandler[Item, Result], max_batch: int = 500, *, gathers_one_turn: bool = True
+    ) -> None:
         super().__init__(max_batch)
         self.handler = handler
+        self.gathers_one_turn = gathers_one_turn
 
     async def flush(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

@@ -97,7 +97,9 @@ async def identify_batch(database: Database, items: Sequence[IdentifyItem]) -> l
 class UserStore:
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._identifies = GroupCommitter(functools.partial(identify_batch, database))
+        self._identifies = GroupCommitter(
+            functools.partial(identify_batch, database), gathers_one_turn=database.write_batches_gather
+        )
         self._gets = CoalescedReads(database.direct, _GET_USERS)
 
     async def identify(

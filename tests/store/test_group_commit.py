@@ -51,6 +51,21 @@ async def test_a_burst_waits_one_loop_turn_for_the_requests_read_alongside_it(ru
     assert batches == [[1, 2, 3]]
 
 
+async def test_a_committer_told_not_to_gather_writes_the_first_submission_at_once(runtime: Runtime) -> None:
+    batches: list[list[int]] = []
+
+    async def handler(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        return [item * 10 for item in items]
+
+    committer = GroupCommitter(handler, gathers_one_turn=False)
+    first = asyncio.create_task(committer.submit(1))
+    await asyncio.sleep(0)
+    later = [asyncio.create_task(committer.submit(item)) for item in (2, 3)]
+    assert await asyncio.gather(first, *later) == [10, 20, 30]
+    assert batches == [[1], [2, 3]]
+
+
 async def test_submissions_during_a_write_form_the_next_batch(runtime: Runtime) -> None:
     batches: list[list[int]] = []
     writing = asyncio.Event()
