@@ -23,6 +23,7 @@ from clarion.store.recipients import (
     RecipientRecord,
     delete_recipient_data,
     upsert_entries,
+    upsert_recipients,
 )
 from clarion.store.tables import objects
 
@@ -84,13 +85,9 @@ class ObjectStore:
         properties: dict[str, Any],
         inline: InlineRecipientData | None = None,
     ) -> RecipientRecord:
-        async with self.database.writer.begin() as connection:
-            (record,) = await upsert_objects(
-                connection,
-                environment_id,
-                collection,
-                [(object_id, properties, inline or InlineRecipientData())],
-            )
+        (record,) = await self.set_many(
+            environment_id, collection, [(object_id, properties, inline or InlineRecipientData())]
+        )
         return record
 
     async def set_many(
@@ -99,9 +96,8 @@ class ObjectStore:
         collection: str,
         entries: Sequence[RecipientEntry],
     ) -> list[RecipientRecord]:
-        """Set many objects in one transaction (bulk set), as if one after another."""
-        async with self.database.writer.begin() as connection:
-            return await upsert_objects(connection, environment_id, collection, entries)
+        """Set many objects in one write (bulk set), as if one after another."""
+        return await upsert_recipients(self.database, environment_id, collection, entries, object_record)
 
     async def get(self, environment_id: str, collection: str, object_id: str) -> RecipientRecord:
         found = await self.get_many(environment_id, collection, [object_id])

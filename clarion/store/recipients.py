@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.store import dialect, json_codec
 from clarion.store.batching import ROWS_PER_STATEMENT, ordered_chunks, rounds
 from clarion.store.clock import utcnow
+from clarion.store.db import Database
 from clarion.store.direct import DirectQuery, fetch_in
 from clarion.store.tables import (
     USERS_COLLECTION,
@@ -123,12 +124,11 @@ def upsert_statement(
     return query, {"environment_id": environment_id, **scope, "now": now, **row_parameters(rows)}
 
 
-def single_statement_upsert(
+def _single_statement_upsert(
     environment_id: str, collection: str, entries: Sequence[RecipientEntry], dialect_name: str
 ) -> tuple[DirectQuery, dict[str, Any]] | None:
     """The upsert of `entries` as one statement and its parameters, when that is all they need (distinct
-    ids, no more rows than a statement takes, no inline channel data or preferences); None otherwise,
-    and `upsert_entries` writes them in a transaction."""
+    ids, no more rows than a statement takes, no inline channel data or preferences); None otherwise."""
     if len(entries) > ROWS_PER_STATEMENT or any(
         inline.channel_data or inline.preferences for _, _, inline in entries
     ):
@@ -168,6 +168,25 @@ async def upsert_entries(
         )
         found.update((position, written[entries[position][0]]) for position in round_positions)
     return [found[position] for position in range(len(entries))]
+
+
+async def upsert_recipients(
+    database: Database,
+    environment_id: str,
+    collection: str,
+    entries: Sequence[RecipientEntry],
+    record: Callable[[Mapping[str, Any]], RecipientRecord],
+) -> list[RecipientRecord]:
+    """`upsert_entries` in a write of its own: one statement atomic by itself when that is all the
+    entries need (`Database.write_statement`: on PostgreSQL one round trip, without BEGIN and COMMIT),
+    else a writer transaction."""
+    statement = _single_statement_upsert(environment_id, collection, entries, database.dialect_name)
+    if statement is None:
+        async with database.writer.begin() as connection:
+            return await upsert_entries(connection, environment_id, collection, entries, record)
+    query, parameters = statement
+    written = {row["id"]: record(row) for row in await database.write_statement(query, **parameters)}
+    return [written[recipient_id] for recipient_id, _, _ in entries]
 
 
 async def write_inline_data(

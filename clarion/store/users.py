@@ -31,8 +31,8 @@ from clarion.store.recipients import (
     RecipientEntry,
     RecipientRecord,
     delete_recipient_data,
-    single_statement_upsert,
     upsert_entries,
+    upsert_recipients,
 )
 from clarion.store.tables import USERS_COLLECTION, channel_data, preference_sets, users
 
@@ -68,21 +68,16 @@ IdentifyItem = tuple[str, str, dict[str, Any], InlineRecipientData]
 
 async def identify_batch(database: Database, items: Sequence[IdentifyItem]) -> list[RecipientRecord]:
     """Identify the users of many concurrent requests at once, as if one after another in the given order;
-    returns each item's user as it stood right after that item. The usual batch (one environment,
-    distinct users, no inline data) is one statement on its own; any other runs in a transaction,
-    environment by environment (sorted, so that concurrent batches lock rows in one order)."""
-    if len({environment_id for environment_id, _, _, _ in items}) == 1:
-        entries = [(user_id, properties, inline) for _, user_id, properties, inline in items]
-        statement = single_statement_upsert(items[0][0], USERS_COLLECTION, entries, database.dialect_name)
-        if statement is not None:
-            query, parameters = statement
-            written = {
-                row["id"]: user_record(row) for row in await database.write_statement(query, **parameters)
-            }
-            return [written[user_id] for user_id, _, _ in entries]
+    returns each item's user as it stood right after that item. The usual batch, of one environment, is
+    written as `clarion.store.recipients.upsert_recipients` writes it (often one statement); batches of
+    several environments in one transaction, environment by environment (sorted, so that concurrent
+    batches lock rows in one order)."""
     by_environment: dict[str, list[int]] = {}
     for position, (environment_id, _, _, _) in enumerate(items):
         by_environment.setdefault(environment_id, []).append(position)
+    if len(by_environment) == 1:
+        entries = [(user_id, properties, inline) for _, user_id, properties, inline in items]
+        return await upsert_recipients(database, items[0][0], USERS_COLLECTION, entries, user_record)
     found: dict[int, RecipientRecord] = {}
     async with database.writer.begin() as connection:
         for environment_id in sorted(by_environment):
@@ -116,9 +111,8 @@ class UserStore:
     async def identify_many(
         self, environment_id: str, entries: Sequence[RecipientEntry]
     ) -> list[RecipientRecord]:
-        """Identify many users in one transaction (bulk identify), as if one after another."""
-        async with self.database.writer.begin() as connection:
-            return await upsert_users(connection, environment_id, entries)
+        """Identify many users in one write (bulk identify), as if one after another."""
+        return await upsert_recipients(self.database, environment_id, USERS_COLLECTION, entries, user_record)
 
     async def get(self, environment_id: str, user_id: str) -> RecipientRecord:
         row = await self._gets.fetch(environment_id, user_id)

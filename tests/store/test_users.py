@@ -70,6 +70,24 @@ async def test_identify_many_applies_repeated_users_one_after_another(
     )
 
 
+async def test_identify_many_of_distinct_users_merges_and_answers_in_the_given_order(
+    runtime: Runtime, env: EnvFixture
+) -> None:
+    # Distinct users without inline data are one statement, written in key order: the answer must still
+    # follow the request's order, and each user merge onto what was stored.
+    await runtime.users.identify(env.id, "b", {"plan": {"tier": "free", "seats": 1}})
+    records = await runtime.users.identify_many(
+        env.id,
+        [("c", {"n": 3}, NO_INLINE), ("a", {"n": 1}, NO_INLINE), ("b", {"plan": {"tier": "pro"}}, NO_INLINE)],
+    )
+    assert [(record.id, record.properties) for record in records] == [
+        ("c", {"n": 3}),
+        ("a", {"n": 1}),
+        ("b", {"plan": {"tier": "pro", "seats": 1}}),
+    ]
+    assert (await runtime.users.get(env.id, "b")).properties == {"plan": {"tier": "pro", "seats": 1}}
+
+
 async def test_inline_data_of_many_users_costs_one_statement_per_table(
     runtime: Runtime, env: EnvFixture
 ) -> None:
