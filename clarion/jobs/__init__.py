@@ -4,10 +4,22 @@
 from __future__ import annotations
 
 from clarion.jobs.engines.base import QueueEngine, UniqueKeyContendedError
-from clarion.jobs.job import Cancel, DiscardHook, Job, JobHandler, JobRecord, JobState, Outcome, Snooze
+from clarion.jobs.job import (
+    Acknowledged,
+    Cancel,
+    DiscardHook,
+    Job,
+    JobHandler,
+    JobRecord,
+    JobState,
+    Outcome,
+    Snooze,
+    Superseded,
+)
 from clarion.jobs.worker import Worker, WorkerOptions
 
 __all__ = [
+    "Acknowledged",
     "Cancel",
     "DiscardHook",
     "Job",
@@ -17,6 +29,7 @@ __all__ = [
     "Outcome",
     "QueueEngine",
     "Snooze",
+    "Superseded",
     "UniqueKeyContendedError",
     "Worker",
     "WorkerOptions",

@@ -4,6 +4,8 @@ next state.
     returned None       -> completed
     returned Snooze(s)  -> scheduled again in s seconds (the attempt is given back)
     returned Cancel(r)  -> cancelled, r recorded
+    returned Acknowledged -> completed by the handler in its own transaction
+    raised Superseded   -> nothing: the attempt was not this worker's to finish
     raised              -> retryable after a backoff, or discarded after its last attempt (with the
                            kind's discard hook run in the discarding transaction)
     no handler for kind -> treated as raised (a newer release may have queued a kind this worker lacks)
@@ -19,7 +21,16 @@ import traceback
 from collections.abc import Mapping
 
 from clarion.jobs.engines.base import QueueEngine
-from clarion.jobs.job import Cancel, DiscardHook, JobHandler, JobRecord, JobState, Snooze
+from clarion.jobs.job import (
+    Acknowledged,
+    Cancel,
+    DiscardHook,
+    JobHandler,
+    JobRecord,
+    JobState,
+    Snooze,
+    Superseded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +56,11 @@ class Executor:
             return await self._failed(job, f"no handler for the job kind {job.kind!r}")
         try:
             outcome = await handler(job)
+        except Superseded:
+            logger.info(
+                "job %d (%s): attempt %d superseded; its work was not recorded", job.id, job.kind, job.attempt
+            )
+            return None
         except Exception as exc:
             logger.warning(
                 "job %d (%s) failed on attempt %d/%d: %r",
@@ -60,6 +76,8 @@ class Executor:
             return JobState.SCHEDULED if await self.engine.snooze(job, outcome.seconds) else None
         if isinstance(outcome, Cancel):
             return JobState.CANCELLED if await self.engine.cancel(job, outcome.reason) else None
+        if isinstance(outcome, Acknowledged):
+            return JobState.COMPLETED
         return JobState.COMPLETED if await self.engine.complete(job) else None
 
     async def _failed(self, job: JobRecord, error: str) -> JobState | None:

@@ -111,7 +111,18 @@ class Cancel:
     reason: str
 
 
-Outcome = Snooze | Cancel | None
+@dataclass(frozen=True)
+class Acknowledged:
+    """The handler completed the job itself, in the transaction that recorded its work
+    (`QueueEngine.complete_in`), so the work and the job's completion commit together or not at all."""
+
+
+class Superseded(Exception):
+    """Raised by a handler whose job is no longer this attempt's (rescued and claimed again, or its work
+    already done by another attempt): its transaction rolls back and the attempt ends without an outcome."""
+
+
+Outcome = Snooze | Cancel | Acknowledged | None
 """What a handler returns: None completes the job. Raising an exception fails the attempt (retry)."""
 
 JobHandler = Callable[[JobRecord], Awaitable[Outcome]]

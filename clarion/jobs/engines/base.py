@@ -92,6 +92,7 @@ class QueueEngine(Protocol):
         self, worker_id: str, claimed: Sequence[JobRecord], lease_seconds: float
     ) -> int: ...
     async def complete(self, job: JobRecord) -> bool: ...
+    async def complete_in(self, connection: AsyncConnection, job: JobRecord) -> bool: ...
     async def retry(
         self, job: JobRecord, error: str, on_discarded: DiscardHook | None = None
     ) -> JobState | None: ...
@@ -390,8 +391,18 @@ class SQLQueueEngine(ABC):
                 await self._notify(connection, [job.queue])
         return changed
 
+    def _completed(self) -> dict[str, Any]:
+        return {"state": JobState.COMPLETED.value, "completed_at": self._now()}
+
     async def complete(self, job: JobRecord) -> bool:
-        return await self._acknowledge(job, {"state": JobState.COMPLETED.value, "completed_at": self._now()})
+        return await self._acknowledge(job, self._completed())
+
+    async def complete_in(self, connection: AsyncConnection, job: JobRecord) -> bool:
+        """Complete `job` in the caller's transaction, so that it completes only if the work recorded in
+        that transaction commits. False when the job is no longer this attempt's: the caller must then
+        roll its transaction back (raise `Superseded`), or the work would be recorded twice."""
+        statement = jobs.update().where(_owned(job)).values(lease_expires_at=None, **self._completed())
+        return bool((await connection.execute(statement)).rowcount)
 
     async def retry(
         self, job: JobRecord, error: str, on_discarded: DiscardHook | None = None
