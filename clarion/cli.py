@@ -16,6 +16,7 @@ import uvloop
 from clarion.api.app import create_app
 from clarion.channels import load_channels
 from clarion.config import Settings, settings_from_env
+from clarion.engine.workflow_files import WorkflowFilesError
 from clarion.errors import ClarionError
 from clarion.runtime import Runtime, build_runtime, build_worker
 from clarion.store.environments import KeyKind
@@ -94,12 +95,25 @@ def worker(data_dir: Path | None) -> None:
     _with_runtime(_settings(data_dir=data_dir), work)
 
 
+async def _push_workflows_dir(runtime: Runtime) -> None:
+    """At start-up: the workflows folder, when there is one, committed to every environment."""
+    folder = runtime.settings.workflows_dir
+    if not folder.is_dir():
+        click.echo(f"  no workflows folder at {folder}; push one with `clarion workflows push DIR`")
+        return
+    environment_ids = [environment.id for environment in await runtime.environments.all()]
+    results = await runtime.workflows.push_folder(environment_ids, folder)
+    keys = sorted({result.key for commits in results.values() for result in commits})
+    click.echo(f"  workflows from {folder}: {', '.join(keys) or 'none'}")
+
+
 def _serve_http(settings: Settings, *, with_worker: bool) -> None:
     async def run() -> None:
         runtime = await build_runtime(settings)
         try:
             environment, _ = await runtime.environments.ensure(DEFAULT_ENVIRONMENT)
             click.echo(f"Clarion ready on {runtime.database.describe()}")
+            await _push_workflows_dir(runtime)
             for key in await runtime.environments.list_keys():
                 if key.environment.id == environment.id and not key.revoked:
                     click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")
@@ -121,6 +135,8 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
             runner.run(run())
     except ClarionError as exc:
         raise click.ClickException(exc.message) from exc
+    except WorkflowFilesError as exc:
+        raise click.ClickException(f"invalid workflows:\n{exc}") from exc
 
 
 @main.command()
@@ -238,3 +254,90 @@ def channels_list() -> None:
         raise click.ClickException(exc.message) from exc
     for channel in registry:
         click.echo(f"{channel.id}\t{channel.key}\t{channel.type.value}\t{channel.provider.value}")
+
+
+@main.group()
+def workflows() -> None:
+    """Manage workflows (folders in the Knock CLI layout, CLARION_WORKFLOWS_DIR, default ./workflows)."""
+
+
+environment_option = click.option(
+    "--environment", "environment_name", default=None, help="Only this environment (default: every one)."
+)
+
+
+async def _environment_ids(runtime: Runtime, name: str | None) -> list[str]:
+    if name is None:
+        return [environment.id for environment in await runtime.environments.all()]
+    environment = await runtime.environments.get_by_name(name)
+    if environment is None:
+        raise click.ClickException(f"no environment named {name!r}")
+    return [environment.id]
+
+
+@workflows.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@environment_option
+def workflows_push(folder: Path, environment_name: str | None) -> None:
+    """Check every workflow of FOLDER, then commit each changed one as a new version."""
+
+    async def push(runtime: Runtime) -> None:
+        names = {environment.id: environment.name for environment in await runtime.environments.all()}
+        try:
+            results = await runtime.workflows.push_folder(
+                await _environment_ids(runtime, environment_name), folder
+            )
+        except WorkflowFilesError as exc:
+            raise click.ClickException(f"invalid workflows, nothing pushed:\n{exc}") from exc
+        for environment_id, commits in results.items():
+            for result in commits:
+                state = "new version" if result.changed else "unchanged"
+                click.echo(
+                    f"{names[environment_id]}\t{result.key}\tversion {result.version.version}\t{state}"
+                )
+
+    _with_runtime(_settings(), push)
+
+
+@workflows.command("list")
+@environment_option
+def workflows_list(environment_name: str | None) -> None:
+    """Print one line per workflow: environment, key, current version, active or inactive."""
+
+    async def show(runtime: Runtime) -> None:
+        names = {environment.id: environment.name for environment in await runtime.environments.all()}
+        for environment_id in await _environment_ids(runtime, environment_name):
+            for record in await runtime.workflows.store.list(environment_id):
+                state = "active" if record.active else "inactive"
+                click.echo(
+                    f"{names[environment_id]}\t{record.key}\tversion {record.current.version}\t{state}"
+                )
+
+    _with_runtime(_settings(), show)
+
+
+@workflows.command("activate")
+@click.argument("key")
+@environment_option
+def workflows_activate(key: str, environment_name: str | None) -> None:
+    """Let KEY be triggered again."""
+    _set_active(key, environment_name, active=True)
+
+
+@workflows.command("deactivate")
+@click.argument("key")
+@environment_option
+def workflows_deactivate(key: str, environment_name: str | None) -> None:
+    """Refuse triggers of KEY (`workflow_inactive`); runs under way end at their next step."""
+    _set_active(key, environment_name, active=False)
+
+
+def _set_active(key: str, environment_name: str | None, *, active: bool) -> None:
+    async def switch(runtime: Runtime) -> None:
+        names = {environment.id: environment.name for environment in await runtime.environments.all()}
+        for environment_id in await _environment_ids(runtime, environment_name):
+            changed = await runtime.workflows.store.set_active(environment_id, key, active)
+            state = ("active" if active else "inactive") if changed else "no such workflow"
+            click.echo(f"{names[environment_id]}\t{key}\t{state}")
+
+    _with_runtime(_settings(), switch)

@@ -29,7 +29,9 @@ class Settings:
     port: int = 8080
     rate_limit_mode: RateLimitMode = RateLimitMode.CLIENT
     channels_file: Path | None = None
+    workflows_dir: Path = Path("workflows")
     key_cache_seconds: float = 2.0
+    workflow_cache_seconds: float = 2.0
     cors_origins: tuple[str, ...] = ("*",)
 
     @property
@@ -72,5 +74,6 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         port=int(env.get("CLARION_PORT", "8080")),
         rate_limit_mode=rate_limit_mode,
         channels_file=Path(channels_file) if channels_file else None,
+        workflows_dir=Path(env.get("CLARION_WORKFLOWS_DIR", "workflows")),
         cors_origins=cors_origins,
     )

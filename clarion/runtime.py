@@ -15,15 +15,20 @@ from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
+from clarion.engine.run_executor import execute_step, step_discarded
+from clarion.engine.templates import TemplateRenderer
+from clarion.engine.trigger import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE, start_runs
+from clarion.engine.workflow_catalog import WorkflowCatalog
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
-from clarion.jobs.job import DEFAULT_QUEUE
+from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome
 from clarion.jobs.worker import Worker, WorkerOptions
 from clarion.store.audiences import AudienceStore
 from clarion.store.bulk_operations import BulkOperationStore
 from clarion.store.channel_data import ChannelDataStore
 from clarion.store.db import Database, create_database
 from clarion.store.environments import EnvironmentStore
+from clarion.store.messages import MessageStore
 from clarion.store.migrate import migrate
 from clarion.store.objects import ObjectStore
 from clarion.store.preferences import PreferenceStore
@@ -31,6 +36,8 @@ from clarion.store.rate_limits import DatabaseRateCounter
 from clarion.store.subscriptions import SubscriptionStore
 from clarion.store.tenants import TenantStore
 from clarion.store.users import UserStore
+from clarion.store.workflow_runs import WorkflowRunStore
+from clarion.store.workflows import WorkflowStore
 
 
 @dataclass
@@ -50,6 +57,10 @@ class Runtime:
     tenants: TenantStore
     subscriptions: SubscriptionStore
     audiences: AudienceStore
+    renderer: TemplateRenderer
+    workflows: WorkflowCatalog
+    workflow_runs: WorkflowRunStore
+    messages: MessageStore
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -72,6 +83,7 @@ async def build_runtime(settings: Settings, *, apply_migrations: bool = True) ->
         DatabaseRateCounter(database) if database.dialect_name == "postgresql" else MemoryRateCounter()
     )
     environments = EnvironmentStore(database)
+    renderer = TemplateRenderer()
     return Runtime(
         settings=settings,
         database=database,
@@ -88,15 +100,32 @@ async def build_runtime(settings: Settings, *, apply_migrations: bool = True) ->
         tenants=TenantStore(database),
         subscriptions=SubscriptionStore(database),
         audiences=AudienceStore(database),
+        renderer=renderer,
+        workflows=WorkflowCatalog(
+            WorkflowStore(database), channels, renderer, cache_seconds=settings.workflow_cache_seconds
+        ),
+        workflow_runs=WorkflowRunStore(database),
+        messages=MessageStore(database),
     )
 
 
 def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Worker:
     """The job worker with every job kind's handler and Clarion's queues."""
-    handlers = {**bulk_job_handlers(runtime)}
+
+    async def run_trigger(job: JobRecord) -> Outcome:
+        return await start_runs(runtime, job)
+
+    async def run_step(job: JobRecord) -> Outcome:
+        return await execute_step(runtime, job)
+
+    handlers: dict[str, JobHandler] = {
+        **bulk_job_handlers(runtime),
+        TRIGGER_JOB: run_trigger,
+        STEP_JOB: run_step,
+    }
     return Worker(
         runtime.queue,
         handlers,
-        options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2}),
-        on_discarded={**BULK_DISCARD_HOOKS},
+        options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2, WORKFLOW_QUEUE: 20}),
+        on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: step_discarded},
     )

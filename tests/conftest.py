@@ -9,6 +9,7 @@ unreachable server fails the run.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -23,7 +24,8 @@ import pytest
 
 from clarion.api.app import create_app
 from clarion.config import RateLimitMode, Settings
-from clarion.runtime import Runtime, build_runtime
+from clarion.engine.trigger import WORKFLOW_QUEUE
+from clarion.runtime import Runtime, build_runtime, build_worker
 from clarion.store.environments import KeyKind
 
 POSTGRES_SERVER_URL = os.environ.get("CLARION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -186,3 +188,35 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+def write_workflow(
+    root: Path, key: str, document: dict[str, Any], files: dict[str, str] | None = None
+) -> Path:
+    """A workflow folder in the Knock CLI layout: `root/key/workflow.json` and its template files."""
+    folder = root / key
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "workflow.json").write_text(json.dumps(document), encoding="utf-8")
+    for name, content in (files or {}).items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return folder
+
+
+async def push_workflow(env: EnvFixture, tmp_path: Path, key: str, document: dict[str, Any]) -> None:
+    """Commit one workflow to `env` only, as `clarion workflows push --environment` does."""
+    root = tmp_path / f"workflows-{uuid.uuid4().hex[:8]}"
+    write_workflow(root, key, document)
+    await env.runtime.workflows.push_folder([env.id], root)
+
+
+async def run_workflow_jobs(runtime: Runtime, *, with_scheduled: bool = True) -> None:
+    """Run every queued trigger and step job, delayed ones too unless told otherwise."""
+    await build_worker(runtime).drain([WORKFLOW_QUEUE], with_scheduled=with_scheduled)
+
+
+def feed_channel_id(runtime: Runtime) -> str:
+    channel = runtime.channels.by_key("in-app-feed")
+    assert channel is not None
+    return channel.id

@@ -136,3 +136,8 @@ class PageInfo(TypedResponseModel):
     after: str | None
     before: str | None
     page_size: int
+
+
+def empty_page_info(page_size: int) -> dict[str, Any]:
+    """The `page_info` of a list that fits on one page."""
+    return {"__typename": "PageInfo", "after": None, "before": None, "page_size": page_size}

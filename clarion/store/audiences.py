@@ -61,6 +61,25 @@ def _stored(key: MemberKey) -> tuple[str, str]:
     return key.user_id, key.tenant if key.tenant is not None else NO_TENANT
 
 
+async def is_member(
+    connection: AsyncConnection, environment_id: str, audience_key: str, user_id: str, tenant: str | None
+) -> bool:
+    """Whether the user belongs to the audience with exactly this tenant (None: as a member without one),
+    the rule of Knock's `is_audience_member` condition."""
+    c = audience_members.c
+    row = (
+        await connection.execute(
+            sa.select(sa.literal(1)).where(
+                c.environment_id == environment_id,
+                c.audience_key == audience_key,
+                c.user_id == user_id,
+                c.tenant == (tenant or ""),
+            )
+        )
+    ).first()
+    return row is not None
+
+
 class AudienceStore:
     def __init__(self, database: Database) -> None:
         self.database = database

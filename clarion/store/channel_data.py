@@ -10,15 +10,18 @@ channel data there too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
+from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.recipients import ensure_recipients
 from clarion.store.tables import channel_data
 
@@ -28,6 +31,21 @@ class ChannelDataRecord:
     channel_id: str
     data: dict[str, Any]
     updated_at: datetime
+
+
+async def read_channel_data(
+    connection: AsyncConnection, environment_id: str, recipient: RecipientKey, channel_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The recipient's data for each of `channel_ids` that has some, by channel id."""
+    rows = await connection.execute(
+        sa.select(channel_data.c.channel_id, channel_data.c.data).where(
+            channel_data.c.environment_id == environment_id,
+            channel_data.c.recipient_collection == recipient.collection,
+            channel_data.c.recipient_id == recipient.id,
+            channel_data.c.channel_id.in_(list(channel_ids)),
+        )
+    )
+    return {row.channel_id: row.data for row in rows}
 
 
 class ChannelDataStore:

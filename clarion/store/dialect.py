@@ -144,3 +144,33 @@ def json_from_text(text: sa.ColumnElement[Any], dialect_name: str) -> sa.ColumnE
     if dialect_name == "postgresql":
         return sa.cast(text, postgresql.JSONB())
     return sa.type_coerce(text, JSONType)
+
+
+def json_scalar_equals(
+    column: sa.ColumnElement[Any], key: str, value: Any, dialect_name: str
+) -> sa.ColumnElement[bool]:
+    """The top-level `key` of the JSON object in `column` holds the scalar `value` (same type and value)."""
+    if dialect_name == "postgresql":
+        return column.op("->")(sa.literal(key)) == sa.cast(
+            sa.literal(json_codec.dumps(value)), postgresql.JSONB
+        )
+    path = sa.literal("$." + json_codec.dumps(key))
+    extracted = sa.func.json_extract(column, path)
+    kind = sa.func.json_type(column, path)
+    if value is None:
+        return kind == "null"
+    if isinstance(value, bool):
+        return kind == ("true" if value else "false")
+    if isinstance(value, str):
+        return sa.and_(kind == "text", extracted == value)
+    return sa.and_(kind.in_(["integer", "real"]), extracted == value)
+
+
+def json_array_overlaps(
+    column: sa.ColumnElement[Any], key: str, values: Sequence[str], dialect_name: str
+) -> sa.ColumnElement[bool]:
+    """The array of strings under the top-level `key` of `column` holds at least one of `values`."""
+    if dialect_name == "postgresql":
+        return column.op("->")(sa.literal(key)).op("?|")(sa.literal(list(values), postgresql.ARRAY(sa.Text)))
+    each = sa.func.json_each(column, sa.literal("$." + json_codec.dumps(key))).table_valued("value")
+    return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value.in_(list(values))))

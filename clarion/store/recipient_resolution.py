@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect
 from clarion.store.batching import ordered_chunks
+from clarion.store.db import Database
 from clarion.store.objects import object_record, upsert_objects
 from clarion.store.recipients import InlineRecipientData, RecipientEntry, RecipientRecord
 from clarion.store.tables import USERS_COLLECTION, objects, users
@@ -39,6 +40,10 @@ class RecipientKey(NamedTuple):
     @property
     def is_user(self) -> bool:
         return self.collection == USERS_COLLECTION
+
+    def reference(self) -> str | dict[str, str]:
+        """Knock's `RecipientReference`: a user by id, an object by collection and id."""
+        return self.id if self.is_user else {"collection": self.collection, "id": self.id}
 
 
 @dataclass(frozen=True)
@@ -112,3 +117,11 @@ async def load_recipients(
         rows = await connection.execute(query)
         found.update((record_key(record), record) for record in map(object_record, rows))
     return found
+
+
+async def read_recipients(
+    database: Database, environment_id: str, keys: Iterable[RecipientKey]
+) -> dict[RecipientKey, RecipientRecord]:
+    """`load_recipients` on a read connection of its own."""
+    async with database.reader.connect() as connection:
+        return await load_recipients(connection, environment_id, keys)

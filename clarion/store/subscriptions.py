@@ -325,3 +325,39 @@ class SubscriptionStore:
                 )
                 removed += int(result.rowcount)
         return removed
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A recipient reached through its subscription to `object`."""
+
+    object: RecipientKey
+    recipient: RecipientKey
+    properties: dict[str, Any] | None
+
+
+async def subscribers_of(
+    connection: AsyncConnection, environment_id: str, objects: Iterable[RecipientKey]
+) -> list[Subscriber]:
+    """Every subscription held on `objects`, in the caller's transaction, in chunks of objects, ordered by
+    object and then by when each subscription was made."""
+    found: list[Subscriber] = []
+    c = subscriptions.c
+    for chunk in ordered_chunks(set(objects), key=lambda key: tuple(key)):
+        rows = await connection.execute(
+            sa.select(c.object_collection, c.object_id, c.recipient_collection, c.recipient_id, c.properties)
+            .where(
+                c.environment_id == environment_id,
+                sa.tuple_(c.object_collection, c.object_id).in_([tuple(key) for key in chunk]),
+            )
+            .order_by(c.object_collection, c.object_id, c.pk)
+        )
+        found.extend(
+            Subscriber(
+                RecipientKey(row.object_collection, row.object_id),
+                RecipientKey(row.recipient_collection, row.recipient_id),
+                row.properties,
+            )
+            for row in rows
+        )
+    return found

@@ -258,3 +258,136 @@ rate_limit_counters = sa.Table(
     sa.Column("window", sa.BigInteger, nullable=False),
     sa.Column("hits", sa.Integer, nullable=False),
 )
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    _environment_id(),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("current_version_id", sa.String(36), nullable=False),
+    # Knock's per-environment kill switch, independent of commits: an inactive workflow refuses triggers.
+    sa.Column("active", sa.Boolean, nullable=False),
+    *_timestamps(),
+    sa.PrimaryKeyConstraint("environment_id", "key"),
+)
+
+workflow_versions = sa.Table(
+    "workflow_versions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    _environment_id(),
+    sa.Column("workflow_key", sa.String(255), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    # Of the canonical JSON of the definition: a push that changes nothing makes no new version.
+    sa.Column("sha", sa.String(64), nullable=False),
+    sa.Column("definition", JSONType, nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("environment_id", "workflow_key", "version"),
+)
+
+workflow_runs = sa.Table(
+    "workflow_runs",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    # The workflow recipient run id; `workflow_run_id` is the trigger's, shared by all its recipients.
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    _environment_id(),
+    sa.Column("workflow_run_id", sa.String(36), nullable=False),
+    sa.Column("workflow_key", sa.String(255), nullable=False),
+    sa.Column("version_id", sa.String(36), nullable=False),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    sa.Column("actor_collection", sa.String(255)),
+    sa.Column("actor_id", sa.String(255)),
+    sa.Column("tenant", sa.String(255)),
+    sa.Column("cancellation_key", sa.String(255)),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("settings", JSONType, nullable=False),
+    sa.Column("trigger_source", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # The path of the step the run is at: indexes into nested step lists, joined by dots ("2", "1.0.3");
+    # NULL once finished.
+    sa.Column("position", sa.String(255)),
+    # Per step ref, what its step produced (message ids), for `refs.*` conditions.
+    sa.Column("step_results", JSONType, nullable=False),
+    sa.Column("error_count", sa.Integer, nullable=False),
+    *_timestamps(),
+    sa.UniqueConstraint("environment_id", "workflow_run_id", "recipient_collection", "recipient_id"),
+    sa.Index(None, "environment_id", "workflow_key", "cancellation_key"),
+    sa.Index(None, "environment_id", "pk"),
+)
+
+workflow_run_events = sa.Table(
+    "workflow_run_events",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    _environment_id(),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("step_ref", sa.String(255)),
+    sa.Column("step_type", sa.String(32)),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Index(None, "run_id", "pk"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    _environment_id(),
+    sa.Column("channel_id", sa.String(36), nullable=False),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    sa.Column("workflow_key", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("step_ref", sa.String(255), nullable=False),
+    sa.Column("source", JSONType, nullable=False),
+    sa.Column("tenant", sa.String(255)),
+    sa.Column("actors", JSONType, nullable=False),
+    # The triggers behind the message: {id, actor, data, inserted_at} each.
+    sa.Column("activities", JSONType, nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("content", JSONType, nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("seen_at", UTCDateTime),
+    sa.Column("read_at", UTCDateTime),
+    sa.Column("interacted_at", UTCDateTime),
+    sa.Column("link_clicked_at", UTCDateTime),
+    sa.Column("archived_at", UTCDateTime),
+    sa.Column("metadata", JSONType),
+    sa.Column("scheduled_at", UTCDateTime),
+    *_timestamps(),
+    # One message per run and step (and channel): a step that runs twice after a crash finds its message.
+    sa.UniqueConstraint("run_id", "step_ref", "channel_id"),
+    sa.Index(None, "environment_id", "recipient_collection", "recipient_id", "channel_id", "pk"),
+    sa.Index(None, "environment_id", "pk"),
+)
+
+message_events = sa.Table(
+    "message_events",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    _environment_id(),
+    sa.Column("message_id", sa.String(32), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("data", JSONType),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Index(None, "message_id", "pk"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    _environment_id(),
+    sa.Column("key", sa.String(255), nullable=False),
+    # Of the request the key was first used with: the same key with another request is refused.
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("response", JSONType, nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("environment_id", "key"),
+    sa.Index(None, "inserted_at"),
+)

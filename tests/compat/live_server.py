@@ -33,8 +33,10 @@ ONE_SIGNAL_CHANNEL_ID = "6c9d2e3f-4a5b-4c6d-9e7f-8091a2b3c4d5"
 SLACK_CHANNEL_ID = "7dae3f4a-5b6c-4d7e-8f90-91a2b3c4d5e6"
 MS_TEAMS_CHANNEL_ID = "8ebf4a5b-6c7d-4e8f-9a01-a2b3c4d5e6f7"
 DISCORD_CHANNEL_ID = "9fc05b6c-7d8e-4f90-8b12-b3c4d5e6f708"
+IN_APP_FEED_CHANNEL_ID = "0c1d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5"
 CHANNELS_FILE = f"""\
 channels:
+  - {{id: "{IN_APP_FEED_CHANNEL_ID}", key: in-app, type: in_app_feed, provider: in_app_feed_knock}}
   - {{id: "{PUSH_FCM_CHANNEL_ID}", key: push-fcm, type: push, provider: push_fcm}}
   - {{id: "{PUSH_SNS_CHANNEL_ID}", key: push-sns, type: push, provider: push_aws_sns}}
   - {{id: "{ONE_SIGNAL_CHANNEL_ID}", key: push-onesignal, type: push, provider: push_one_signal}}
@@ -88,10 +90,20 @@ class LiveServer:
     @property
     def environ(self) -> dict[str, str]:
         """The configuration every `clarion` command of this server runs with."""
-        environ = {"CLARION_DATA_DIR": str(self.data_dir), "CLARION_PORT": str(self.port)}
+        environ = {
+            "CLARION_DATA_DIR": str(self.data_dir),
+            "CLARION_PORT": str(self.port),
+            "CLARION_WORKFLOWS_DIR": str(self.workflows_dir),
+        }
         if self.database_url:
             environ["CLARION_DATABASE_URL"] = self.database_url
         return environ
+
+    @property
+    def workflows_dir(self) -> Path:
+        """The server's own workflows folder, which tests fill; the repository's examples name channels
+        this server does not configure."""
+        return self.data_dir / "workflows"
 
     @property
     def log_path(self) -> Path:
@@ -171,3 +183,8 @@ class LiveServer:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"
         keys = _parse_keys(self.cli("environments", "create", name))[name]
         return EnvironmentKeys(name=name, secret_key=keys["secret"], publishable_key=keys["publishable"])
+
+    def push_workflows(self, folder: Path, environment: str) -> str:
+        """`clarion workflows push FOLDER --environment NAME`; the running server sees the new versions
+        within its workflow cache's 2 seconds, or at once for workflows it has not looked up yet."""
+        return self.cli("workflows", "push", str(folder), "--environment", environment)

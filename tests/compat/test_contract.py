@@ -34,8 +34,8 @@ from tests.compat.live_server import LiveServer
 
 SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "knock-openapi.yml"
 
-# The operations of Knock's users, objects, tenants, preferences, channel data, subscriptions, audiences and
-# bulk-operation APIs that Clarion serves, by operationId.
+# The operations of Knock's users, objects, tenants, preferences, channel data, subscriptions, audiences,
+# bulk-operation, workflow, message and feed APIs that Clarion serves, by operationId.
 OPERATIONS = [
     # Users
     "identifyUser",
@@ -89,6 +89,43 @@ OPERATIONS = [
     "listAudienceMembers",
     "addAudienceMembers",
     "removeAudienceMembers",
+    # Workflows
+    "triggerWorkflow",
+    "triggerWorkflow (2)",
+    "cancelWorkflow",
+    "cancelWorkflow (2)",
+    "listWorkflowRecipientRuns",
+    "getWorkflowRecipientRun",
+    # Messages
+    "listMessages",
+    "getMessage",
+    "listMessageEvents",
+    "listMessageActivities",
+    "getMessageContents",
+    "batchGetMessageContents",
+    "listMessageDeliveryLogs",
+    "listMessagesForUser",
+    "listMessagesForObject",
+    "markMessageSeen",
+    "markMessageUnseen",
+    "markMessageUnseen (2)",
+    "markMessageRead",
+    "markMessageUnread",
+    "markMessageUnread (2)",
+    "markMessageInteracted",
+    "archiveMessage",
+    "unarchiveMessage",
+    "unarchiveMessage (2)",
+    "batchMarkMessagesAsSeen",
+    "batchMarkMessagesAsUnseen",
+    "batchMarkMessagesAsRead",
+    "batchMarkMessagesAsUnread",
+    "batchMarkMessagesAsArchived",
+    "batchMarkMessagesAsUnarchived",
+    "batchMarkMessagesAsInteracted",
+    # In-app feed
+    "listUserInAppFeedItems",
+    "getUserInAppFeedSettings",
 ]
 
 # Served and covered by tests/compat/test_preferences.py, but not fuzzable: the spec marks these deprecated

@@ -8,11 +8,15 @@ from clarion.api.routes import (
     audiences,
     bulk_operations,
     channel_data,
+    feeds,
+    messages,
     objects,
     preferences,
     subscriptions,
     tenants,
     users,
+    workflow_recipient_runs,
+    workflows,
 )
 
 ROUTE_MODULES: list[ModuleType] = [
@@ -24,4 +28,8 @@ ROUTE_MODULES: list[ModuleType] = [
     subscriptions,
     audiences,
     bulk_operations,
+    workflows,
+    messages,
+    feeds,
+    workflow_recipient_runs,
 ]

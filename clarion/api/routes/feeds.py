@@ -1,0 +1,75 @@
+"""The in-app feed: a user's in-app messages on one channel (`/v1/users/{user_id}/feeds/{channel_id}`),
+newest first with badge counts, and the feed's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clarion.api.endpoint import RequestContext, path_param, route
+from clarion.api.message_query import feed_filter
+from clarion.api.pagination import encode_cursor, page_info, page_request
+from clarion.api.responses import JSONResponse
+from clarion.channels import ChannelType
+from clarion.engine.run_scope import serialise_recipient
+from clarion.errors import InvalidInputError, NotFoundError
+from clarion.schemas.feeds import MAX_EXCLUDE_DEPTH, feed_item, feed_response, referenced_keys
+from clarion.store.recipient_resolution import RecipientKey, read_recipients
+
+MAX_FEED_PAGE_SIZE = 200
+MODES = ("rich", "compact")
+
+
+def _feed_channel(context: RequestContext, request: Request) -> str:
+    channel_id = path_param(request, "channel_id")
+    channel = context.runtime.channels.get(channel_id)
+    if channel is None or channel.type is not ChannelType.IN_APP_FEED:
+        raise NotFoundError(
+            f"No in-app feed channel with id {channel_id!r} is configured", code="channel_invalid"
+        )
+    return channel.id
+
+
+def _exclude(request: Request) -> list[list[str]]:
+    raw = request.query_params.get("exclude") or ""
+    paths = [part.strip().split(".") for part in raw.split(",") if part.strip()]
+    if any(len(path) > MAX_EXCLUDE_DEPTH for path in paths):
+        raise InvalidInputError.field("exclude", f"paths may be at most {MAX_EXCLUDE_DEPTH} levels deep")
+    return paths
+
+
+async def get_feed(request: Request, context: RequestContext) -> Response:
+    user = RecipientKey.user(path_param(request, "user_id"))
+    channel_id = _feed_channel(context, request)
+    mode = request.query_params.get("mode") or "rich"
+    if mode not in MODES:
+        raise InvalidInputError.field("mode", "must be one of: compact, rich")
+    exclude = _exclude(request)
+    page = page_request(request, max_page_size=MAX_FEED_PAGE_SIZE)
+    filters = feed_filter(request, recipient=user, channel_id=channel_id)
+    runtime = context.runtime
+    records, result = await runtime.messages.page(context.environment_id, filters, page)
+    counts = await runtime.messages.counts(
+        context.environment_id, dataclasses.replace(filters, read=None, seen=None)
+    )
+    entities = await read_recipients(runtime.database, context.environment_id, referenced_keys(records))
+    serialised = {key: serialise_recipient(record) for key, record in entities.items()}
+    entries = [
+        feed_item(record, encode_cursor(record.pk), serialised.get, compact=mode == "compact")
+        for record in records
+    ]
+    return JSONResponse(feed_response(entries, counts, page_info(result, page).to_wire(), exclude))
+
+
+async def get_feed_settings(request: Request, context: RequestContext) -> Response:
+    path_param(request, "user_id")
+    _feed_channel(context, request)
+    return JSONResponse({"features": {"branding_required": False}})
+
+
+routes = [
+    route("/v1/users/{user_id}/feeds/{channel_id}", "GET", get_feed, tier=2, client=True),
+    route("/v1/users/{user_id}/feeds/{channel_id}/settings", "GET", get_feed_settings, tier=4, client=True),
+]

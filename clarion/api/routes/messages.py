@@ -1,0 +1,214 @@
+"""Messages: list and get (`/v1/messages…`), their events, activities and content, the per-recipient lists
+(`/v1/users/{user_id}/messages`, `/v1/objects/{collection}/{id}/messages`), and engagement: one message
+(`PUT|DELETE /v1/messages/{id}/{status}`) or many (`POST /v1/messages/batch/{status}`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clarion.api.body import parse_json, read_body, read_json
+from clarion.api.endpoint import Handler, RequestContext, path_param, route
+from clarion.api.message_query import message_list_filter
+from clarion.api.pagination import page_info, page_request
+from clarion.api.query import query_list
+from clarion.api.responses import JSONResponse
+from clarion.engine.run_scope import serialise_recipient
+from clarion.errors import InvalidInputError, NotFoundError
+from clarion.schemas.base import empty_page_info
+from clarion.schemas.feeds import activity, referenced_keys
+from clarion.schemas.messages import (
+    MAX_BATCH_MESSAGES,
+    BatchMessagesInteractedRequest,
+    BatchMessagesRequest,
+    ListMessageEventsResponse,
+    ListMessagesResponse,
+    Message,
+    MessageContents,
+    MessageEvent,
+    MessageInteractedRequest,
+)
+from clarion.schemas.objects import validate_collection
+from clarion.store.messages import Engagement, MessageRecord
+from clarion.store.recipient_resolution import RecipientKey, read_recipients
+
+
+def _message(context: RequestContext, record: MessageRecord) -> Message:
+    return Message.from_record(record, context.runtime.channels.get(record.channel_id))
+
+
+async def _record(request: Request, context: RequestContext) -> MessageRecord:
+    message_id = path_param(request, "message_id")
+    record = await context.runtime.messages.get(context.environment_id, message_id)
+    if record is None:
+        raise NotFoundError(f"No message with id {message_id!r}")
+    return record
+
+
+async def _list(request: Request, context: RequestContext, recipient: RecipientKey | None) -> Response:
+    page = page_request(request)
+    filters = message_list_filter(request, recipient=recipient)
+    records, result = await context.runtime.messages.page(context.environment_id, filters, page)
+    return JSONResponse(
+        ListMessagesResponse(items=[_message(context, r) for r in records], page_info=page_info(result, page))
+    )
+
+
+async def list_messages(request: Request, context: RequestContext) -> Response:
+    return await _list(request, context, None)
+
+
+async def list_user_messages(request: Request, context: RequestContext) -> Response:
+    return await _list(request, context, RecipientKey.user(path_param(request, "user_id")))
+
+
+async def list_object_messages(request: Request, context: RequestContext) -> Response:
+    collection = validate_collection(path_param(request, "collection"))
+    return await _list(request, context, RecipientKey(collection, path_param(request, "id")))
+
+
+async def get_message(request: Request, context: RequestContext) -> Response:
+    return JSONResponse(_message(context, await _record(request, context)))
+
+
+async def list_message_events(request: Request, context: RequestContext) -> Response:
+    record = await _record(request, context)
+    page = page_request(request)
+    events, result = await context.runtime.messages.events(context.environment_id, record.id, page)
+    return JSONResponse(
+        ListMessageEventsResponse(
+            items=[MessageEvent.from_record(event, record.recipient) for event in events],
+            page_info=page_info(result, page),
+        )
+    )
+
+
+async def list_message_activities(request: Request, context: RequestContext) -> Response:
+    record = await _record(request, context)
+    page = page_request(request)
+    entities = await read_recipients(
+        context.runtime.database, context.environment_id, referenced_keys([record])
+    )
+    serialised = {key: serialise_recipient(entity) for key, entity in entities.items()}
+    activities = [activity(a, serialised.get(record.recipient), serialised.get) for a in record.activities]
+    # A message made by one trigger has one activity; the list is one page.
+    return JSONResponse({"items": activities[: page.page_size], "page_info": empty_page_info(page.page_size)})
+
+
+async def get_message_content(request: Request, context: RequestContext) -> Response:
+    return JSONResponse(MessageContents.from_record(await _record(request, context)))
+
+
+async def batch_get_message_contents(request: Request, context: RequestContext) -> Response:
+    ids = query_list(request, "message_ids")
+    if not ids:
+        raise InvalidInputError.field("message_ids", "is required")
+    if len(ids) > MAX_BATCH_MESSAGES:
+        raise InvalidInputError.field("message_ids", f"may name at most {MAX_BATCH_MESSAGES} messages")
+    records = await context.runtime.messages.get_many(context.environment_id, ids)
+    return JSONResponse([MessageContents.from_record(record) for record in records])
+
+
+async def list_message_delivery_logs(request: Request, context: RequestContext) -> Response:
+    await _record(request, context)
+    page = page_request(request)
+    # A delivery log records a provider call; Clarion makes none yet (docs/compatibility.md).
+    return JSONResponse({"items": [], "page_info": empty_page_info(page.page_size)})
+
+
+async def _set(
+    context: RequestContext,
+    ids: Sequence[str],
+    status: Engagement,
+    *,
+    on: bool,
+    metadata: dict[str, object] | None = None,
+) -> list[Message]:
+    records = await context.runtime.messages.set_engagement(
+        context.environment_id, ids, status, on=on, metadata=metadata
+    )
+    return [_message(context, record) for record in records]
+
+
+def _status_endpoint(engagement: Engagement, *, on: bool) -> Handler:
+    """The handler of `PUT|DELETE /v1/messages/{message_id}/<status>` for one status."""
+
+    async def set_status(request: Request, context: RequestContext) -> Response:
+        record = await _record(request, context)
+        metadata = None
+        if engagement is Engagement.INTERACTED:
+            raw = await read_body(request)
+            metadata = parse_json(raw, MessageInteractedRequest).metadata if raw.strip() else None
+        return JSONResponse((await _set(context, [record.id], engagement, on=on, metadata=metadata))[0])
+
+    set_status.__name__ = f"{'mark' if on else 'unmark'}_message_{engagement.value}"
+    return set_status
+
+
+def _batch_endpoint(engagement: Engagement, *, on: bool) -> Handler:
+    """The handler of `POST /v1/messages/batch/<status>` for one status."""
+
+    async def set_statuses(request: Request, context: RequestContext) -> Response:
+        if engagement is Engagement.INTERACTED:
+            interacted = await read_json(request, BatchMessagesInteractedRequest)
+            ids, metadata = interacted.message_ids, interacted.metadata
+        else:
+            ids, metadata = (await read_json(request, BatchMessagesRequest)).message_ids, None
+        return JSONResponse(await _set(context, ids, engagement, on=on, metadata=metadata))
+
+    set_statuses.__name__ = f"batch_{'mark' if on else 'unmark'}_messages_{engagement.value}"
+    return set_statuses
+
+
+STATUS_PATHS: list[tuple[str, str, Engagement, bool]] = [
+    ("PUT", "seen", Engagement.SEEN, True),
+    ("PUT", "read", Engagement.READ, True),
+    ("PUT", "archived", Engagement.ARCHIVED, True),
+    ("PUT", "interacted", Engagement.INTERACTED, True),
+    ("DELETE", "seen", Engagement.SEEN, False),
+    ("DELETE", "read", Engagement.READ, False),
+    ("DELETE", "archived", Engagement.ARCHIVED, False),
+    ("DELETE", "unseen", Engagement.SEEN, False),
+    ("DELETE", "unread", Engagement.READ, False),
+    ("DELETE", "unarchived", Engagement.ARCHIVED, False),
+]
+"""(method, path status, engagement, set or unset): Knock's single-message status endpoints."""
+
+BATCH_PATHS: list[tuple[str, Engagement, bool]] = [
+    ("seen", Engagement.SEEN, True),
+    ("unseen", Engagement.SEEN, False),
+    ("read", Engagement.READ, True),
+    ("unread", Engagement.READ, False),
+    ("archived", Engagement.ARCHIVED, True),
+    ("unarchived", Engagement.ARCHIVED, False),
+    ("interacted", Engagement.INTERACTED, True),
+]
+
+
+routes = [
+    route("/v1/messages", "GET", list_messages, tier=4),
+    route("/v1/messages/batch/content", "GET", batch_get_message_contents, tier=4),
+    *(
+        route(f"/v1/messages/batch/{name}", "POST", _batch_endpoint(engagement, on=on), tier=3, client=True)
+        for name, engagement, on in BATCH_PATHS
+    ),
+    route("/v1/messages/{message_id}", "GET", get_message, tier=4),
+    route("/v1/messages/{message_id}/events", "GET", list_message_events, tier=3),
+    route("/v1/messages/{message_id}/activities", "GET", list_message_activities, tier=4),
+    route("/v1/messages/{message_id}/content", "GET", get_message_content, tier=4),
+    route("/v1/messages/{message_id}/delivery_logs", "GET", list_message_delivery_logs, tier=3),
+    *(
+        route(
+            f"/v1/messages/{{message_id}}/{name}",
+            method,
+            _status_endpoint(engagement, on=on),
+            tier=2,
+            client=True,
+        )
+        for method, name, engagement, on in STATUS_PATHS
+    ),
+    route("/v1/users/{user_id}/messages", "GET", list_user_messages, tier=4),
+    route("/v1/objects/{collection}/{id}/messages", "GET", list_object_messages, tier=4),
+]

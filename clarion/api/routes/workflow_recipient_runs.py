@@ -1,0 +1,73 @@
+"""Workflow recipient runs: the list (`/v1/workflow_recipient_runs`, newest first, with Knock's filters)
+and one run with its events (`/v1/workflow_recipient_runs/{id}`)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clarion.api.endpoint import RequestContext, path_param, route
+from clarion.api.message_query import timestamp_param
+from clarion.api.pagination import page_info, page_request
+from clarion.api.query import query_bool, query_choices, query_references
+from clarion.api.responses import JSONResponse
+from clarion.errors import InvalidInputError, NotFoundError
+from clarion.schemas.objects import validate_collection
+from clarion.schemas.workflow_runs import (
+    ListWorkflowRecipientRunsResponse,
+    WorkflowRecipientRun,
+    WorkflowRecipientRunDetail,
+)
+from clarion.store.recipient_resolution import RecipientKey
+from clarion.store.workflow_runs import RunFilter, RunStatus
+
+
+def _recipient(request: Request) -> RecipientKey | None:
+    references = query_references(request, "recipient")
+    if not references:
+        return None
+    if len(references) > 1:
+        raise InvalidInputError.field("recipient", "must name one recipient")
+    reference = references[0]
+    if isinstance(reference, str):
+        return RecipientKey.user(reference)
+    if set(reference) != {"id", "collection"}:
+        raise InvalidInputError.field("recipient", "must be a user id or an object's id and collection")
+    return RecipientKey(validate_collection(reference["collection"]), reference["id"])
+
+
+async def list_runs(request: Request, context: RequestContext) -> Response:
+    page = page_request(request)
+    query = request.query_params
+    starting_at, ending_at = query.get("starting_at"), query.get("ending_at")
+    filters = RunFilter(
+        workflow_key=query.get("workflow") or None,
+        recipient=_recipient(request),
+        tenant=query.get("tenant") or None,
+        statuses=tuple(sorted(query_choices(request, "status", frozenset(s.value for s in RunStatus)))),
+        has_errors=query_bool(request, "has_errors") if "has_errors" in query else None,
+        starting_at=timestamp_param("starting_at", starting_at) if starting_at else None,
+        ending_at=timestamp_param("ending_at", ending_at) if ending_at else None,
+    )
+    records, result = await context.runtime.workflow_runs.page(context.environment_id, filters, page)
+    return JSONResponse(
+        ListWorkflowRecipientRunsResponse(
+            items=[WorkflowRecipientRun.from_record(r) for r in records], page_info=page_info(result, page)
+        )
+    )
+
+
+async def get_run(request: Request, context: RequestContext) -> Response:
+    run_id = path_param(request, "id")
+    runs = context.runtime.workflow_runs
+    record = await runs.get(context.environment_id, run_id)
+    if record is None:
+        raise NotFoundError(f"No workflow recipient run with id {run_id!r}")
+    events = await runs.events(context.environment_id, record.id)
+    return JSONResponse(WorkflowRecipientRunDetail.with_events(record, events))
+
+
+routes = [
+    route("/v1/workflow_recipient_runs", "GET", list_runs, tier=2),
+    route("/v1/workflow_recipient_runs/{id}", "GET", get_run, tier=2),
+]

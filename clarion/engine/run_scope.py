@@ -1,0 +1,158 @@
+"""What a step of a run sees: the run's recipient, actor and tenant as they stand when the step executes,
+the run's data, and the workflow; turned into the variables of conditions (`data.`, `recipient.`, …) and the
+scope of templates (`recipient`, `actor`, `data`, `tenant`, `vars`, `workflow`, `timestamp`, …).
+
+Entities are serialised as Knock serialises them (`__typename`, `id`, custom properties, `created_at`,
+`updated_at`); an object's custom properties are also reachable at its top level, as for users, so that
+`recipient.name` reads the same for both. A recipient reached through a subscription carries it as
+`recipient.subscription` (`properties` and the parent `object`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clarion.engine.conditions import ConditionScope
+from clarion.engine.templates import TemplateRenderer
+from clarion.engine.workflow_definition import WorkflowDefinition
+from clarion.schemas.base import format_timestamp
+from clarion.schemas.objects import Object
+from clarion.schemas.users import User
+from clarion.store.audiences import is_member as is_audience_member
+from clarion.store.messages import message_statuses
+from clarion.store.recipient_resolution import RecipientKey, load_recipients
+from clarion.store.recipients import RecipientRecord
+from clarion.store.tables import TENANTS_COLLECTION, USERS_COLLECTION
+from clarion.store.workflow_runs import RunRecord
+
+
+def serialise_recipient(record: RecipientRecord) -> dict[str, Any]:
+    if record.collection == USERS_COLLECTION:
+        return User.from_record(record).to_wire()
+    wire = Object.from_record(record).to_wire()
+    return {**wire.get("properties", {}), **wire}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run: RunRecord
+    definition: WorkflowDefinition
+    recipient: RecipientRecord | None
+    actor: RecipientRecord | None
+    tenant: RecipientRecord | None
+    now: datetime
+    refs: dict[str, dict[str, Any]]
+    """Per earlier step ref, the current statuses of the messages it made (`refs.<ref>.…` conditions)."""
+
+    def serialised_recipient(self) -> dict[str, Any] | None:
+        if self.recipient is None:
+            return None
+        serialised = serialise_recipient(self.recipient)
+        subscription = self.run.settings.get("subscription")
+        if subscription is not None:
+            serialised["subscription"] = subscription
+        return serialised
+
+    def workflow(self) -> dict[str, Any]:
+        return {
+            "id": self.run.version_id,
+            "key": self.definition.key,
+            "name": self.definition.name,
+            "categories": list(self.definition.categories),
+            "commercial": self.definition.is_commercial,
+            "override_preferences": self.definition.override_preferences,
+            "cancellation_key": self.run.cancellation_key,
+        }
+
+    def variables(self) -> dict[str, Any]:
+        """The namespaces conditions read: `data`, `recipient`, `actor`, `tenant`, `vars`, `workflow`,
+        `refs` (what earlier steps produced)."""
+        return {
+            "data": self.run.data,
+            "recipient": self.serialised_recipient() or {},
+            "actor": {} if self.actor is None else serialise_recipient(self.actor),
+            "tenant": {} if self.tenant is None else serialise_recipient(self.tenant),
+            "vars": {},
+            "workflow": self.workflow(),
+            "refs": self.refs,
+        }
+
+    def template_scope(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "data": self.run.data,
+            "recipient": self.serialised_recipient(),
+            "actor": None if self.actor is None else serialise_recipient(self.actor),
+            "tenant": None if self.tenant is None else serialise_recipient(self.tenant),
+            "vars": {},
+            "workflow": self.workflow(),
+            "timestamp": format_timestamp(self.now),
+            **(extra or {}),
+        }
+
+
+def condition_scope(
+    context: RunContext, connection: AsyncConnection, renderer: TemplateRenderer
+) -> ConditionScope:
+    """What the run's conditions are evaluated against; audience membership is looked up through
+    `connection` as a condition asks for it."""
+    run = context.run
+
+    async def is_member(audience_key: str) -> bool:
+        if not run.recipient.is_user:
+            return False
+        return await is_audience_member(
+            connection, run.environment_id, audience_key, run.recipient.id, run.tenant
+        )
+
+    return ConditionScope(
+        variables=context.variables(),
+        now=context.now,
+        is_audience_member=is_member,
+        render=lambda source: renderer.render(source, context.template_scope()),
+    )
+
+
+async def _refs(connection: AsyncConnection, run: RunRecord) -> dict[str, dict[str, Any]]:
+    """What each earlier step made, with its messages' statuses as they stand now: a message read since
+    its step ran counts as read. A skipped step has no delivery status."""
+    made = {ref: result.get("message_ids", []) for ref, result in run.step_results.items()}
+    current = await message_statuses(
+        connection, run.environment_id, [i for ids in made.values() for i in ids]
+    )
+    refs: dict[str, dict[str, Any]] = {}
+    for ref, ids in made.items():
+        statuses = [current[message_id] for message_id in ids if message_id in current]
+        if ids and not statuses:
+            continue  # its messages are gone: conditions on them are false
+        refs[ref] = {
+            "delivery_status": statuses[0][0] if statuses else None,
+            "engagement_status": sorted({status for _, engaged in statuses for status in engaged}),
+        }
+    return refs
+
+
+async def load_context(
+    connection: AsyncConnection, run: RunRecord, definition: WorkflowDefinition, now: datetime
+) -> RunContext:
+    """The run's recipient, actor and tenant as they stand now, in one query per kind of entity."""
+    keys = [run.recipient]
+    if run.actor is not None:
+        keys.append(run.actor)
+    tenant_key = None if run.tenant is None else RecipientKey(TENANTS_COLLECTION, run.tenant)
+    if tenant_key is not None:
+        keys.append(tenant_key)
+    found = await load_recipients(connection, run.environment_id, keys)
+    return RunContext(
+        refs=await _refs(connection, run),
+        run=run,
+        definition=definition,
+        recipient=found.get(run.recipient),
+        actor=None if run.actor is None else found.get(run.actor),
+        tenant=None if tenant_key is None else found.get(tenant_key),
+        now=now,
+    )

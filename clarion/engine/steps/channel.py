@@ -1,0 +1,281 @@
+"""The channel step: decide whether this recipient gets a message on the step's channel, and make it.
+
+In Knock's order, each stage able to skip the step (the run goes on either way, the reason recorded):
+
+1. the step's conditions;
+2. the channel is configured;
+3. the recipient has the data the channel needs (an email address, a phone number, push tokens, chat
+   connections; in-app feeds and webhooks need none);
+4. the recipient's preferences, merged across the environment, tenant and recipient layers
+   (`clarion.engine.preference_evaluation`), unless the workflow overrides them;
+5. render the template for the channel type, then make the message.
+
+A template that fails to render raises: the step's job retries it, and its last failure halts the run
+(`clarion.engine.run_executor`). An in-app message is delivered by being stored (status `delivered`);
+messages of other channels are stored `queued`, for delivery by their provider. Sandbox mode stores every
+message as `not_sent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clarion.channels import Channel
+from clarion.engine.conditions import conditions_hold, parse_condition_list
+from clarion.engine.preference_evaluation import (
+    PreferenceLayers,
+    SendContext,
+    effective_preferences,
+    evaluate_preferences,
+)
+from clarion.engine.run_scope import RunContext, condition_scope
+from clarion.engine.steps.result import StepResult
+from clarion.engine.templates import TemplateRenderer, render_markdown
+from clarion.engine.workflow_definition import TEMPLATE_FIELDS, ChannelStep
+from clarion.schemas.base import format_timestamp
+from clarion.store.channel_data import read_channel_data
+from clarion.store.messages import NewMessage, new_message_id
+from clarion.store.preferences import DEFAULT_SET_ID, read_sets
+from clarion.store.tables import TENANTS_COLLECTION
+from clarion.store.workflow_runs import RunEvent
+
+if TYPE_CHECKING:
+    from clarion.runtime import Runtime
+
+CHANNEL_DATA_KEYS: Mapping[str, tuple[str, ...]] = {
+    "push": ("tokens", "devices", "target_arns", "player_ids"),
+    "chat": ("connections",),
+}
+"""Channel types whose messages need channel data, and the keys of which one must be non-empty."""
+
+
+def _skipped(step: ChannelStep, reason: str, **data: Any) -> StepResult:
+    return StepResult(
+        events=[
+            RunEvent("step_skipped", step_ref=step.ref, step_type="channel", data={"reason": reason, **data})
+        ],
+        step_result={"skipped": reason, "message_ids": []},
+    )
+
+
+def _has_required_data(
+    channel_type: str, recipient: Mapping[str, Any], data: Mapping[str, Any] | None
+) -> bool:
+    if channel_type == "email":
+        return bool(recipient.get("email"))
+    if channel_type == "sms":
+        return bool(recipient.get("phone_number"))
+    keys = CHANNEL_DATA_KEYS.get(channel_type)
+    if keys is None:
+        return True
+    return data is not None and any(data.get(key) for key in keys)
+
+
+async def _preferences(connection: AsyncConnection, context: RunContext) -> dict[str, Any]:
+    run = context.run
+    environment_id, key = run.environment_id, run.recipient
+    default = await read_sets(connection, environment_id, key.collection, [key.id], DEFAULT_SET_ID)
+    tenant_default = recipient_tenant = None
+    if run.tenant is not None:
+        tenant_sets = await read_sets(
+            connection, environment_id, TENANTS_COLLECTION, [run.tenant], DEFAULT_SET_ID
+        )
+        tenant_default = tenant_sets.get(run.tenant)
+        recipient_tenant = (
+            await read_sets(connection, environment_id, key.collection, [key.id], run.tenant)
+        ).get(key.id)
+    return effective_preferences(
+        PreferenceLayers(
+            environment_default={},
+            recipient_default=default.get(key.id, {}),
+            tenant_default=tenant_default,
+            recipient_tenant=recipient_tenant,
+        )
+    )
+
+
+def _first(values: Any) -> Any:
+    return values[0] if isinstance(values, list) and values else None
+
+
+def render_content(
+    renderer: TemplateRenderer,
+    step: ChannelStep,
+    channel: Channel,
+    scope: Mapping[str, Any],
+    channel_data: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The message's rendered template, shaped per channel type as Knock's message content API returns
+    it (`MessageEmailContent`, `MessageInAppFeedContent`, …)."""
+    required, optional = TEMPLATE_FIELDS[step.channel_type]
+    text = {
+        name: renderer.render(step.template[name], scope, name=f"{step.ref}.{name}")
+        for name in (*required, *optional)
+        if isinstance(step.template.get(name), str)
+    }
+    recipient = scope.get("recipient") or {}
+    data = channel_data or {}
+    if step.channel_type == "in_app_feed":
+        return {"__typename": "MessageInAppFeedContent", "blocks": _feed_blocks(renderer, step, scope, text)}
+    if step.channel_type == "email":
+        settings = channel.settings
+        sender = settings.get("from_address") or ""
+        name = settings.get("from_name")
+        return {
+            "__typename": "MessageEmailContent",
+            "from": f"{name} <{sender}>" if name else sender,
+            "to": recipient.get("email") or "",
+            "subject_line": text["subject"],
+            "html_body": text.get("html_body", ""),
+            "text_body": text.get("text_body", ""),
+            "cc": None,
+            "bcc": None,
+            "reply_to": None,
+        }
+    if step.channel_type == "sms":
+        return {
+            "__typename": "MessageSmsContent",
+            "to": recipient.get("phone_number") or "",
+            "body": text["text_body"],
+        }
+    if step.channel_type == "push":
+        device = _first(data.get("devices"))
+        token = _first(data.get("tokens")) or (device.get("token") if isinstance(device, dict) else None)
+        return {
+            "__typename": "MessagePushContent",
+            "title": text.get("title", ""),
+            "body": text["text_body"],
+            "token": token or "",
+            "data": None,
+        }
+    if step.channel_type == "chat":
+        return {
+            "__typename": "MessageChatContent",
+            "connection": _first(data.get("connections")) or {},
+            "template": {"summary": text.get("summary"), "json_content": None, "blocks": None},
+            "metadata": None,
+        }
+    return {"__typename": "MessageWebhookContent", **text}
+
+
+def _feed_blocks(
+    renderer: TemplateRenderer, step: ChannelStep, scope: Mapping[str, Any], text: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    body = text["markdown_body"]
+    blocks: list[dict[str, Any]] = [
+        {"name": "body", "type": "markdown", "content": body, "rendered": render_markdown(body)}
+    ]
+    if "action_url" in text:
+        url = text["action_url"]
+        blocks.append({"name": "action_url", "type": "text", "content": url, "rendered": url})
+    buttons = step.template.get("action_buttons") or []
+    if buttons:
+        field = f"{step.ref}.action_buttons"
+        blocks.append(
+            {
+                "name": "actions",
+                "type": "button_set",
+                "buttons": [
+                    {
+                        "name": "primary" if index == 0 else "secondary",
+                        "label": renderer.render(button["label"], scope, name=f"{field}.{index}.label"),
+                        "action": renderer.render(button["action"], scope, name=f"{field}.{index}.action"),
+                    }
+                    for index, button in enumerate(buttons)
+                ],
+            }
+        )
+    return blocks
+
+
+async def run_channel_step(
+    runtime: Runtime, connection: AsyncConnection, context: RunContext, step: ChannelStep
+) -> StepResult:
+    scope = condition_scope(context, connection, runtime.renderer)
+    if not await conditions_hold(step.conditions, scope):
+        return _skipped(step, "conditions_not_met")
+    channel = runtime.channels.by_key(step.channel_key)
+    if channel is None or channel.type != step.channel_type:
+        return _skipped(step, "channel_not_configured", channel_key=step.channel_key)
+    recipient = context.serialised_recipient() or {}
+    run = context.run
+    data = (await read_channel_data(connection, run.environment_id, run.recipient, [channel.id])).get(
+        channel.id
+    )
+    if not _has_required_data(channel.type, recipient, data):
+        return _skipped(step, "missing_channel_data", channel_id=channel.id)
+    definition = context.definition
+    decision = await evaluate_preferences(
+        await _preferences(connection, context),
+        SendContext(
+            workflow_key=definition.key,
+            categories=definition.categories,
+            channel_type=channel.type,
+            channel_id=channel.id,
+            commercial=definition.is_commercial,
+            override_preferences=definition.override_preferences,
+        ),
+        lambda conditions: conditions_hold(parse_condition_list(list(conditions)), scope),
+    )
+    if not decision.allowed:
+        return _skipped(step, "preferences", preference=decision.reason)
+    message = _message(runtime, context, step, channel, data)
+    return StepResult(
+        events=[
+            RunEvent(
+                "message_created", step_ref=step.ref, step_type="channel", data={"message_id": message.id}
+            )
+        ],
+        messages=[message],
+        step_result={"message_ids": [message.id]},
+    )
+
+
+def _message(
+    runtime: Runtime,
+    context: RunContext,
+    step: ChannelStep,
+    channel: Channel,
+    channel_data: Mapping[str, Any] | None,
+) -> NewMessage:
+    run = context.run
+    message_id = new_message_id()
+    scope = context.template_scope({"current_message": {"id": message_id}})
+    content = render_content(runtime.renderer, step, channel, scope, channel_data)
+    sandbox = bool(run.settings.get("sandbox_mode"))
+    status = "not_sent" if sandbox else "delivered" if channel.type == "in_app_feed" else "queued"
+    actors: Sequence[Any] = [] if run.actor is None else [run.actor.reference()]
+    return NewMessage(
+        id=message_id,
+        channel_id=channel.id,
+        recipient=run.recipient,
+        workflow_key=run.workflow_key,
+        run_id=run.id,
+        step_ref=step.ref,
+        source={
+            "key": run.workflow_key,
+            "version_id": run.version_id,
+            "categories": list(context.definition.categories),
+            "step_ref": step.ref,
+            "type": "workflow",
+            "workflow_run_id": run.workflow_run_id,
+            "workflow_recipient_run_id": run.id,
+        },
+        tenant=run.tenant,
+        actors=list(actors),
+        activities=[
+            {
+                "id": new_message_id(),
+                "actor": None if run.actor is None else run.actor.reference(),
+                "data": run.data,
+                "inserted_at": format_timestamp(context.now),
+            }
+        ],
+        data=run.data,
+        content=content,
+        status=status,
+        events=("message.created", f"message.{status}"),
+    )

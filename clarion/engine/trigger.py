@@ -1,0 +1,280 @@
+"""Triggering a workflow: accepting the request, then starting one run per recipient.
+
+`accept_trigger` does at request time what must fail the request: the workflow exists and is active, the
+`data` satisfies the workflow's `trigger_data_json_schema`, inline channel data fits its channels, and an
+actor given by id exists. It then enqueues one `workflow_trigger` job carrying the request and the version
+current now (the run pins it), and answers with the trigger's `workflow_run_id`. Nothing else happens in
+the request, which keeps the intake to one insert.
+
+The job (`start_runs`) identifies the inline recipients, actor and tenant, fans object recipients out to
+their subscribers (two levels, each recipient once, the actor never reached through a subscription), and
+writes every run with its first step job, completing itself in that same transaction: a crash before the
+commit leaves the job to run again with nothing written, and after it nothing to redo. Runs are unique
+per (trigger, recipient), so even a job that lost its lease and ran twice starts each run once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+from pydantic import ValidationError
+
+from clarion.errors import FieldError, InvalidInputError, NotFoundError
+from clarion.jobs.job import Acknowledged, Job, JobRecord, Superseded
+from clarion.schemas.recipient_references import InlineIdentifyObjectRequest, recipient_inputs
+from clarion.schemas.tenants import TenantRequest
+from clarion.schemas.users import InlineIdentifyUserRequest
+from clarion.schemas.workflows import TRIGGER_DATA_KEY, TriggerWorkflowRequest
+from clarion.store import json_codec
+from clarion.store.idempotency_keys import claim
+from clarion.store.recipient_resolution import (
+    RecipientInput,
+    RecipientKey,
+    key_of,
+    load_recipients,
+    upsert_recipients,
+)
+from clarion.store.recipients import ensure_recipients
+from clarion.store.subscriptions import subscribers_of
+from clarion.store.tables import TENANTS_COLLECTION
+from clarion.store.tenants import TenantEntry, upsert_tenants
+from clarion.store.workflow_runs import FIRST_POSITION, NewRun, insert_runs
+
+if TYPE_CHECKING:
+    from clarion.runtime import Runtime
+
+WORKFLOW_QUEUE = "workflows"
+TRIGGER_JOB = "workflow_trigger"
+STEP_JOB = "workflow_step"
+SUBSCRIPTION_DEPTH = 2
+"""Object recipients notify their subscribers, and subscribed objects theirs: parent → child → user."""
+
+
+def step_job(environment_id: str, run_id: str, position: str, **job: Any) -> Job:
+    """The job that executes the run's step at `position`; one per (run, position) ever."""
+    return Job(
+        kind=STEP_JOB,
+        queue=WORKFLOW_QUEUE,
+        args={"environment_id": environment_id, "run_id": run_id, "position": position},
+        unique_key=f"{STEP_JOB}:{run_id}:{position}",
+        max_attempts=3,
+        **job,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedTrigger:
+    recipients: list[RecipientInput]
+    recipient_data: dict[RecipientKey, dict[str, Any]]
+    """Per recipient, its `$trigger_data`: shallow-merged over `data` for its run."""
+    actor: RecipientInput | None
+    tenant: TenantEntry | None
+    tenant_is_inline: bool
+    """The tenant was given as an object, to set; an id alone only makes sure the tenant exists."""
+    data: dict[str, Any]
+
+
+def _trigger_data(recipient: Any, index: int) -> dict[str, Any] | None:
+    if not isinstance(recipient, InlineIdentifyUserRequest | InlineIdentifyObjectRequest):
+        return None
+    extra = recipient.model_extra or {}
+    if TRIGGER_DATA_KEY not in extra:
+        return None
+    value = extra.pop(TRIGGER_DATA_KEY)
+    if not isinstance(value, dict):
+        raise InvalidInputError.field(f"recipients.{index}.{TRIGGER_DATA_KEY}", "must be an object")
+    return value
+
+
+def prepare_trigger(runtime: Runtime, body: TriggerWorkflowRequest) -> PreparedTrigger:
+    """The request's recipients, actor and tenant as the store takes them, checked against the channels."""
+    recipient_data: dict[int, dict[str, Any]] = {}
+    for index, recipient in enumerate(body.recipients):
+        data = _trigger_data(recipient, index)
+        if data is not None:
+            recipient_data[index] = data
+    recipients = recipient_inputs(body.recipients, runtime.channels)
+    actor = None
+    if body.actor is not None:
+        actor = recipient_inputs([body.actor], runtime.channels, field="actor")[0]
+    tenant = None
+    if isinstance(body.tenant, TenantRequest):
+        tenant = body.tenant.entry(body.tenant.id)
+    elif isinstance(body.tenant, str):
+        tenant = TenantEntry(id=body.tenant, properties={})
+    return PreparedTrigger(
+        recipients=recipients,
+        recipient_data={key_of(recipients[index]): data for index, data in recipient_data.items()},
+        actor=actor,
+        tenant=tenant,
+        tenant_is_inline=isinstance(body.tenant, TenantRequest),
+        data=body.data or {},
+    )
+
+
+def _check_data(schema: Any, data: dict[str, Any]) -> None:
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [
+        FieldError(".".join(["data", *map(str, error.absolute_path)]), error.message)
+        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    if errors:
+        raise InvalidInputError("The trigger data does not match the workflow's schema", errors=errors)
+
+
+@dataclass(frozen=True)
+class AcceptedTrigger:
+    workflow_run_id: str
+    replayed: bool
+    """The response is the one first given to the same `Idempotency-Key`; nothing was enqueued now."""
+
+
+def _fingerprint(key: str, request: dict[str, Any]) -> str:
+    canonical = json.dumps([key, request], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def accept_trigger(
+    runtime: Runtime,
+    environment_id: str,
+    key: str,
+    body: TriggerWorkflowRequest,
+    *,
+    idempotency_key: str | None = None,
+    source: str = "api",
+) -> AcceptedTrigger:
+    """Check the trigger and enqueue it. With an `idempotency_key` already used in the last 24 hours, the
+    first response is replayed instead (a different request under the same key is refused)."""
+    workflow = await runtime.workflows.current(environment_id, key)
+    if workflow is None:
+        raise NotFoundError(
+            f"No workflow with key {key!r} is committed to this environment", code="workflow_missing"
+        )
+    if not workflow.active:
+        raise InvalidInputError(f"The workflow {key!r} is inactive", code="workflow_inactive")
+    # Dumped before preparing, which takes each recipient's `$trigger_data` out of its properties.
+    request = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    prepared = prepare_trigger(runtime, body)
+    if workflow.definition.trigger_data_json_schema is not None:
+        _check_data(workflow.definition.trigger_data_json_schema, prepared.data)
+    if isinstance(prepared.actor, RecipientKey):
+        async with runtime.database.reader.connect() as connection:
+            found = await load_recipients(connection, environment_id, [prepared.actor])
+        if prepared.actor not in found:
+            raise InvalidInputError(
+                f"The actor {prepared.actor.id!r} has not been identified",
+                code="actor_missing",
+                errors=[FieldError("actor", "names a recipient that does not exist")],
+            )
+    workflow_run_id = str(uuid.uuid4())
+    job = Job(
+        kind=TRIGGER_JOB,
+        queue=WORKFLOW_QUEUE,
+        args={
+            "environment_id": environment_id,
+            "workflow_run_id": workflow_run_id,
+            "workflow_key": key,
+            "version_id": workflow.version_id,
+            "trigger_source": source,
+            "request": request,
+        },
+        unique_key=f"{TRIGGER_JOB}:{workflow_run_id}",
+    )
+    stored = None
+    async with runtime.database.writer.begin() as connection:
+        if idempotency_key is not None:
+            fingerprint = _fingerprint(key, request)
+            response = {"workflow_run_id": workflow_run_id}
+            stored = await claim(connection, environment_id, idempotency_key, fingerprint, response)
+        if stored is None:
+            await runtime.queue.insert(connection, job)
+    if stored is not None:
+        if stored.fingerprint != fingerprint:
+            raise InvalidInputError.field(
+                "Idempotency-Key", "was already used with a different request in the last 24 hours"
+            )
+        return AcceptedTrigger(stored.response["workflow_run_id"], replayed=True)
+    return AcceptedTrigger(workflow_run_id, replayed=False)
+
+
+async def _fan_out(
+    connection: Any, environment_id: str, recipients: Sequence[RecipientKey], actor: RecipientKey | None
+) -> list[tuple[RecipientKey, dict[str, Any] | None]]:
+    """The explicit recipients, then the subscribers they reach, each once: (recipient, the subscription
+    that reached it, if any)."""
+    reached: dict[RecipientKey, dict[str, Any] | None] = dict.fromkeys(recipients)
+    frontier = [key for key in reached if not key.is_user]
+    for _ in range(SUBSCRIPTION_DEPTH):
+        if not frontier:
+            break
+        subscribers = await subscribers_of(connection, environment_id, frontier)
+        frontier = []
+        for subscriber in subscribers:
+            if subscriber.recipient in reached or subscriber.recipient == actor:
+                continue
+            reached[subscriber.recipient] = {
+                "object": {"collection": subscriber.object.collection, "id": subscriber.object.id},
+                "properties": subscriber.properties or {},
+            }
+            if not subscriber.recipient.is_user:
+                frontier.append(subscriber.recipient)
+    return list(reached.items())
+
+
+def _request(job: JobRecord) -> TriggerWorkflowRequest:
+    try:
+        return TriggerWorkflowRequest.model_validate_json(json_codec.dumps(job.args["request"]))
+    except ValidationError as exc:
+        # Accepted once, so only a release that changed the schema under a queued trigger gets here.
+        raise ValueError(f"the queued trigger no longer parses: {exc}") from exc
+
+
+async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged:
+    """The `workflow_trigger` job: identify, fan out, write the runs and their first step jobs."""
+    args = job.args
+    environment_id = args["environment_id"]
+    prepared = prepare_trigger(runtime, _request(job))
+    actor = None if prepared.actor is None else key_of(prepared.actor)
+    async with runtime.database.writer.begin() as connection:
+        inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
+        await upsert_recipients(connection, environment_id, inline)
+        if prepared.tenant is not None:
+            if prepared.tenant_is_inline:
+                await upsert_tenants(connection, environment_id, [prepared.tenant])
+            else:
+                await ensure_recipients(connection, environment_id, TENANTS_COLLECTION, [prepared.tenant.id])
+        reached = await _fan_out(connection, environment_id, [key_of(r) for r in prepared.recipients], actor)
+        settings = args["request"].get("settings") or {}
+        runs = [
+            NewRun(
+                id=str(uuid.uuid4()),
+                recipient=recipient,
+                data={**prepared.data, **prepared.recipient_data.get(recipient, {})},
+                settings={**settings, **({"subscription": via} if via is not None else {})},
+            )
+            for recipient, via in reached
+        ]
+        started = await insert_runs(
+            connection,
+            environment_id,
+            workflow_run_id=args["workflow_run_id"],
+            workflow_key=args["workflow_key"],
+            version_id=args["version_id"],
+            actor=actor,
+            tenant=None if prepared.tenant is None else prepared.tenant.id,
+            cancellation_key=args["request"].get("cancellation_key"),
+            trigger_source=args["trigger_source"],
+            runs=runs,
+        )
+        await runtime.queue.insert_all(
+            connection, [step_job(environment_id, run_id, FIRST_POSITION) for run_id in started]
+        )
+        if not await runtime.queue.complete_in(connection, job):
+            raise Superseded
+    return Acknowledged()

@@ -1,0 +1,108 @@
+"""The workflows an environment can run, as parsed definitions: the current version of a workflow by key
+(what a trigger pins) and any version by id (what a run executes).
+
+Versions never change, so parsed versions are kept for good (bounded); which version is current, and
+whether the workflow is active, is cached for `cache_seconds`, so a trigger costs no query and a push
+reaches every process within that time. Pushing reads nothing from the cache: it commits through
+`clarion.store.workflows` and refreshes this process's entries at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from clarion.channels import ChannelRegistry
+from clarion.engine.templates import TemplateRenderer
+from clarion.engine.workflow_definition import WorkflowDefinition, parse_workflow
+from clarion.engine.workflow_files import LoadedWorkflow, read_workflows
+from clarion.store.workflows import CommitResult, WorkflowStore
+
+PARSED_VERSIONS = 1_000
+
+
+@dataclass(frozen=True)
+class CurrentWorkflow:
+    key: str
+    active: bool
+    version_id: str
+    definition: WorkflowDefinition
+
+
+class WorkflowCatalog:
+    def __init__(
+        self,
+        store: WorkflowStore,
+        channels: ChannelRegistry,
+        renderer: TemplateRenderer,
+        *,
+        cache_seconds: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.renderer = renderer
+        self.cache_seconds = cache_seconds
+        self._current: dict[tuple[str, str], tuple[float, CurrentWorkflow | None]] = {}
+        self._versions: OrderedDict[str, WorkflowDefinition] = OrderedDict()
+
+    def _remember(self, version_id: str, definition: WorkflowDefinition) -> None:
+        self._versions[version_id] = definition
+        self._versions.move_to_end(version_id)
+        while len(self._versions) > PARSED_VERSIONS:
+            self._versions.popitem(last=False)
+
+    async def current(self, environment_id: str, key: str) -> CurrentWorkflow | None:
+        """The workflow's current version, or None when the environment has none by that key."""
+        cached = self._current.get((environment_id, key))
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self.store.get(environment_id, key)
+        found = None
+        if record is not None:
+            definition = self._parsed(record.current.id, record.current.document)
+            found = CurrentWorkflow(record.key, record.active, record.current.id, definition)
+        self._current[(environment_id, key)] = (now + self.cache_seconds, found)
+        return found
+
+    async def definition(self, version_id: str) -> WorkflowDefinition | None:
+        """The definition of a committed version, or None when no version has that id."""
+        parsed = self._versions.get(version_id)
+        if parsed is not None:
+            return parsed
+        version = await self.store.version(version_id)
+        return None if version is None else self._parsed(version.id, version.document)
+
+    def _parsed(self, version_id: str, document: dict[str, object]) -> WorkflowDefinition:
+        parsed = self._versions.get(version_id)
+        if parsed is None:
+            # Read back as committed: its channels were checked at push time.
+            parsed = parse_workflow(document, None, self.renderer)
+            self._remember(version_id, parsed)
+        return parsed
+
+    async def push_folder(
+        self, environment_ids: Sequence[str], folder: Path
+    ) -> dict[str, list[CommitResult]]:
+        """Read and check every workflow of `folder`, then commit them all to each environment; nothing
+        is committed when any workflow is invalid (`WorkflowFilesError`)."""
+        return await self.push(environment_ids, read_workflows(folder, self.channels, self.renderer))
+
+    async def push(
+        self, environment_ids: Sequence[str], loaded: Sequence[LoadedWorkflow]
+    ) -> dict[str, list[CommitResult]]:
+        """Commit the workflows to each environment; returns each environment's commit results."""
+        results: dict[str, list[CommitResult]] = {}
+        for environment_id in environment_ids:
+            results[environment_id] = await self.store.commit(environment_id, [w.document for w in loaded])
+            for workflow, result in zip(loaded, results[environment_id], strict=True):
+                self._remember(result.version.id, workflow.definition)
+                self._current.pop((environment_id, workflow.definition.key), None)
+        return results
+
+    def forget(self, environment_id: str, key: str) -> None:
+        """Drop the cached current version of one workflow (after it was switched on or off here)."""
+        self._current.pop((environment_id, key), None)

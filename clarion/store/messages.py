@@ -1,0 +1,423 @@
+"""Messages: what a channel step produced for one recipient on one channel, with its delivery status, its
+engagement (seen, read, interacted, link clicked, archived, each a timestamp) and its events.
+
+A message is unique per (run, step, channel), so a step executed twice after a crash finds the message it
+made the first time instead of making a second. Ids are 27-character, time-ordered base62 strings like
+Knock's (KSUID layout: 4 bytes of seconds since 2014-05-13, 16 random bytes). Lists come newest first,
+paged by the insertion-ordered `pk`. Engagement changes write one `message.<status>` event per message
+changed; setting a status a message already has changes nothing and records nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clarion.store import dialect
+from clarion.store.clock import utcnow
+from clarion.store.db import Database
+from clarion.store.pagination import Page, PageRequest, fetch_page
+from clarion.store.recipient_resolution import RecipientKey
+from clarion.store.tables import message_events, messages
+
+_KSUID_EPOCH = 1_400_000_000
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def new_message_id() -> str:
+    value = int.from_bytes(
+        (int(time.time()) - _KSUID_EPOCH).to_bytes(4, "big") + secrets.token_bytes(16), "big"
+    )
+    digits = []
+    for _ in range(27):
+        value, digit = divmod(value, 62)
+        digits.append(_BASE62[digit])
+    return "".join(reversed(digits))
+
+
+class Engagement(StrEnum):
+    SEEN = "seen"
+    READ = "read"
+    INTERACTED = "interacted"
+    LINK_CLICKED = "link_clicked"
+    ARCHIVED = "archived"
+
+    @property
+    def column(self) -> sa.Column[Any]:
+        return messages.c[f"{self.value}_at"]
+
+
+UNDO_EVENTS = {Engagement.SEEN: "unseen", Engagement.READ: "unread", Engagement.ARCHIVED: "unarchived"}
+"""The engagement statuses that can be taken back, and the event their removal records."""
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    id: str
+    channel_id: str
+    recipient: RecipientKey
+    workflow_key: str
+    run_id: str
+    step_ref: str
+    source: dict[str, Any]
+    tenant: str | None
+    actors: list[dict[str, str]]
+    activities: list[dict[str, Any]]
+    data: dict[str, Any]
+    content: dict[str, Any]
+    status: str
+    events: tuple[str, ...] = ("message.created",)
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    pk: int
+    id: str
+    environment_id: str
+    channel_id: str
+    recipient: RecipientKey
+    workflow_key: str
+    run_id: str
+    step_ref: str
+    source: dict[str, Any]
+    tenant: str | None
+    actors: list[dict[str, str]]
+    activities: list[dict[str, Any]]
+    data: dict[str, Any]
+    content: dict[str, Any]
+    status: str
+    seen_at: datetime | None
+    read_at: datetime | None
+    interacted_at: datetime | None
+    link_clicked_at: datetime | None
+    archived_at: datetime | None
+    metadata: dict[str, Any] | None
+    scheduled_at: datetime | None
+    inserted_at: datetime
+    updated_at: datetime
+
+    @property
+    def engagement_statuses(self) -> list[str]:
+        return [status.value for status in Engagement if getattr(self, f"{status.value}_at") is not None]
+
+
+@dataclass(frozen=True)
+class MessageEventRecord:
+    id: int
+    message_id: str
+    type: str
+    data: dict[str, Any] | None
+    inserted_at: datetime
+
+
+def message_record(row: sa.Row[Any]) -> MessageRecord:
+    m = row._mapping
+    return MessageRecord(
+        pk=m["pk"],
+        id=m["id"],
+        environment_id=m["environment_id"],
+        channel_id=m["channel_id"],
+        recipient=RecipientKey(m["recipient_collection"], m["recipient_id"]),
+        workflow_key=m["workflow_key"],
+        run_id=m["run_id"],
+        step_ref=m["step_ref"],
+        source=m["source"],
+        tenant=m["tenant"],
+        actors=m["actors"],
+        activities=m["activities"],
+        data=m["data"],
+        content=m["content"],
+        status=m["status"],
+        seen_at=m["seen_at"],
+        read_at=m["read_at"],
+        interacted_at=m["interacted_at"],
+        link_clicked_at=m["link_clicked_at"],
+        archived_at=m["archived_at"],
+        metadata=m["metadata"],
+        scheduled_at=m["scheduled_at"],
+        inserted_at=m["inserted_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+async def insert_messages(
+    connection: AsyncConnection, environment_id: str, new: Sequence[NewMessage]
+) -> list[str]:
+    """Insert messages and their first events in the caller's transaction; a message whose (run, step,
+    channel) already has one is skipped. Returns the ids of the messages inserted."""
+    if not new:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "id": message.id,
+            "environment_id": environment_id,
+            "channel_id": message.channel_id,
+            "recipient_collection": message.recipient.collection,
+            "recipient_id": message.recipient.id,
+            "workflow_key": message.workflow_key,
+            "run_id": message.run_id,
+            "step_ref": message.step_ref,
+            "source": message.source,
+            "tenant": message.tenant,
+            "actors": message.actors,
+            "activities": message.activities,
+            "data": message.data,
+            "content": message.content,
+            "status": message.status,
+            "metadata": None,
+            "inserted_at": now,
+            "updated_at": now,
+        }
+        for message in new
+    ]
+    statement = (
+        dialect.insert(messages, connection.dialect.name)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["run_id", "step_ref", "channel_id"])
+        .returning(messages.c.id)
+    )
+    inserted = [row.id for row in await connection.execute(statement)]
+    wanted = set(inserted)
+    events = [
+        {
+            "environment_id": environment_id,
+            "message_id": message.id,
+            "type": event,
+            "data": None,
+            "inserted_at": now,
+        }
+        for message in new
+        if message.id in wanted
+        for event in message.events
+    ]
+    if events:
+        await connection.execute(message_events.insert(), events)
+    return inserted
+
+
+async def message_statuses(
+    connection: AsyncConnection, environment_id: str, message_ids: Sequence[str]
+) -> dict[str, tuple[str, list[str]]]:
+    """For each existing message of `message_ids`: its delivery status and engagement statuses."""
+    if not message_ids:
+        return {}
+    c = messages.c
+    rows = await connection.execute(
+        sa.select(messages).where(c.environment_id == environment_id, c.id.in_(list(message_ids)))
+    )
+    return {record.id: (record.status, record.engagement_statuses) for record in map(message_record, rows)}
+
+
+class ArchivedFilter(StrEnum):
+    EXCLUDE = "exclude"
+    INCLUDE = "include"
+    ONLY = "only"
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What a list of messages is narrowed to; unset fields do not narrow it."""
+
+    recipient: RecipientKey | None = None
+    channel_id: str | None = None
+    source: str | None = None
+    tenant: str | None = None
+    only_tenant: bool = False
+    """With `tenant`: only that tenant's messages; without, messages with no tenant are included too."""
+    has_tenant: bool | None = None
+    statuses: tuple[str, ...] = ()
+    engagement: tuple[str, ...] = ()
+    """Any of: an Engagement value, or `unseen`/`unread`/`unarchived` for its absence."""
+    message_ids: tuple[str, ...] = ()
+    workflow_categories: tuple[str, ...] = ()
+    trigger_data: dict[str, Any] = field(default_factory=dict)
+    workflow_run_id: str | None = None
+    workflow_recipient_run_id: str | None = None
+    inserted_after: datetime | None = None
+    inserted_from: datetime | None = None
+    inserted_before: datetime | None = None
+    inserted_until: datetime | None = None
+    archived: ArchivedFilter = ArchivedFilter.INCLUDE
+    read: bool | None = None
+    seen: bool | None = None
+
+
+def _engagement_condition(name: str) -> sa.ColumnElement[bool]:
+    if name in Engagement.__members__.values():
+        return Engagement(name).column.is_not(None)
+    undone = {undo: status for status, undo in UNDO_EVENTS.items()}
+    return undone[name].column.is_(None)
+
+
+def _conditions(
+    environment_id: str, filters: MessageFilter, dialect_name: str
+) -> list[sa.ColumnElement[bool]]:
+    c = messages.c
+    conditions: list[sa.ColumnElement[bool]] = [c.environment_id == environment_id]
+    if filters.recipient is not None:
+        conditions += [
+            c.recipient_collection == filters.recipient.collection,
+            c.recipient_id == filters.recipient.id,
+        ]
+    if filters.channel_id is not None:
+        conditions.append(c.channel_id == filters.channel_id)
+    if filters.source is not None:
+        conditions.append(c.workflow_key == filters.source)
+    if filters.tenant is not None:
+        conditions.append(
+            c.tenant == filters.tenant
+            if filters.only_tenant
+            else sa.or_(c.tenant == filters.tenant, c.tenant.is_(None))
+        )
+    if filters.has_tenant is not None:
+        conditions.append(c.tenant.is_not(None) if filters.has_tenant else c.tenant.is_(None))
+    if filters.statuses:
+        conditions.append(c.status.in_(filters.statuses))
+    if filters.engagement:
+        conditions.append(sa.or_(*(_engagement_condition(name) for name in filters.engagement)))
+    if filters.message_ids:
+        conditions.append(c.id.in_(filters.message_ids))
+    if filters.workflow_categories:
+        conditions.append(
+            dialect.json_array_overlaps(c.source, "categories", filters.workflow_categories, dialect_name)
+        )
+    for key, value in filters.trigger_data.items():
+        conditions.append(dialect.json_scalar_equals(c.data, key, value, dialect_name))
+    if filters.workflow_run_id is not None:
+        conditions.append(
+            dialect.json_scalar_equals(c.source, "workflow_run_id", filters.workflow_run_id, dialect_name)
+        )
+    if filters.workflow_recipient_run_id is not None:
+        conditions.append(c.run_id == filters.workflow_recipient_run_id)
+    if filters.inserted_after is not None:
+        conditions.append(c.inserted_at > filters.inserted_after)
+    if filters.inserted_from is not None:
+        conditions.append(c.inserted_at >= filters.inserted_from)
+    if filters.inserted_before is not None:
+        conditions.append(c.inserted_at < filters.inserted_before)
+    if filters.inserted_until is not None:
+        conditions.append(c.inserted_at <= filters.inserted_until)
+    if filters.archived is ArchivedFilter.EXCLUDE:
+        conditions.append(c.archived_at.is_(None))
+    elif filters.archived is ArchivedFilter.ONLY:
+        conditions.append(c.archived_at.is_not(None))
+    if filters.read is not None:
+        conditions.append(c.read_at.is_not(None) if filters.read else c.read_at.is_(None))
+    if filters.seen is not None:
+        conditions.append(c.seen_at.is_not(None) if filters.seen else c.seen_at.is_(None))
+    return conditions
+
+
+@dataclass(frozen=True)
+class FeedCounts:
+    total: int
+    unread: int
+    unseen: int
+
+
+class MessageStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def get(self, environment_id: str, message_id: str) -> MessageRecord | None:
+        async with self.database.reader.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(messages).where(
+                        messages.c.environment_id == environment_id, messages.c.id == message_id
+                    )
+                )
+            ).first()
+        return None if row is None else message_record(row)
+
+    async def get_many(self, environment_id: str, message_ids: Sequence[str]) -> list[MessageRecord]:
+        async with self.database.reader.connect() as connection:
+            rows = await connection.execute(
+                sa.select(messages)
+                .where(messages.c.environment_id == environment_id, messages.c.id.in_(list(message_ids)))
+                .order_by(messages.c.pk.desc())
+            )
+            return [message_record(row) for row in rows]
+
+    async def page(
+        self, environment_id: str, filters: MessageFilter, page: PageRequest
+    ) -> tuple[list[MessageRecord], Page]:
+        query = sa.select(messages).where(*_conditions(environment_id, filters, self.database.dialect_name))
+        async with self.database.reader.connect() as connection:
+            result = await fetch_page(connection, query, messages.c.pk, page, newest_first=True)
+        return [message_record(row) for row in result.rows], result
+
+    async def counts(self, environment_id: str, filters: MessageFilter) -> FeedCounts:
+        """Badge counts of a feed: every message the filters select, and those not yet read or seen."""
+        c = messages.c
+        query = sa.select(
+            sa.func.count(),
+            sa.func.count(sa.case((c.read_at.is_(None), 1))),
+            sa.func.count(sa.case((c.seen_at.is_(None), 1))),
+        ).where(*_conditions(environment_id, filters, self.database.dialect_name))
+        async with self.database.reader.connect() as connection:
+            total, unread, unseen = (await connection.execute(query)).one()
+        return FeedCounts(int(total), int(unread), int(unseen))
+
+    async def events(
+        self, environment_id: str, message_id: str, page: PageRequest
+    ) -> tuple[list[MessageEventRecord], Page]:
+        query = sa.select(message_events).where(
+            message_events.c.environment_id == environment_id, message_events.c.message_id == message_id
+        )
+        async with self.database.reader.connect() as connection:
+            result = await fetch_page(connection, query, message_events.c.pk, page, newest_first=True)
+        return [
+            MessageEventRecord(row.pk, row.message_id, row.type, row.data, row.inserted_at)
+            for row in result.rows
+        ], result
+
+    async def set_engagement(
+        self,
+        environment_id: str,
+        message_ids: Sequence[str],
+        status: Engagement,
+        *,
+        on: bool,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[MessageRecord]:
+        """Set (`on`) or clear an engagement status of the messages, in one transaction; messages that
+        already stood so are left untouched and record no event. Returns every named message as it now
+        stands."""
+        now = utcnow()
+        column = status.column
+        async with self.database.writer.begin() as connection:
+            scope = sa.and_(messages.c.environment_id == environment_id, messages.c.id.in_(list(message_ids)))
+            values: dict[str, Any] = {column.name: now if on else None, "updated_at": now}
+            if metadata is not None:
+                values["metadata"] = metadata
+            changed = await connection.execute(
+                messages.update()
+                .where(scope, column.is_(None) if on else column.is_not(None))
+                .values(**values)
+                .returning(messages.c.id)
+            )
+            event = f"message.{status.value}" if on else f"message.{UNDO_EVENTS[status]}"
+            events = [
+                {
+                    "environment_id": environment_id,
+                    "message_id": row.id,
+                    "type": event,
+                    "data": metadata,
+                    "inserted_at": now,
+                }
+                for row in changed
+            ]
+            if events:
+                await connection.execute(message_events.insert(), events)
+            rows = await connection.execute(sa.select(messages).where(scope).order_by(messages.c.pk.desc()))
+            return [message_record(row) for row in rows]

@@ -1,0 +1,335 @@
+"""Workflow recipient runs and their events.
+
+A run is one workflow version executing for one recipient; every recipient of a trigger gets its own run,
+all sharing the trigger's `workflow_run_id`, at most one per (trigger, recipient). A run records where it
+is (`position`, the path of its current step), the `data` its steps see and what each step produced
+(`step_results`). `advance` moves a run on only from the position the caller read it at, inside the
+caller's transaction, so a step that two workers execute (a rescued job) is checkpointed once: the second
+worker's transaction finds the run moved on and rolls back. Statuses are Knock's: `queued` (created, no step
+run yet), `processing`, `paused` (waiting on a delay), `completed`, `cancelled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clarion.store import dialect
+from clarion.store.clock import utcnow
+from clarion.store.db import Database
+from clarion.store.pagination import Page, PageRequest, fetch_page
+from clarion.store.recipient_resolution import RecipientKey
+from clarion.store.tables import workflow_run_events, workflow_runs
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (RunStatus.COMPLETED.value, RunStatus.CANCELLED.value)
+FIRST_POSITION = "0"
+
+
+@dataclass(frozen=True)
+class NewRun:
+    id: str
+    recipient: RecipientKey
+    data: dict[str, Any]
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    pk: int
+    id: str
+    environment_id: str
+    workflow_run_id: str
+    workflow_key: str
+    version_id: str
+    recipient: RecipientKey
+    actor: RecipientKey | None
+    tenant: str | None
+    cancellation_key: str | None
+    data: dict[str, Any]
+    settings: dict[str, Any]
+    trigger_source: str
+    status: RunStatus
+    position: str | None
+    """The index of the step the run is at, as text; None once finished."""
+    step_results: dict[str, Any]
+    error_count: int
+    inserted_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    event: str
+    status: str = "ok"
+    step_ref: str | None = None
+    step_type: str | None = None
+    attempt: int = 1
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunEventRecord:
+    id: int
+    event: RunEvent
+    inserted_at: datetime
+
+
+def run_record(row: sa.Row[Any]) -> RunRecord:
+    m = row._mapping
+    actor = None if m["actor_id"] is None else RecipientKey(m["actor_collection"], m["actor_id"])
+    return RunRecord(
+        pk=m["pk"],
+        id=m["id"],
+        environment_id=m["environment_id"],
+        workflow_run_id=m["workflow_run_id"],
+        workflow_key=m["workflow_key"],
+        version_id=m["version_id"],
+        recipient=RecipientKey(m["recipient_collection"], m["recipient_id"]),
+        actor=actor,
+        tenant=m["tenant"],
+        cancellation_key=m["cancellation_key"],
+        data=m["data"],
+        settings=m["settings"],
+        trigger_source=m["trigger_source"],
+        status=RunStatus(m["status"]),
+        position=m["position"],
+        step_results=m["step_results"],
+        error_count=m["error_count"],
+        inserted_at=m["inserted_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+async def insert_runs(
+    connection: AsyncConnection,
+    environment_id: str,
+    *,
+    workflow_run_id: str,
+    workflow_key: str,
+    version_id: str,
+    actor: RecipientKey | None,
+    tenant: str | None,
+    cancellation_key: str | None,
+    trigger_source: str,
+    runs: Sequence[NewRun],
+) -> list[str]:
+    """Insert the runs of one trigger in the caller's transaction, skipping recipients that already have a
+    run of it (a trigger job resumed after a crash). Returns the ids of the runs inserted."""
+    if not runs:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "id": run.id,
+            "environment_id": environment_id,
+            "workflow_run_id": workflow_run_id,
+            "workflow_key": workflow_key,
+            "version_id": version_id,
+            "recipient_collection": run.recipient.collection,
+            "recipient_id": run.recipient.id,
+            "actor_collection": None if actor is None else actor.collection,
+            "actor_id": None if actor is None else actor.id,
+            "tenant": tenant,
+            "cancellation_key": cancellation_key,
+            "data": run.data,
+            "settings": run.settings,
+            "trigger_source": trigger_source,
+            "status": RunStatus.QUEUED.value,
+            "position": FIRST_POSITION,
+            "step_results": {},
+            "error_count": 0,
+            "inserted_at": now,
+            "updated_at": now,
+        }
+        for run in runs
+    ]
+    inserted: list[str] = []
+    for start in range(0, len(rows), 200):
+        statement = (
+            dialect.insert(workflow_runs, connection.dialect.name)
+            .values(rows[start : start + 200])
+            .on_conflict_do_nothing(
+                index_elements=["environment_id", "workflow_run_id", "recipient_collection", "recipient_id"]
+            )
+            .returning(workflow_runs.c.id)
+        )
+        inserted.extend(row.id for row in await connection.execute(statement))
+    return inserted
+
+
+async def advance(
+    connection: AsyncConnection,
+    run: RunRecord,
+    *,
+    position: str | None,
+    status: RunStatus,
+    step_results: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    errors: int = 0,
+) -> bool:
+    """Move `run` from the position it was read at to `position` (None: finished), in the caller's
+    transaction. False, changing nothing, when the run has moved on or finished meanwhile."""
+    values: dict[str, Any] = {"position": position, "status": status.value, "updated_at": utcnow()}
+    if step_results is not None:
+        values["step_results"] = step_results
+    if data is not None:
+        values["data"] = data
+    if errors:
+        values["error_count"] = workflow_runs.c.error_count + errors
+    result = await connection.execute(
+        workflow_runs.update()
+        .where(
+            workflow_runs.c.id == run.id,
+            workflow_runs.c.status.not_in(FINISHED),
+            workflow_runs.c.position == run.position,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def add_events(
+    connection: AsyncConnection, environment_id: str, run_id: str, events: Sequence[RunEvent]
+) -> None:
+    if not events:
+        return
+    now = utcnow()
+    await connection.execute(
+        workflow_run_events.insert(),
+        [
+            {
+                "environment_id": environment_id,
+                "run_id": run_id,
+                "event": event.event,
+                "status": event.status,
+                "step_ref": event.step_ref,
+                "step_type": event.step_type,
+                "attempt": event.attempt,
+                "data": event.data,
+                "inserted_at": now,
+            }
+            for event in events
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    workflow_key: str | None = None
+    workflow_run_id: str | None = None
+    recipient: RecipientKey | None = None
+    tenant: str | None = None
+    statuses: tuple[str, ...] = ()
+    has_errors: bool | None = None
+    starting_at: datetime | None = None
+    ending_at: datetime | None = None
+
+
+class WorkflowRunStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def get(self, environment_id: str, run_id: str) -> RunRecord | None:
+        async with self.database.reader.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(workflow_runs).where(
+                        workflow_runs.c.environment_id == environment_id, workflow_runs.c.id == run_id
+                    )
+                )
+            ).first()
+        return None if row is None else run_record(row)
+
+    async def events(self, environment_id: str, run_id: str) -> list[RunEventRecord]:
+        async with self.database.reader.connect() as connection:
+            rows = await connection.execute(
+                sa.select(workflow_run_events)
+                .where(
+                    workflow_run_events.c.environment_id == environment_id,
+                    workflow_run_events.c.run_id == run_id,
+                )
+                .order_by(workflow_run_events.c.pk)
+            )
+            return [
+                RunEventRecord(
+                    row.pk,
+                    RunEvent(row.event, row.status, row.step_ref, row.step_type, row.attempt, row.data),
+                    row.inserted_at,
+                )
+                for row in rows
+            ]
+
+    async def page(
+        self, environment_id: str, filters: RunFilter, page: PageRequest
+    ) -> tuple[list[RunRecord], Page]:
+        query = sa.select(workflow_runs).where(workflow_runs.c.environment_id == environment_id)
+        if filters.workflow_key is not None:
+            query = query.where(workflow_runs.c.workflow_key == filters.workflow_key)
+        if filters.workflow_run_id is not None:
+            query = query.where(workflow_runs.c.workflow_run_id == filters.workflow_run_id)
+        if filters.recipient is not None:
+            query = query.where(
+                workflow_runs.c.recipient_collection == filters.recipient.collection,
+                workflow_runs.c.recipient_id == filters.recipient.id,
+            )
+        if filters.tenant is not None:
+            query = query.where(workflow_runs.c.tenant == filters.tenant)
+        if filters.statuses:
+            query = query.where(workflow_runs.c.status.in_(filters.statuses))
+        if filters.has_errors is not None:
+            errors = workflow_runs.c.error_count
+            query = query.where(errors > 0 if filters.has_errors else errors == 0)
+        if filters.starting_at is not None:
+            query = query.where(workflow_runs.c.inserted_at >= filters.starting_at)
+        if filters.ending_at is not None:
+            query = query.where(workflow_runs.c.inserted_at <= filters.ending_at)
+        async with self.database.reader.connect() as connection:
+            result = await fetch_page(connection, query, workflow_runs.c.pk, page, newest_first=True)
+        return [run_record(row) for row in result.rows], result
+
+    async def cancel(
+        self,
+        environment_id: str,
+        workflow_key: str,
+        cancellation_key: str,
+        recipients: Sequence[RecipientKey] | None = None,
+    ) -> int:
+        """Cancel the unfinished runs of (workflow, cancellation key), or only those of `recipients`.
+        Returns how many were cancelled; their pending step jobs find them cancelled and stop."""
+        condition = sa.and_(
+            workflow_runs.c.environment_id == environment_id,
+            workflow_runs.c.workflow_key == workflow_key,
+            workflow_runs.c.cancellation_key == cancellation_key,
+            workflow_runs.c.status.not_in(FINISHED),
+        )
+        if recipients is not None:
+            if not recipients:
+                return 0
+            condition = sa.and_(
+                condition,
+                sa.tuple_(workflow_runs.c.recipient_collection, workflow_runs.c.recipient_id).in_(
+                    [tuple(key) for key in recipients]
+                ),
+            )
+        async with self.database.writer.begin() as connection:
+            result = await connection.execute(
+                workflow_runs.update()
+                .where(condition)
+                .values(status=RunStatus.CANCELLED.value, position=None, updated_at=utcnow())
+            )
+        return int(result.rowcount)

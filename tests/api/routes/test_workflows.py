@@ -1,0 +1,472 @@
+"""Triggering and cancelling workflows (`/v1/workflows/{key}/trigger|cancel`, `/v1/notify`), through to
+the runs and messages the worker makes of them."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clarion.store.environments import KeyKind
+from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
+
+FEED_STEP = {
+    "ref": "in_app_feed_1",
+    "type": "channel",
+    "channel_key": "in-app-feed",
+    "template": {
+        "markdown_body": "Hi **{{ recipient.name }}**, {{ actor.name | default: 'someone' }} said "
+        "{{ data.text }}"
+    },
+}
+
+
+def workflow(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"name": "Test", "steps": list(steps) or [FEED_STEP], **fields}
+
+
+async def feed(env: EnvFixture, user_id: str, **params: Any) -> dict[str, Any]:
+    response = await env.get(f"/v1/users/{user_id}/feeds/{feed_channel_id(env.runtime)}", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def runs_of(env: EnvFixture, workflow_key: str) -> list[dict[str, Any]]:
+    response = await env.get("/v1/workflow_recipient_runs", params={"workflow": workflow_key})
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def test_a_trigger_identifies_inline_recipients_and_puts_a_message_in_each_feed(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    response = await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={
+            "recipients": [
+                {"id": "ada", "name": "Ada", "email": "ada@example.com"},
+                {"id": "bob", "name": "Bob"},
+            ],
+            "actor": {"id": "carol", "name": "Carol"},
+            "data": {"text": "hello"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    workflow_run_id = response.json()["workflow_run_id"]
+    assert uuid.UUID(workflow_run_id).version == 4
+
+    await run_workflow_jobs(env.runtime)
+
+    assert (await env.get("/v1/users/ada")).json()["email"] == "ada@example.com"
+    assert (await env.get("/v1/users/carol")).json()["name"] == "Carol"
+    ada = await feed(env, "ada")
+    [item] = ada["entries"]
+    assert item["blocks"][0] == {
+        "name": "body",
+        "type": "markdown",
+        "content": "Hi **Ada**, Carol said hello",
+        "rendered": "<p>Hi <strong>Ada</strong>, Carol said hello</p>",
+    }
+    assert item["data"] == {"text": "hello"}
+    assert [actor["id"] for actor in item["actors"]] == ["carol"]
+    assert item["source"]["key"] == "greeting"
+    assert ada["meta"] == {
+        "__typename": "FeedMetadata",
+        "total_count": 1,
+        "unread_count": 1,
+        "unseen_count": 1,
+    }
+    assert (await feed(env, "bob"))["entries"][0]["blocks"][0]["content"] == "Hi **Bob**, Carol said hello"
+
+    runs = await runs_of(env, "greeting")
+    assert sorted(run["recipient"] for run in runs) == ["ada", "bob"]
+    assert {run["workflow_run_id"] for run in runs} == {workflow_run_id}
+    assert {run["status"] for run in runs} == {"completed"}
+    assert {run["actor"] for run in runs} == {"carol"}
+
+
+async def test_recipient_trigger_data_is_merged_over_the_data_for_that_recipient_only(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={
+            "recipients": [{"id": "ada", "$trigger_data": {"text": "just for Ada"}}, {"id": "bob"}],
+            "data": {"text": "for everyone"},
+        },
+    )
+    await run_workflow_jobs(env.runtime)
+    assert (await feed(env, "ada"))["entries"][0]["data"] == {"text": "just for Ada"}
+    assert (await feed(env, "bob"))["entries"][0]["data"] == {"text": "for everyone"}
+    assert "$trigger_data" not in (await env.get("/v1/users/ada")).json()
+
+
+async def test_object_recipients_fan_out_to_their_subscribers_once_and_never_to_the_actor(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    await env.put("/v1/objects/projects/apollo", json={"name": "Apollo"})
+    await env.put("/v1/objects/teams/core", json={"name": "Core"})
+    added = await env.post(
+        "/v1/objects/projects/apollo/subscriptions",
+        json={
+            "recipients": [{"id": "ada"}, {"id": "carol"}, {"id": "core", "collection": "teams"}],
+            "properties": {"role": "owner"},
+        },
+    )
+    assert added.status_code == 200, added.text
+    await env.post("/v1/objects/teams/core/subscriptions", json={"recipients": [{"id": "bob"}, "ada"]})
+
+    response = await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={
+            "recipients": [{"id": "apollo", "collection": "projects"}],
+            "actor": "carol",
+            "data": {"text": "x"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    await run_workflow_jobs(env.runtime)
+
+    runs = await runs_of(env, "greeting")
+    recipients = sorted(str(run["recipient"]) for run in runs)
+    assert recipients == sorted(
+        [
+            "ada",
+            "bob",
+            str({"collection": "projects", "id": "apollo"}),
+            str({"collection": "teams", "id": "core"}),
+        ]
+    )
+    assert (await feed(env, "carol"))["entries"] == []
+    assert len((await feed(env, "ada"))["entries"]) == 1
+
+
+async def test_a_subscriber_sees_its_subscription_in_the_template(env: EnvFixture, tmp_path: Path) -> None:
+    step = {
+        **FEED_STEP,
+        "template": {
+            "markdown_body": "{{ recipient.subscription.properties.role }} of "
+            "{{ recipient.subscription.object.id }}"
+        },
+    }
+    await push_workflow(env, tmp_path, "roles", workflow(step))
+    await env.put("/v1/objects/projects/apollo", json={})
+    await env.post(
+        "/v1/objects/projects/apollo/subscriptions",
+        json={"recipients": [{"id": "ada"}], "properties": {"role": "owner"}},
+    )
+    await env.post(
+        "/v1/workflows/roles/trigger", json={"recipients": [{"id": "apollo", "collection": "projects"}]}
+    )
+    await run_workflow_jobs(env.runtime)
+    assert (await feed(env, "ada"))["entries"][0]["blocks"][0]["content"] == "owner of apollo"
+
+
+async def test_a_tenant_given_inline_is_set_and_tags_the_messages(env: EnvFixture, tmp_path: Path) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={"recipients": [{"id": "ada"}], "tenant": {"id": "acme", "name": "Acme"}, "data": {"text": "x"}},
+    )
+    await env.post("/v1/workflows/greeting/trigger", json={"recipients": [{"id": "ada"}], "tenant": "globex"})
+    await run_workflow_jobs(env.runtime)
+    assert (await env.get("/v1/tenants/acme")).json()["name"] == "Acme"
+    assert (await env.get("/v1/tenants/globex")).status_code == 200
+    entries = (await feed(env, "ada"))["entries"]
+    assert sorted(entry["tenant"] for entry in entries) == ["acme", "globex"]
+
+
+async def test_trigger_conditions_and_step_conditions(env: EnvFixture, tmp_path: Path) -> None:
+    gated = {
+        **FEED_STEP,
+        "conditions": {"all": [{"variable": "recipient.plan", "operator": "equal_to", "argument": "pro"}]},
+    }
+    await push_workflow(
+        env,
+        tmp_path,
+        "gated",
+        workflow(
+            gated, conditions={"all": [{"variable": "data.send", "operator": "equal_to", "argument": "true"}]}
+        ),
+    )
+    await env.post(
+        "/v1/workflows/gated/trigger",
+        json={
+            "recipients": [{"id": "ada", "plan": "pro"}, {"id": "bob", "plan": "free"}],
+            "data": {"send": True},
+        },
+    )
+    await env.post(
+        "/v1/workflows/gated/trigger", json={"recipients": [{"id": "ada"}], "data": {"send": False}}
+    )
+    await run_workflow_jobs(env.runtime)
+    assert len((await feed(env, "ada"))["entries"]) == 1
+    assert (await feed(env, "bob"))["entries"] == []
+    details = [
+        (await env.get(f"/v1/workflow_recipient_runs/{run['id']}")).json()
+        for run in await runs_of(env, "gated")
+    ]
+    reasons = sorted(
+        event["data"].get("reason", "")
+        for detail in details
+        for event in detail["events"]
+        if event["event"] in ("step_skipped", "run_ended")
+    )
+    assert reasons == ["conditions_not_met", "trigger_conditions_not_met"]
+
+
+async def test_preferences_opting_out_skip_the_step(env: EnvFixture, tmp_path: Path) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow(categories=["social"]))
+    await env.put("/v1/users/ada/preferences/default", json={"categories": {"social": False}})
+    await env.put("/v1/users/bob/preferences/default", json={"channel_types": {"in_app_feed": False}})
+    await env.put("/v1/users/cy/preferences/default", json={"workflows": {"greeting": True}})
+    await env.post("/v1/workflows/greeting/trigger", json={"recipients": ["ada", "bob", "cy"]})
+    await run_workflow_jobs(env.runtime)
+    assert (await feed(env, "ada"))["entries"] == []
+    assert (await feed(env, "bob"))["entries"] == []
+    assert len((await feed(env, "cy"))["entries"]) == 1
+
+
+async def test_an_email_step_needs_an_address_and_renders_the_email(env: EnvFixture, tmp_path: Path) -> None:
+    email = {
+        "ref": "email_1",
+        "type": "channel",
+        "channel_key": "email",
+        "template": {"subject": "Hello {{ recipient.name }}", "html_body": "<p>{{ data.text }}</p>"},
+    }
+    await push_workflow(env, tmp_path, "mail", workflow(email))
+    await env.post(
+        "/v1/workflows/mail/trigger",
+        json={
+            "recipients": [{"id": "ada", "name": "Ada", "email": "ada@example.com"}, {"id": "bob"}],
+            "data": {"text": "hi"},
+        },
+    )
+    await run_workflow_jobs(env.runtime)
+    messages = (await env.get("/v1/messages", params={"source": "mail"})).json()["items"]
+    [message] = messages
+    assert message["recipient"] == "ada"
+    assert message["status"] == "queued"
+    content = (await env.get(f"/v1/messages/{message['id']}/content")).json()
+    assert content["data"]["subject_line"] == "Hello Ada"
+    assert content["data"]["html_body"] == "<p>hi</p>"
+    assert content["data"]["to"] == "ada@example.com"
+    [bob] = [run for run in await runs_of(env, "mail") if run["recipient"] == "bob"]
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{bob['id']}")).json()
+    assert [e["data"]["reason"] for e in detail["events"] if e["event"] == "step_skipped"] == [
+        "missing_channel_data"
+    ]
+
+
+async def test_a_delay_pauses_the_run_until_its_job_is_due(env: EnvFixture, tmp_path: Path) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "hours", "value": 1}}}
+    await push_workflow(env, tmp_path, "later", workflow(delay, FEED_STEP))
+    await env.post("/v1/workflows/later/trigger", json={"recipients": [{"id": "ada"}], "data": {"text": "x"}})
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    [run] = await runs_of(env, "later")
+    assert run["status"] == "paused"
+    assert (await feed(env, "ada"))["entries"] == []
+    await run_workflow_jobs(env.runtime)
+    assert (await runs_of(env, "later"))[0]["status"] == "completed"
+    assert len((await feed(env, "ada"))["entries"]) == 1
+
+
+async def test_skip_delay_and_sandbox_mode(env: EnvFixture, tmp_path: Path) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "days", "value": 3}}}
+    await push_workflow(env, tmp_path, "later", workflow(delay, FEED_STEP))
+    await env.post(
+        "/v1/workflows/later/trigger",
+        json={"recipients": [{"id": "ada"}], "settings": {"skip_delay": True, "sandbox_mode": True}},
+    )
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    [message] = (await env.get("/v1/users/ada/messages")).json()["items"]
+    assert message["status"] == "not_sent"
+
+
+async def test_cancel_stops_runs_waiting_at_a_later_step(env: EnvFixture, tmp_path: Path) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "minutes", "value": 5}}}
+    await push_workflow(env, tmp_path, "later", workflow(delay, FEED_STEP))
+    for recipients, key in (([{"id": "ada"}, {"id": "bob"}], "order-1"), ([{"id": "ada"}], "order-2")):
+        response = await env.post(
+            "/v1/workflows/later/trigger", json={"recipients": recipients, "cancellation_key": key}
+        )
+        assert response.status_code == 200
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+
+    cancelled = await env.post(
+        "/v1/workflows/later/cancel", json={"cancellation_key": "order-1", "recipients": ["ada"]}
+    )
+    assert cancelled.status_code == 204, cancelled.text
+    assert cancelled.content == b""
+    await run_workflow_jobs(env.runtime)
+
+    runs = await runs_of(env, "later")
+    states = sorted(
+        (run["trigger_source"]["cancellation_key"], run["recipient"], run["status"]) for run in runs
+    )
+    assert states == [
+        ("order-1", "ada", "cancelled"),
+        ("order-1", "bob", "completed"),
+        ("order-2", "ada", "completed"),
+    ]
+    assert len((await feed(env, "ada"))["entries"]) == 1
+
+
+async def test_legacy_notify_and_its_cancel(env: EnvFixture, tmp_path: Path) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "minutes", "value": 5}}}
+    await push_workflow(env, tmp_path, "later", workflow(delay, FEED_STEP))
+    await env.put("/v1/users/carol", json={"name": "Carol"})
+    response = await env.post(
+        "/v1/notify",
+        json={"name": "later", "actor": "carol", "recipients": ["carol"], "cancellation_key": "k"},
+    )
+    assert response.status_code == 200, response.text
+    assert uuid.UUID(response.json()["result_id"])
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    cancelled = await env.post("/v1/notify/cancel", json={"name": "later", "cancellation_key": "k"})
+    assert cancelled.status_code == 204
+    await run_workflow_jobs(env.runtime)
+    assert [run["status"] for run in await runs_of(env, "later")] == ["cancelled"]
+
+
+async def test_an_idempotency_key_replays_the_first_response_and_runs_once(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    body = {"recipients": [{"id": "ada"}], "data": {"text": "once"}}
+    headers = {"Idempotency-Key": "order-42"}
+    first = await env.post("/v1/workflows/greeting/trigger", json=body, headers=headers)
+    second = await env.post("/v1/workflows/greeting/trigger", json=body, headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert second.json() == first.json()
+    assert "idempotent-replayed" not in first.headers
+    assert second.headers["idempotent-replayed"] == "true"
+    other = await env.post(
+        "/v1/workflows/greeting/trigger", json={**body, "data": {"text": "twice"}}, headers=headers
+    )
+    assert_error(other, 422, "invalid_params")
+    too_long = await env.post(
+        "/v1/workflows/greeting/trigger", json=body, headers={"Idempotency-Key": "k" * 256}
+    )
+    assert_error(too_long, 422, "invalid_params")
+    await run_workflow_jobs(env.runtime)
+    assert len((await feed(env, "ada"))["entries"]) == 1
+
+
+async def test_unknown_and_inactive_workflows_and_unknown_actors(env: EnvFixture, tmp_path: Path) -> None:
+    missing = await env.post("/v1/workflows/nope/trigger", json={"recipients": [{"id": "ada"}]})
+    assert_error(missing, 404, "workflow_missing")
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    unknown_actor = await env.post(
+        "/v1/workflows/greeting/trigger", json={"recipients": [{"id": "ada"}], "actor": "ghost"}
+    )
+    assert_error(unknown_actor, 422, "actor_missing")
+    assert await env.runtime.workflows.store.set_active(env.id, "greeting", False)
+    env.runtime.workflows.forget(env.id, "greeting")
+    inactive = await env.post("/v1/workflows/greeting/trigger", json={"recipients": [{"id": "ada"}]})
+    assert_error(inactive, 422, "workflow_inactive")
+    await run_workflow_jobs(env.runtime)
+    assert await runs_of(env, "greeting") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "recipients"),
+        ({"recipients": "ada"}, "recipients"),
+        ({"recipients": ["ada"] * 1001}, "recipients"),
+        ({"recipients": [42]}, "recipients.0"),
+        ({"recipients": [{"name": "no id"}]}, "recipients.0.user.id"),
+        ({"recipients": [{"id": "p", "collection": "bad/collection"}]}, "recipients.0.object.collection"),
+        ({"recipients": [{"id": "ada", "$trigger_data": [1]}]}, "recipients.0.$trigger_data"),
+        ({"recipients": [{"id": "ada"}], "data": "text"}, "data"),
+        ({"recipients": [{"id": "ada"}], "cancellation_key": ""}, "cancellation_key"),
+        ({"recipients": [{"id": "ada"}], "settings": {"sandbox_mode": "yes"}}, "settings.sandbox_mode"),
+        ({"recipients": [{"id": "ada"}], "tenant": 7}, "tenant"),
+    ],
+)
+async def test_bad_triggers_are_refused_and_nothing_runs(
+    env: EnvFixture, tmp_path: Path, body: dict[str, Any], field: str
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    response = await env.post("/v1/workflows/greeting/trigger", json=body)
+    error = assert_error(response, 422, "invalid_params")
+    assert any(e["field"].startswith(field) for e in error["errors"]), error
+    await run_workflow_jobs(env.runtime)
+    assert await runs_of(env, "greeting") == []
+    assert (await env.get("/v1/users/ada")).status_code == 404
+
+
+async def test_trigger_data_is_checked_against_the_workflow_schema(env: EnvFixture, tmp_path: Path) -> None:
+    schema = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
+    await push_workflow(env, tmp_path, "typed", workflow(trigger_data_json_schema=schema))
+    refused = await env.post(
+        "/v1/workflows/typed/trigger", json={"recipients": [{"id": "ada"}], "data": {"text": 5}}
+    )
+    error = assert_error(refused, 422, "invalid_params")
+    assert error["errors"][0]["field"] == "data.text"
+    accepted = await env.post(
+        "/v1/workflows/typed/trigger", json={"recipients": [{"id": "ada"}], "data": {"text": "ok"}}
+    )
+    assert accepted.status_code == 200
+
+
+async def test_a_template_error_is_retried_then_halts_the_run_with_the_error(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    broken = {**FEED_STEP, "template": {"markdown_body": "{{ data.when | date: 5, 6, 7 }}"}}
+    await push_workflow(env, tmp_path, "broken", workflow(broken))
+    await env.post(
+        "/v1/workflows/broken/trigger", json={"recipients": [{"id": "ada"}], "data": {"when": "2024-01-01"}}
+    )
+    await run_workflow_jobs(env.runtime)
+    [run] = await runs_of(env, "broken")
+    assert run["status"] == "completed"
+    assert run["error_count"] == 1
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{run['id']}")).json()
+    [failure] = [event for event in detail["events"] if event["status"] == "error"]
+    assert failure["event"] == "step_failed"
+    assert failure["attempt"] == 3
+    assert "in_app_feed_1.markdown_body" in failure["data"]["error"]
+    assert (await feed(env, "ada"))["entries"] == []
+
+
+async def test_triggering_needs_a_secret_key_and_sees_only_its_environment(
+    env: EnvFixture, other_env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    publishable = await env.post(
+        "/v1/workflows/greeting/trigger", json={"recipients": [{"id": "ada"}]}, kind=KeyKind.PUBLISHABLE
+    )
+    assert_error(publishable, 403, "incorrect_token_type")
+    elsewhere = await other_env.post("/v1/workflows/greeting/trigger", json={"recipients": [{"id": "ada"}]})
+    assert_error(elsewhere, 404, "workflow_missing")
+    await env.post("/v1/workflows/greeting/trigger", json={"recipients": [{"id": "ada"}]})
+    await run_workflow_jobs(env.runtime)
+    assert len(await runs_of(env, "greeting")) == 1
+    assert await runs_of(other_env, "greeting") == []
+    assert (await other_env.get("/v1/messages")).json()["items"] == []
+    assert (await feed(other_env, "ada"))["entries"] == []
+
+
+async def test_a_run_for_a_user_never_identified_ends_without_a_message(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    response = await env.post("/v1/workflows/greeting/trigger", json={"recipients": ["ghost"]})
+    assert response.status_code == 200
+    await run_workflow_jobs(env.runtime)
+    [run] = await runs_of(env, "greeting")
+    assert run["status"] == "completed"
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{run['id']}")).json()
+    assert [e["data"] for e in detail["events"] if e["event"] == "run_ended"] == [
+        {"reason": "recipient_missing"}
+    ]
+    assert (await env.get("/v1/users/ghost/messages")).json()["items"] == []
