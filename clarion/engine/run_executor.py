@@ -60,9 +60,6 @@ async def _execute(
     runtime: Runtime, connection: AsyncConnection, context: RunContext, index: int
 ) -> StepResult | _Ending:
     run, definition = context.run, context.definition
-    current = await runtime.workflows.current(run.environment_id, run.workflow_key)
-    if current is not None and not current.active:
-        return _Ending("workflow_inactive")
     if context.recipient is None:
         return _Ending("recipient_missing")
     starting = run.position == FIRST_POSITION and run.status is RunStatus.QUEUED
@@ -87,11 +84,18 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     definition = await runtime.workflows.definition(run.version_id)
     if definition is None:
         raise LookupError(f"run {run.id} names workflow version {run.version_id}, which does not exist")
+    # Looked up before the step's connection is taken: a second checkout while holding one could wait
+    # forever on a pool that concurrent steps have emptied the same way.
+    current = await runtime.workflows.current(environment_id, run.workflow_key)
     now = utcnow()
-    async with runtime.database.reader.connect() as connection:
-        context = await load_context(connection, run, definition, now)
-        index = int(position)
-        outcome = await _execute(runtime, connection, context, index)
+    index = int(position)
+    outcome: StepResult | _Ending
+    if current is not None and not current.active:
+        outcome = _Ending("workflow_inactive")
+    else:
+        async with runtime.database.reader.connect() as connection:
+            context = await load_context(connection, run, definition, now)
+            outcome = await _execute(runtime, connection, context, index)
     events: list[RunEvent] = []
     if run.status is RunStatus.QUEUED:
         events.append(RunEvent("run_started"))

@@ -1,0 +1,36 @@
+"""Clarion's own worker in a process of its own, for the kill -9 tests of workflow runs
+(`tests/engine/test_run_crashes.py`).
+
+`python -m tests.engine.run_worker_process DATA_DIR DATABASE_URL` builds the runtime exactly as
+`clarion worker` does (same channels file, same job handlers) but with a one-second lease and quick
+rescues, so that the jobs of a killed worker come back within the test's patience.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from clarion.config import Settings
+from clarion.engine.trigger import WORKFLOW_QUEUE
+from clarion.jobs.worker import WorkerOptions
+from clarion.runtime import build_runtime, build_worker
+
+OPTIONS = WorkerOptions(
+    queues={WORKFLOW_QUEUE: 20}, lease_seconds=1.0, poll_seconds=0.1, rescue_seconds=0.2, prune_seconds=3600
+)
+
+
+async def main(data_dir: Path, database_url: str) -> None:
+    runtime = await build_runtime(
+        Settings(data_dir=data_dir, database_url=database_url), apply_migrations=False
+    )
+    try:
+        await build_worker(runtime, OPTIONS).run_until_signalled()
+    finally:
+        await runtime.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2]))

@@ -1,0 +1,173 @@
+"""Workflow runs survive a worker killed with SIGKILL at any moment: every run completes, no message is
+lost and none is made twice, on both stores.
+
+A worker process (`run_worker_process.py`, Clarion's own handlers) works through triggers of a
+three-message workflow while the test kills it at random moments and starts a new one, several times;
+the last one is left to finish. Every step's checkpoint is one transaction, so whatever instant the kill
+lands on, a step is either recorded once or redone by the next worker. Duplicates are looked for where
+no unique constraint would hide them: the runs' events, and messages per run and step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import signal
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from clarion.engine.trigger import WORKFLOW_QUEUE
+from clarion.jobs.job import JobState
+from clarion.store.tables import jobs, message_events, messages, workflow_run_events, workflow_runs
+from tests.conftest import EnvFixture, push_workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = 6
+SINGLE_TRIGGERS = 60
+FAN_OUT = 150
+STEPS = [
+    {
+        "ref": "in_app_feed_1",
+        "type": "channel",
+        "channel_key": "in-app-feed",
+        "template": {"markdown_body": "one {{ data.n }}"},
+    },
+    {
+        "ref": "email_1",
+        "type": "channel",
+        "channel_key": "email",
+        "template": {"subject": "two", "html_body": "<p>{{ recipient.id }}</p>"},
+    },
+    {
+        "ref": "in_app_feed_2",
+        "type": "channel",
+        "channel_key": "in-app-feed",
+        "template": {"markdown_body": "three"},
+    },
+]
+
+
+async def start_worker(env: EnvFixture) -> asyncio.subprocess.Process:
+    runtime = env.runtime
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.engine.run_worker_process",
+        str(runtime.settings.data_dir),
+        runtime.database.url,
+        cwd=ROOT,
+    )
+
+
+async def count(env: EnvFixture, query: sa.Select[Any]) -> int:
+    async with env.runtime.database.reader.connect() as connection:
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Return once `condition()` holds; a TimeoutError after two minutes."""
+    async with asyncio.timeout(120):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def unfinished_jobs(env: EnvFixture) -> int:
+    waiting = [JobState.AVAILABLE, JobState.SCHEDULED, JobState.EXECUTING, JobState.RETRYABLE]
+    query = sa.select(sa.func.count()).where(jobs.c.queue == WORKFLOW_QUEUE, jobs.c.state.in_(waiting))
+    return await count(env, query)
+
+
+async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_path: Path) -> None:
+    await push_workflow(env, tmp_path, "crash", {"steps": STEPS})
+    recipients = [{"id": f"fan-{i}", "email": f"fan-{i}@example.com"} for i in range(FAN_OUT)]
+    response = await env.post(
+        "/v1/workflows/crash/trigger", json={"recipients": recipients, "data": {"n": 0}}
+    )
+    assert response.status_code == 200, response.text
+    for n in range(SINGLE_TRIGGERS):
+        body = {"recipients": [{"id": f"one-{n}", "email": f"one-{n}@example.com"}], "data": {"n": n}}
+        assert (await env.post("/v1/workflows/crash/trigger", json=body)).status_code == 200
+
+    runs = FAN_OUT + SINGLE_TRIGGERS
+    expected = runs * len(STEPS)
+    made_so_far = sa.select(sa.func.count()).where(messages.c.environment_id == env.id)
+    chance = random.Random(20261202)
+
+    async def at_least(made: int) -> bool:
+        return await count(env, made_so_far) >= made
+
+    async def all_done() -> bool:
+        return await unfinished_jobs(env) == 0
+
+    for kill in range(1, KILLS + 1):
+        # Killed while it works: once its share of the messages is made, a little later at random.
+        worker = await start_worker(env)
+        await wait_until(functools.partial(at_least, expected * kill // (KILLS + 2)))
+        await asyncio.sleep(chance.uniform(0, 0.05))
+        worker.kill()
+        await worker.wait()
+        assert worker.returncode == -signal.SIGKILL
+    last = await start_worker(env)
+    try:
+        await wait_until(all_done)
+    finally:
+        last.send_signal(signal.SIGTERM)
+        await last.wait()
+
+    env_runs = workflow_runs.c.environment_id == env.id
+    assert await count(env, sa.select(sa.func.count()).where(env_runs)) == runs
+    assert (
+        await count(env, sa.select(sa.func.count()).where(env_runs, workflow_runs.c.status == "completed"))
+        == runs
+    )
+
+    async with env.runtime.database.reader.connect() as connection:
+        made = Counter(
+            (row.run_id, row.step_ref)
+            for row in await connection.execute(
+                sa.select(messages.c.run_id, messages.c.step_ref).where(messages.c.environment_id == env.id)
+            )
+        )
+        created = Counter(
+            row.message_id
+            for row in await connection.execute(
+                sa.select(message_events.c.message_id).where(
+                    message_events.c.environment_id == env.id, message_events.c.type == "message.created"
+                )
+            )
+        )
+        rescued = [
+            row
+            for row in await connection.execute(
+                sa.select(jobs.c.args, jobs.c.attempt).where(
+                    jobs.c.queue == WORKFLOW_QUEUE, jobs.c.attempt > 1
+                )
+            )
+            if row.args["environment_id"] == env.id
+        ]
+        events = Counter(
+            (row.run_id, row.event, row.step_ref)
+            for row in await connection.execute(
+                sa.select(
+                    workflow_run_events.c.run_id, workflow_run_events.c.event, workflow_run_events.c.step_ref
+                ).where(workflow_run_events.c.environment_id == env.id)
+            )
+        )
+    assert rescued, "no kill landed while a job ran: the test proved nothing"
+    assert len(made) == expected, "a step lost its message"
+    assert set(made.values()) == {1}
+    assert len(created) == expected
+    assert set(created.values()) == {1}, "a message was announced twice"
+    assert Counter(event for (_, event, _) in events.elements()) == {
+        "run_started": runs,
+        "message_created": expected,
+        "run_completed": runs,
+    }, "a step was recorded twice or not at all"
