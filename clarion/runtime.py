@@ -17,7 +17,7 @@ from clarion.config import Settings
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
-from clarion.engine.trigger import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE, start_runs
+from clarion.engine.trigger import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE, TriggerIntake, start_runs
 from clarion.engine.workflow_catalog import WorkflowCatalog
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
@@ -61,6 +61,7 @@ class Runtime:
     workflows: WorkflowCatalog
     workflow_runs: WorkflowRunStore
     messages: MessageStore
+    trigger_intake: TriggerIntake
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -84,13 +85,14 @@ async def build_runtime(settings: Settings, *, apply_migrations: bool = True) ->
     )
     environments = EnvironmentStore(database)
     renderer = TemplateRenderer()
+    queue = create_queue_engine(database)
     return Runtime(
         settings=settings,
         database=database,
         environments=environments,
         keys=KeyResolver(environments, settings.key_cache_seconds),
         rate_limiter=RateLimiter(settings.rate_limit_mode, counter),
-        queue=create_queue_engine(database),
+        queue=queue,
         bulk_operations=BulkOperationStore(database),
         users=UserStore(database),
         objects=ObjectStore(database),
@@ -106,6 +108,7 @@ async def build_runtime(settings: Settings, *, apply_migrations: bool = True) ->
         ),
         workflow_runs=WorkflowRunStore(database),
         messages=MessageStore(database),
+        trigger_intake=TriggerIntake(database, queue),
     )
 
 

@@ -33,11 +33,15 @@ class CompiledQuery:
     bind_processors: tuple[Callable[[Any], Any] | None, ...]
     columns: tuple[str, ...]
     result_processors: tuple[Callable[[Any], Any] | None, ...]
+    constants: Mapping[str, Any]
+    """The values of the statement's own literals (`sa.literal`, a function's constant arguments), for
+    parameters the caller does not give."""
 
     def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        given = [values[name] if name in values else self.constants[name] for name in self.parameter_names]
         return [
-            process(values[name]) if process else values[name]
-            for name, process in zip(self.parameter_names, self.bind_processors, strict=True)
+            process(value) if process else value
+            for value, process in zip(given, self.bind_processors, strict=True)
         ]
 
     def row(self, raw: tuple[Any, ...]) -> dict[str, Any]:
@@ -81,6 +85,11 @@ class DirectQuery:
             result_processors=tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
             ),
+            constants={
+                name: compiled.binds[name].effective_value
+                for name in names
+                if not compiled.binds[name].required
+            },
         )
 
 

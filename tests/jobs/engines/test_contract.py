@@ -70,6 +70,34 @@ async def test_insert_returns_an_available_job(engine: QueueEngine, queue: str, 
     assert not job.conflict
 
 
+async def test_insert_all_stores_each_job_as_insert_does(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    later = clock.now + timedelta(minutes=5)
+    batch = [
+        Job("test.echo", {"n": 1, "nested": {"big": 2**70}}, queue=queue, priority=3, max_attempts=5),
+        Job("test.echo", {"n": 2}, queue=queue, scheduled_at=later, unique_key=f"{queue}:once"),
+        Job("test.echo", {"n": 3}, queue=queue, unique_key=f"{queue}:once"),
+    ]
+    async with engine.database.writer.begin() as connection:
+        assert await engine.insert_all(connection, batch) == 2, "the repeated unique key is skipped"
+    [now] = await engine.claim(queue, 10, WORKER, LEASE)
+    assert (now.kind, now.args, now.priority, now.max_attempts, now.attempt) == (
+        "test.echo",
+        {"n": 1, "nested": {"big": 2**70}},
+        3,
+        5,
+        1,
+    )
+    assert now.errors == []
+    assert now.scheduled_at == clock.now
+    clock.advance(300)
+    [delayed] = await engine.claim(queue, 10, WORKER, LEASE)
+    assert (delayed.args, delayed.unique_key, delayed.scheduled_at) == ({"n": 2}, f"{queue}:once", later)
+    assert await engine.retry(delayed, "boom") is JobState.RETRYABLE
+    assert [entry["error"] for entry in (await state_of(engine, delayed.id)).errors] == ["boom"]
+
+
 async def test_claim_order_is_priority_then_scheduled_at_then_id(
     engine: QueueEngine, queue: str, clock: FakeClock
 ) -> None:

@@ -1,0 +1,159 @@
+"""What the benchmarks share: free ports, server processes whose output is shown when they fail, `wrk`
+runs, the bare framework's hello-world to divide by, a running `clarion` server with its secret key, and a
+throw-away PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLARION = [sys.executable, "-m", "clarion"]
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process whose output goes to a file (a pipe nobody reads would fill and stall it), shown
+    if the process dies while measured."""
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        except Exception:
+            output.seek(0)
+            sys.stderr.write(output.read()[-4000:].decode(errors="replace"))
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> float:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        if script:
+            lua.write(script)
+    if script:
+        args += ["-s", lua.name]
+    output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    os.unlink(lua.name)
+    failures = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
+    if failures:
+        raise RuntimeError(f"failed requests against {url}:\n{output}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert match, output
+    return float(match.group(1))
+
+
+@contextmanager
+def hello_world(connections: int) -> Iterator[Callable[[int], float]]:
+    """A running hello-world server, and a function measuring its rate for a number of seconds."""
+    port = free_port()
+    with process([sys.executable, str(ROOT / "bench" / "hello.py"), str(port)]):
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_up(url)
+        wrk(url, 2, connections)  # warm-up
+        yield lambda seconds: wrk(url, seconds, connections)
+
+
+@dataclass(frozen=True)
+class ClarionServer:
+    base: str
+    secret_key: str
+    environ: dict[str, str]
+    data_dir: Path
+
+
+@contextmanager
+def clarion_server(
+    database_url: str, command: str = "serve", workflows: dict[str, dict[str, Any]] | None = None
+) -> Iterator[ClarionServer]:
+    """`clarion serve` (or `api`) on a free port with a fresh data directory, once it answers; with
+    `workflows` (key → workflow.json), those are its workflows folder."""
+    data_dir = tempfile.mkdtemp(prefix="clarion-bench-")
+    for key, document in (workflows or {}).items():
+        folder = Path(data_dir) / "workflows" / key
+        folder.mkdir(parents=True)
+        (folder / "workflow.json").write_text(json.dumps(document))
+    port = free_port()
+    env = {
+        **os.environ,
+        "CLARION_DATA_DIR": data_dir,
+        "CLARION_PORT": str(port),
+        "CLARION_RATE_LIMIT": "off",
+        "CLARION_WORKFLOWS_DIR": str(Path(data_dir) / "workflows"),
+    }
+    if database_url:
+        env["CLARION_DATABASE_URL"] = database_url
+    try:
+        if command != "serve":
+            # `clarion api` does not create the development environment; `migrate` and `keys` need it.
+            subprocess.run(
+                [*CLARION, "environments", "create", "development"], env=env, capture_output=True, check=True
+            )
+        with process([*CLARION, command], env=env):
+            base = f"http://127.0.0.1:{port}"
+            wait_until_up(base + "/v1/users")
+            keys = subprocess.run(
+                [*CLARION, "keys", "list"], env=env, capture_output=True, text=True, check=True
+            ).stdout
+            key = next(line.split("\t")[2] for line in keys.splitlines() if "\tsecret\t" in line)
+            yield ClarionServer(base, key, env, Path(data_dir))
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    name = f"clarion_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,326 @@
+"""Workflow benchmarks on SQLite and PostgreSQL, each printed as a ratio measured in the same run:
+
+- intake: triggers/s of a one-recipient in-app workflow, by wrk against `clarion api` (the API alone, as
+  in the scale-out setup: the runs wait for workers), over hello-world's rate. Goal >= 50%.
+- fan-out: one trigger to 1,000 inline recipients, the time until all 1,000 feed messages are readable
+  (in-process runtime with its worker), as messages/s and over the same database's raw batched-insert
+  rate of message rows (1,000 rows per INSERT, one transaction). Goal >= 25%.
+- feed read: p50 and p99 of `GET /v1/users/{id}/feeds/{channel}` (default page of 50, sequential requests
+  to `clarion api`) for a user with 10,000 messages in a table of 1,000,000.
+
+Needs `wrk` on the PATH (Debian: `apt-get install wrk`). Run from the repository root:
+
+    .venv/bin/python -m bench.workflows [--seconds 8] [--parts intake,fanout,feed] [--stores sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import yaml
+
+from bench.harness import DEFAULT_POSTGRES, clarion_server, hello_world, postgres_database, wrk
+from clarion.api.app import create_app
+from clarion.config import RateLimitMode, Settings
+from clarion.runtime import Runtime, build_runtime, build_worker
+from clarion.store.clock import utcnow
+from clarion.store.db import create_database
+from clarion.store.tables import environments, messages
+
+FEED_WORKFLOW = {
+    "name": "Bench",
+    "steps": [
+        {
+            "ref": "in_app_feed_1",
+            "type": "channel",
+            "channel_key": "in-app-feed",
+            "template": {"markdown_body": "**{{ data.actor_name }}** commented: {{ data.text }}"},
+        }
+    ],
+}
+
+TRIGGER_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local recipient = '"bench-' .. (counter % 5000) .. '"'
+  local body = '{"recipients":[' .. recipient .. '],"data":{"actor_name":"Ann","n":' .. counter .. '}}'
+  local headers = {["Authorization"] = "Bearer KEY", ["Content-Type"] = "application/json"}
+  return wrk.format("POST", "/v1/workflows/bench/trigger", headers, body)
+end
+"""
+
+FAN_OUT = 1_000
+FEED_MESSAGES = 10_000
+TABLE_MESSAGES = 1_000_000
+FEED_REQUESTS = 400
+
+
+def intake_ratio(
+    database_url: str, seconds: int, connections: int, hello: Callable[[int], float]
+) -> tuple[float, float]:
+    with clarion_server(database_url, "api", workflows={"bench": FEED_WORKFLOW}) as server:
+        script = TRIGGER_SCRIPT.replace("KEY", server.secret_key)
+        wrk(server.base, 2, connections, script)  # warm-up
+        before = hello(seconds)
+        rate = wrk(server.base, seconds, connections, script)
+        after = hello(seconds)
+    return rate, rate / ((before + after) / 2)
+
+
+def message_row(environment_id: str, channel_id: str, n: int, now: Any) -> dict[str, Any]:
+    return {
+        "id": f"bench{uuid.uuid4().hex[:22]}",
+        "environment_id": environment_id,
+        "channel_id": channel_id,
+        "recipient_collection": "$users",
+        "recipient_id": f"raw-{n}",
+        "workflow_key": "bench",
+        "run_id": str(uuid.uuid4()),
+        "step_ref": "in_app_feed_1",
+        "source": {
+            "key": "bench",
+            "version_id": str(uuid.uuid4()),
+            "categories": [],
+            "step_ref": "in_app_feed_1",
+        },
+        "tenant": None,
+        "actors": [],
+        "activities": [{"id": "a", "actor": None, "data": {"n": n}, "inserted_at": "2026-01-01T00:00:00Z"}],
+        "data": {"n": n},
+        "content": {
+            "__typename": "MessageInAppFeedContent",
+            "blocks": [{"name": "body", "content": f"m {n}"}],
+        },
+        "status": "delivered",
+        "metadata": None,
+        "inserted_at": now,
+        "updated_at": now,
+    }
+
+
+async def raw_insert_rate(runtime: Runtime, environment_id: str, channel_id: str) -> float:
+    """Message rows/s written as 1,000-row INSERTs in one transaction each: the best of three."""
+    best = 0.0
+    for _ in range(3):
+        rows = [message_row(environment_id, channel_id, n, utcnow()) for n in range(FAN_OUT)]
+        started = time.perf_counter()
+        async with runtime.database.writer.begin() as connection:
+            await connection.execute(messages.insert(), rows)
+        best = max(best, FAN_OUT / (time.perf_counter() - started))
+        async with runtime.database.writer.begin() as connection:
+            await connection.execute(
+                messages.delete().where(
+                    messages.c.workflow_key == "bench", messages.c.run_id.in_([r["run_id"] for r in rows])
+                )
+            )
+    return best
+
+
+async def fan_out(database_url: str) -> tuple[float, float]:
+    data_dir = Path(tempfile.mkdtemp(prefix="clarion-bench-"))
+    try:
+        workflows = data_dir / "workflows" / "bench"
+        workflows.mkdir(parents=True)
+        (workflows / "workflow.json").write_text(json.dumps(FEED_WORKFLOW))
+        settings = Settings(data_dir=data_dir, database_url=database_url, rate_limit_mode=RateLimitMode.OFF)
+        runtime = await build_runtime(settings)
+        try:
+            environment, _ = await runtime.environments.ensure("bench")
+            await runtime.workflows.push_folder([environment.id], data_dir / "workflows")
+            key = next(
+                k.key
+                for k in await runtime.environments.list_keys()
+                if k.environment.id == environment.id and k.kind.value == "secret"
+            )
+            channel = runtime.channels.by_key("in-app-feed")
+            assert channel is not None
+            raw = await raw_insert_rate(runtime, environment.id, channel.id)
+            worker = build_worker(runtime)
+            await worker.start()
+            try:
+                transport = httpx.ASGITransport(app=create_app(runtime))
+                async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                    recipients = [{"id": f"fan-{n}", "name": f"Fan {n}"} for n in range(FAN_OUT)]
+                    body = {"recipients": recipients, "data": {"actor_name": "Ann", "text": "hello"}}
+                    started = time.perf_counter()
+                    response = await client.post(
+                        "/v1/workflows/bench/trigger", json=body, headers={"Authorization": f"Bearer {key}"}
+                    )
+                    assert response.status_code == 200, response.text
+                    made = sa.select(sa.func.count()).where(messages.c.environment_id == environment.id)
+                    while True:
+                        async with runtime.database.reader.connect() as connection:
+                            if (await connection.execute(made)).scalar_one() >= FAN_OUT:
+                                break
+                        await asyncio.sleep(0.01)
+                    elapsed = time.perf_counter() - started
+            finally:
+                await worker.stop()
+        finally:
+            await runtime.close()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    rate = FAN_OUT / elapsed
+    return rate, rate / raw
+
+
+def seed_statement(dialect: str, environment_id: str, channel_id: str, count: int, recipient: str) -> str:
+    """An INSERT … SELECT generating `count` feed messages for `recipient` inside the database."""
+    if dialect == "postgresql":
+        return f"""
+        INSERT INTO messages (id, environment_id, channel_id, recipient_collection, recipient_id,
+            workflow_key, run_id, step_ref, source, tenant, actors, activities, data, content, status,
+            inserted_at, updated_at)
+        SELECT left(md5('{recipient}' || n), 27), '{environment_id}', '{channel_id}', '$users', '{recipient}',
+            'bench', md5('{recipient}' || n), 'in_app_feed_1',
+            jsonb_build_object('key', 'bench', 'version_id', '00000000-0000-4000-8000-000000000000',
+                'categories', '[]'::jsonb, 'step_ref', 'in_app_feed_1'),
+            NULL, '[]'::jsonb,
+            jsonb_build_array(jsonb_build_object('id', 'a' || n, 'actor', NULL,
+                'data', jsonb_build_object('n', n), 'inserted_at', '2026-01-01T00:00:00Z')),
+            jsonb_build_object('n', n),
+            jsonb_build_object('__typename', 'MessageInAppFeedContent', 'blocks', jsonb_build_array(
+                jsonb_build_object('name', 'body', 'type', 'markdown', 'content', 'Message ' || n,
+                    'rendered', '<p>Message ' || n || '</p>'))),
+            'delivered', now() - make_interval(secs => {count} - n),
+            now() - make_interval(secs => {count} - n)
+        FROM generate_series(1, {count}) AS n
+        """
+    return f"""
+    WITH RECURSIVE series(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM series WHERE n < {count})
+    INSERT INTO messages (id, environment_id, channel_id, recipient_collection, recipient_id, workflow_key,
+        run_id, step_ref, source, tenant, actors, activities, data, content, status, inserted_at, updated_at)
+    SELECT 'seed' || '{recipient}' || n, '{environment_id}', '{channel_id}', '$users', '{recipient}', 'bench',
+        '{recipient}' || n, 'in_app_feed_1',
+        json_object('key', 'bench', 'version_id', '00000000-0000-4000-8000-000000000000',
+            'categories', json('[]'), 'step_ref', 'in_app_feed_1'),
+        NULL, '[]',
+        json_array(json_object('id', 'a' || n, 'actor', NULL, 'data', json_object('n', n),
+            'inserted_at', '2026-01-01T00:00:00Z')),
+        json_object('n', n),
+        json_object('__typename', 'MessageInAppFeedContent', 'blocks', json_array(
+            json_object('name', 'body', 'type', 'markdown', 'content', 'Message ' || n,
+                'rendered', '<p>Message ' || n || '</p>'))),
+        'delivered', strftime('%Y-%m-%d %H:%M:%f000', 'now', '-' || ({count} - n) || ' seconds'),
+        strftime('%Y-%m-%d %H:%M:%f000', 'now', '-' || ({count} - n) || ' seconds')
+    FROM series
+    """
+
+
+async def seed_feed(database_url: str, data_dir: Path) -> tuple[str, str]:
+    """10,000 messages for `reader` in the development environment, the rest of the million for other
+    users of another environment. Returns the feed channel's id."""
+    channels = yaml.safe_load((data_dir / "channels.yml").read_text())["channels"]
+    channel_id = next(c["id"] for c in channels if c["key"] == "in-app-feed")
+    url = Settings(data_dir=data_dir, database_url=database_url).resolved_database_url
+    database = create_database(url)
+    try:
+        async with database.writer.begin() as connection:
+            development = (
+                await connection.execute(
+                    sa.select(environments.c.id).where(environments.c.name == "development")
+                )
+            ).scalar_one()
+            filler = str(uuid.uuid4())
+            await connection.execute(
+                environments.insert().values(
+                    id=filler, name=f"filler-{filler[:8]}", enhanced_security=False, inserted_at=utcnow()
+                )
+            )
+        dialect = database.dialect_name
+        chunk = 100_000
+        others = TABLE_MESSAGES - FEED_MESSAGES
+        for start in range(0, others, chunk):
+            async with database.writer.begin() as connection:
+                await connection.exec_driver_sql(
+                    seed_statement(dialect, filler, channel_id, chunk, f"other-{start // chunk}")
+                )
+        async with database.writer.begin() as connection:
+            await connection.exec_driver_sql(
+                seed_statement(dialect, development, channel_id, FEED_MESSAGES, "reader")
+            )
+            if dialect == "postgresql":
+                await connection.exec_driver_sql("ANALYZE messages")
+    finally:
+        await database.dispose()
+    return channel_id, development
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def feed_latency(database_url: str) -> tuple[float, float]:
+    with clarion_server(database_url, "api") as server:
+        channel_id, _ = asyncio.run(seed_feed(database_url, server.data_dir))
+        url = f"{server.base}/v1/users/reader/feeds/{channel_id}"
+        headers = {"Authorization": f"Bearer {server.secret_key}"}
+        timings: list[float] = []
+        with httpx.Client(headers=headers, timeout=30) as client:
+            first = client.get(url)
+            assert first.status_code == 200 and first.json()["meta"]["total_count"] == FEED_MESSAGES, (
+                first.text[:300]
+            )
+            for _ in range(FEED_REQUESTS):
+                started = time.perf_counter()
+                response = client.get(url)
+                timings.append(time.perf_counter() - started)
+                assert response.status_code == 200
+    return percentile(timings, 0.5) * 1000, percentile(timings, 0.99) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--parts", default="intake,fanout,feed")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if "intake" in parts and shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+
+    def each_store(measure: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
+        for store in args.stores.split(","):
+            if store == "postgres":
+                with postgres_database(args.postgres) as url:
+                    yield store, measure(url)
+            else:
+                yield store, measure("")
+
+    if "intake" in parts:
+        with hello_world(args.connections) as hello:
+            print(f"hello-world (Starlette + uvicorn): {hello(args.seconds):,.0f} req/s")
+            for store, (rate, ratio) in each_store(
+                lambda url: intake_ratio(url, args.seconds, args.connections, hello)
+            ):
+                print(f"{store:9} trigger intake {rate:8,.0f} triggers/s = {ratio:6.1%} of hello (goal 50%)")
+    if "fanout" in parts:
+        for store, (rate, ratio) in each_store(lambda url: asyncio.run(fan_out(url))):
+            print(
+                f"{store:9} fan-out 1,000   {rate:8,.0f} messages/s = {ratio:6.1%} of raw inserts (goal 25%)"
+            )
+    if "feed" in parts:
+        for store, (p50, p99) in each_store(feed_latency):
+            print(f"{store:9} feed read       p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  (10,000 of 1,000,000)")
+
+
+if __name__ == "__main__":
+    main()
