@@ -15,6 +15,7 @@ from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
+from clarion.engine.housekeeping import IdempotencyKeyPruner
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.trigger import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE, TriggerIntake, start_runs
@@ -126,9 +127,11 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         TRIGGER_JOB: run_trigger,
         STEP_JOB: run_step,
     }
+    chosen = options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2, WORKFLOW_QUEUE: 20})
     return Worker(
         runtime.queue,
         handlers,
-        options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2, WORKFLOW_QUEUE: 20}),
+        chosen,
         on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: step_discarded},
+        housekeeping=[IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)],
     )

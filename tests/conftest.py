@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,14 +57,15 @@ async def _admin(statement: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_database_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+@contextmanager
+def fresh_postgres_database(purpose: str) -> Iterator[str]:
+    """A throw-away PostgreSQL database for `purpose`, dropped afterwards; skipped (failed under CI=true)
+    when no server is reachable."""
     if not run_outside_loop(_postgres_reachable()):
         message = f"PostgreSQL is not reachable at {POSTGRES_SERVER_URL}"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (required when CI=true)")
-        pytest.skip(message + ": PostgreSQL tests skipped")
+        pytest.skip(message + f": PostgreSQL {purpose} skipped")
     name = f"clarion_test_{uuid.uuid4().hex[:12]}"
     run_outside_loop(_admin(f'CREATE DATABASE "{name}"'))
     base = POSTGRES_SERVER_URL.rsplit("/", 1)[0]
@@ -71,6 +73,13 @@ def postgres_database_url() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         run_outside_loop(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session's in-process tests, dropped at the end."""
+    with fresh_postgres_database("tests") as url:
+        yield url
 
 
 def make_settings(store: str, data_dir: Path, database_url: str = "", **overrides: Any) -> Settings:

@@ -14,6 +14,7 @@ from clarion.cli import main
 from clarion.config import settings_from_env
 from clarion.runtime import build_runtime
 from clarion.store.environments import Environment
+from tests.conftest import write_workflow
 
 
 @pytest.fixture
@@ -124,3 +125,44 @@ def test_environments_signing_key_and_enhanced_security(
     )
     assert unknown.exit_code != 0
     assert "No environment named" in unknown.output
+
+
+def test_workflows_push_list_and_switch_off_and_on(cli_env: dict[str, str], tmp_path: Path) -> None:
+    name = f"flows-{tmp_path.name}"
+    run(cli_env, "environments", "create", name)
+    folder = tmp_path / "workflows"
+    step = {"ref": "in_app_feed_1", "type": "channel", "channel_key": "in-app-feed"}
+    write_workflow(folder, "hello", {"steps": [{**step, "template": {"markdown_body": "Hi"}}]})
+    assert run(cli_env, "workflows", "push", str(folder), "--environment", name) == (
+        f"{name}\thello\tversion 1\tnew version\n"
+    )
+    again = run(cli_env, "workflows", "push", str(folder), "--environment", name)
+    assert again == f"{name}\thello\tversion 1\tunchanged\n"
+    write_workflow(folder, "hello", {"steps": [{**step, "template": {"markdown_body": "Hello"}}]})
+    assert "version 2\tnew version" in run(cli_env, "workflows", "push", str(folder), "--environment", name)
+    assert run(cli_env, "workflows", "list", "--environment", name) == f"{name}\thello\tversion 2\tactive\n"
+    assert (
+        run(cli_env, "workflows", "deactivate", "hello", "--environment", name)
+        == f"{name}\thello\tinactive\n"
+    )
+    assert "inactive" in run(cli_env, "workflows", "list", "--environment", name)
+    assert run(cli_env, "workflows", "activate", "hello", "--environment", name) == f"{name}\thello\tactive\n"
+    unknown = run(cli_env, "workflows", "deactivate", "nope", "--environment", name)
+    assert unknown == f"{name}\tnope\tno such workflow\n"
+
+
+def test_an_invalid_folder_is_refused_whole_and_names_the_problem(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = f"bad-flows-{tmp_path.name}"
+    run(cli_env, "environments", "create", name)
+    folder = tmp_path / "workflows"
+    write_workflow(folder, "good", {"steps": []})
+    write_workflow(folder, "broken", {"steps": [{"ref": "x", "type": "batch", "settings": {}}]})
+    result = CliRunner().invoke(main, ["workflows", "push", str(folder), "--environment", name], env=cli_env)
+    assert result.exit_code != 0
+    assert (
+        "broken/workflow.json at steps.0.type: 'batch' steps are not supported by Clarion yet"
+        in result.output
+    )
+    assert run(cli_env, "workflows", "list", "--environment", name) == ""

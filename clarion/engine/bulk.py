@@ -10,10 +10,17 @@ other error fails the attempt. When the queue discards the job (its last attempt
 vanished during it), `bulk_operation_discarded` marks the operation `failed` in the discarding transaction,
 so no operation stays `processing` for good.
 
+An operation over what a filter selects rather than over rows the request lists (a channel's messages,
+`start_message_update`) also has a row source in `BULK_SOURCES`, which yields the next chunk of rows still to
+process. A source never selects a row the operation has already processed (it selects what is yet to
+change), so a job resumed after a crash picks up the rest; a chunk written but not yet counted when the job
+stopped is done but never counted. `estimated_total_rows` is what the source selected when the operation
+was queued and `processed_rows` what it selected as the job ran: they differ by whatever changed between.
+
 Adding a kind of bulk operation takes one `BulkKind` member (its Knock name), one handler and one entry in
-`BULK_HANDLERS`. The worker gets this module's job handler from `bulk_job_handlers` and its discard hook
-from `BULK_DISCARD_HOOKS`. The routes that validate requests and call `start_bulk_operation` live with
-their resource (`clarion.api.routes.users`, `objects`, `tenants`).
+`BULK_HANDLERS` (and `BULK_SOURCES`, for a filtered kind). The worker gets this module's job handler from
+`bulk_job_handlers` and its discard hook from `BULK_DISCARD_HOOKS`. The routes that validate requests and
+start operations live with their resource (`clarion.api.routes.users`, `objects`, `tenants`, `messages`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +46,7 @@ from clarion.schemas.bulk_operations import (
     InlineTenantRequest,
 )
 from clarion.schemas.channel_data import validate_inline_channel_data
+from clarion.schemas.messages import BulkMessageAction, BulkUpdateMessagesForChannelRequest
 from clarion.schemas.recipient_references import recipient_inputs, recipient_key
 from clarion.schemas.recipients import RecipientUpsertRequest
 from clarion.schemas.users import InlineIdentifyUserRequest
@@ -49,7 +58,9 @@ from clarion.store.bulk_operations import (
     fail_bulk_operation,
     insert_bulk_operation,
 )
+from clarion.store.clock import utcnow
 from clarion.store.errors import refused_data
+from clarion.store.messages import MessageFilter
 from clarion.store.recipients import InlineRecipientData
 from clarion.store.subscriptions import SubscriptionEntry, SubscriptionRemoval
 from clarion.store.tables import USERS_COLLECTION
@@ -77,6 +88,7 @@ class BulkKind(StrEnum):
     OBJECTS_DELETE_SUBSCRIPTIONS = "objects.delete_subscriptions"
     TENANTS_SET = "tenants.set"
     TENANTS_DELETE = "tenants.delete"
+    CHANNELS_UPDATE_MESSAGE_STATUS = "channels.update_message_status"
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,12 @@ class ChunkResult:
 BulkHandler = Callable[["Runtime", str, dict[str, Any], list[Any]], Awaitable[ChunkResult]]
 """Processes one chunk: (runtime, environment_id, the operation's params, the chunk's rows as stored)."""
 
+RowSource = Callable[["Runtime", str, dict[str, Any], Any, int], Awaitable[tuple[list[Any], Any]]]
+"""The next rows of a filtered operation: (runtime, environment_id, params, cursor, limit) → (at most `limit`
+rows, the cursor to pass next); no rows when none are left. The cursor starts at None and only spares
+rescanning what the job has passed: a resumed job starts over at None, so a source must never return a
+row already processed."""
+
 
 async def start_bulk_operation(
     runtime: Runtime,
@@ -103,10 +121,35 @@ async def start_bulk_operation(
 ) -> BulkOperationRecord:
     """Queue a bulk operation over `rows` (JSON values, validated by the caller) and its job, in one
     transaction."""
+    return await _queue(runtime, environment_id, kind, {"params": params or {}, "rows": rows}, len(rows))
+
+
+async def start_message_update(
+    runtime: Runtime,
+    environment_id: str,
+    channel_id: str,
+    action: BulkMessageAction,
+    request: BulkUpdateMessagesForChannelRequest,
+) -> BulkOperationRecord:
+    """Queue `action` over the messages of `channel_id` that `request` selects. Messages made after this
+    call are left alone; `estimated_total_rows` is the number of messages the action changes, counted now."""
+    params = {
+        "channel_id": channel_id,
+        "action": action.value,
+        "until": utcnow().isoformat(),
+        "filters": request.model_dump(mode="json", exclude_none=True),
+    }
+    selected = await runtime.messages.counts(environment_id, _message_selection(params))
+    return await _queue(
+        runtime, environment_id, BulkKind.CHANNELS_UPDATE_MESSAGE_STATUS, {"params": params}, selected.total
+    )
+
+
+async def _queue(
+    runtime: Runtime, environment_id: str, kind: str, payload: dict[str, Any], total_rows: int
+) -> BulkOperationRecord:
     async with runtime.database.writer.begin() as connection:
-        operation = await insert_bulk_operation(
-            connection, environment_id, kind, {"params": params or {}, "rows": rows}, len(rows)
-        )
+        operation = await insert_bulk_operation(connection, environment_id, kind, payload, total_rows)
         await runtime.queue.insert(
             connection,
             Job(
@@ -236,6 +279,39 @@ async def delete_tenants(
     return ChunkResult(len(rows))
 
 
+def _message_selection(params: dict[str, Any]) -> MessageFilter:
+    request = BulkUpdateMessagesForChannelRequest.model_validate_json(json_codec.dumps(params["filters"]))
+    return request.message_filter(
+        params["channel_id"],
+        BulkMessageAction(params["action"]),
+        until=datetime.fromisoformat(params["until"]),
+    )
+
+
+async def pending_channel_messages(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], cursor: Any, limit: int
+) -> tuple[list[Any], Any]:
+    """The ids of the next messages the action is still to change, oldest first; the cursor is a `pk`."""
+    page = await runtime.messages.select_ids(
+        environment_id, _message_selection(params), after=cursor or 0, limit=limit
+    )
+    return [message_id for _, message_id in page], page[-1][0] if page else cursor
+
+
+async def update_channel_messages(
+    runtime: Runtime, environment_id: str, params: dict[str, Any], rows: list[Any]
+) -> ChunkResult:
+    """Applies the action to messages by id. A message that already stands as asked records no event, and
+    one deleted meanwhile is skipped: either way it ends as the action asks, and counts as a success."""
+    change = BulkMessageAction(params["action"]).change
+    if change is None:
+        await runtime.messages.delete_many(environment_id, rows)
+    else:
+        status, on = change
+        await runtime.messages.change_engagement(environment_id, rows, status, on=on)
+    return ChunkResult(len(rows))
+
+
 BULK_HANDLERS: dict[str, BulkHandler] = {
     BulkKind.USERS_IDENTIFY: identify_users,
     BulkKind.USERS_DELETE: delete_users,
@@ -246,7 +322,13 @@ BULK_HANDLERS: dict[str, BulkHandler] = {
     BulkKind.OBJECTS_DELETE_SUBSCRIPTIONS: delete_subscriptions,
     BulkKind.TENANTS_SET: set_tenants,
     BulkKind.TENANTS_DELETE: delete_tenants,
+    BulkKind.CHANNELS_UPDATE_MESSAGE_STATUS: update_channel_messages,
 }
+
+BULK_SOURCES: dict[str, RowSource] = {
+    BulkKind.CHANNELS_UPDATE_MESSAGE_STATUS: pending_channel_messages,
+}
+"""The row source of each filtered kind; every other kind processes the rows its request listed."""
 
 
 # -- the job ------------------------------------------------------------------------------------------
@@ -262,11 +344,16 @@ class BulkOperationJob:
     """The job handler of `BULK_OPERATION_JOB`: runs one bulk operation to its end."""
 
     def __init__(
-        self, runtime: Runtime, handlers: Mapping[str, BulkHandler], chunk_rows: int = CHUNK_ROWS
+        self,
+        runtime: Runtime,
+        handlers: Mapping[str, BulkHandler],
+        chunk_rows: int = CHUNK_ROWS,
+        sources: Mapping[str, RowSource] = BULK_SOURCES,
     ) -> None:
         self.runtime = runtime
         self.handlers = handlers
         self.chunk_rows = chunk_rows
+        self.sources = sources
 
     async def __call__(self, job: JobRecord) -> Outcome:
         store = self.runtime.bulk_operations
@@ -287,17 +374,33 @@ class BulkOperationJob:
     async def _run(self, operation: BulkOperationRecord, handler: BulkHandler) -> None:
         store = self.runtime.bulk_operations
         operation = await store.start(operation.environment_id, operation.id)
-        rows: list[Any] = operation.payload["rows"]
         params: dict[str, Any] = operation.payload["params"]
-        while operation.processed_rows < len(rows) and not operation.finished:
-            chunk = rows[operation.processed_rows : operation.processed_rows + self.chunk_rows]
-            result = await self._process(handler, operation.environment_id, params, chunk)
-            counted = await store.record_progress(
-                operation, len(chunk), result.success_count, result.error_items
-            )
-            # None: another run of this job counted the chunk first; carry on from where it got to.
-            operation = counted or await store.get(operation.environment_id, operation.id)
+        source = self.sources.get(operation.name)
+        if source is None:
+            rows: list[Any] = operation.payload["rows"]
+            while operation.processed_rows < len(rows) and not operation.finished:
+                chunk = rows[operation.processed_rows : operation.processed_rows + self.chunk_rows]
+                operation = await self._run_chunk(operation, chunk, handler, params)
+        else:
+            cursor = None
+            while not operation.finished:
+                chunk, cursor = await source(
+                    self.runtime, operation.environment_id, params, cursor, self.chunk_rows
+                )
+                if not chunk:
+                    break
+                operation = await self._run_chunk(operation, chunk, handler, params)
         await store.finish(operation, BulkOperationStatus.COMPLETED)
+
+    async def _run_chunk(
+        self, operation: BulkOperationRecord, chunk: list[Any], handler: BulkHandler, params: dict[str, Any]
+    ) -> BulkOperationRecord:
+        """Process one chunk and count it on top of `operation`."""
+        store = self.runtime.bulk_operations
+        result = await self._process(handler, operation.environment_id, params, chunk)
+        counted = await store.record_progress(operation, len(chunk), result.success_count, result.error_items)
+        # None: another run of this job counted the chunk first; carry on from where it got to.
+        return counted or await store.get(operation.environment_id, operation.id)
 
     async def _process(
         self, handler: BulkHandler, environment_id: str, params: dict[str, Any], rows: list[Any]

@@ -4,8 +4,9 @@
 pruner; `stop` stops claiming, gives running jobs `shutdown_grace_seconds` to finish and hands the rest
 back to the queue. Any number of workers may share a store: `clarion serve` runs one beside the API,
 `clarion worker` runs one alone. `drain` runs jobs inline until a queue is empty, for tests and one-off
-tools. Which handler runs which job kind, and which kinds react to their jobs being discarded, is decided
-by whoever builds the worker (`clarion.runtime`).
+tools. Which handler runs which job kind, which kinds react to their jobs being discarded, and which other
+periodic clean-ups run beside the queue's (`housekeeping`), is decided by whoever builds the worker
+(`clarion.runtime`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -61,6 +62,7 @@ class Worker:
         handlers: Mapping[str, JobHandler],
         options: WorkerOptions | None = None,
         on_discarded: Mapping[str, DiscardHook] | None = None,
+        housekeeping: Sequence[Looper] = (),
     ) -> None:
         self.engine = engine
         self.options = options or WorkerOptions()
@@ -81,6 +83,7 @@ class Worker:
         self.loopers: list[Looper] = [
             Lifeline(engine, self.options.rescue_seconds, on_discarded),
             Pruner(engine, self.options.prune_seconds, self.options.retention),
+            *housekeeping,
         ]
         self._listener: Listener | None = None
 

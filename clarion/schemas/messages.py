@@ -1,18 +1,31 @@
-"""Messages on the wire: `Message`, `MessageEvent`, their lists, and the engagement requests."""
+"""Messages on the wire: `Message`, `MessageEvent`, their lists, and the engagement requests: one message,
+a batch by id, and a channel's messages in bulk (`BulkMessageAction`, `BulkUpdateMessagesForChannelRequest`),
+whose filters become the store's `MessageFilter` here."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, StringConstraints
 
 from clarion.channels import Channel
 from clarion.schemas.base import PageInfo, RequestModel, ResponseModel, Timestamp, TypedResponseModel
-from clarion.store.messages import MessageEventRecord, MessageRecord
+from clarion.store.messages import (
+    ArchivedFilter,
+    Engagement,
+    MessageEventRecord,
+    MessageFilter,
+    MessageRecord,
+)
 from clarion.store.recipient_resolution import RecipientKey
 
 MAX_INTERACTED_METADATA_KEYS = 5
 MAX_BATCH_MESSAGES = 1_000
+MAX_FILTER_VALUES = 1_000
+"""Clarion's bound on each list filter of a bulk update (Knock documents none)."""
 
 
 def _flat_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -40,6 +53,106 @@ class BatchMessagesRequest(RequestModel):
 
 class BatchMessagesInteractedRequest(BatchMessagesRequest):
     metadata: InteractedMetadata = None
+
+
+class BulkMessageAction(StrEnum):
+    """What `POST /v1/channels/{channel_id}/messages/bulk/{action}` does to each message it selects."""
+
+    SEEN = "seen"
+    UNSEEN = "unseen"
+    READ = "read"
+    UNREAD = "unread"
+    ARCHIVED = "archived"
+    UNARCHIVED = "unarchived"
+    INTERACTED = "interacted"
+    ARCHIVE = "archive"
+    UNARCHIVE = "unarchive"
+    DELETE = "delete"
+
+    @property
+    def change(self) -> tuple[Engagement, bool] | None:
+        """The engagement status the action sets (True) or clears (False); None for `delete`."""
+        return BULK_ACTION_CHANGES.get(self)
+
+
+BULK_ACTION_CHANGES: dict[BulkMessageAction, tuple[Engagement, bool]] = {
+    BulkMessageAction.SEEN: (Engagement.SEEN, True),
+    BulkMessageAction.UNSEEN: (Engagement.SEEN, False),
+    BulkMessageAction.READ: (Engagement.READ, True),
+    BulkMessageAction.UNREAD: (Engagement.READ, False),
+    BulkMessageAction.ARCHIVED: (Engagement.ARCHIVED, True),
+    BulkMessageAction.ARCHIVE: (Engagement.ARCHIVED, True),
+    BulkMessageAction.UNARCHIVED: (Engagement.ARCHIVED, False),
+    BulkMessageAction.UNARCHIVE: (Engagement.ARCHIVED, False),
+    BulkMessageAction.INTERACTED: (Engagement.INTERACTED, True),
+}
+
+
+def _flat_trigger_data(value: str) -> str:
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError("must be a JSON object") from None
+    if not isinstance(data, dict) or any(isinstance(item, dict | list) for item in data.values()):
+        raise ValueError("must be a JSON object of scalar values")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+FilterValues = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=255)]], Field(max_length=MAX_FILTER_VALUES)
+]
+"""Ids of users, tenants or workflows."""
+UTCTimestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+class BulkUpdateMessagesForChannelRequest(RequestModel):
+    """The filters of a channel's bulk update; each one given narrows the messages, an empty list does not.
+    `user_ids` (the JS client's name) and `recipient_ids` (the spec's) both name users."""
+
+    archived: ArchivedFilter | None = None
+    delivery_status: (
+        Literal["queued", "sent", "delivered", "delivery_attempted", "undelivered", "not_sent", "bounced"]
+        | None
+    ) = None
+    engagement_status: (
+        Literal["seen", "unseen", "read", "unread", "archived", "unarchived", "link_clicked", "interacted"]
+        | None
+    ) = None
+    has_tenant: bool | None = None
+    newer_than: UTCTimestamp | None = None
+    older_than: UTCTimestamp | None = None
+    recipient_ids: FilterValues | None = None
+    user_ids: FilterValues | None = None
+    tenants: FilterValues | None = None
+    trigger_data: Annotated[str, AfterValidator(_flat_trigger_data)] | None = None
+    workflows: FilterValues | None = None
+
+    def message_filter(self, channel_id: str, action: BulkMessageAction, *, until: datetime) -> MessageFilter:
+        """The messages the action is still to change: the channel's messages inserted by `until` that
+        the filters select, less those already standing as the action leaves them. Tenants narrow as the
+        feed's `tenant` does: messages without a tenant stay in unless `has_tenant` is true."""
+        user_ids = sorted({*(self.user_ids or ()), *(self.recipient_ids or ())})
+        change = action.change
+        return MessageFilter(
+            channel_id=channel_id,
+            recipients=tuple(RecipientKey.user(user_id) for user_id in user_ids),
+            workflows=tuple(self.workflows or ()),
+            tenants=tuple(self.tenants or ()),
+            only_tenant=bool(self.has_tenant),
+            has_tenant=self.has_tenant if not self.tenants else None,
+            statuses=(self.delivery_status,) if self.delivery_status else (),
+            engagement=(self.engagement_status,) if self.engagement_status else (),
+            trigger_data=json.loads(self.trigger_data) if self.trigger_data else {},
+            inserted_after=self.newer_than,
+            inserted_before=self.older_than,
+            inserted_until=until,
+            archived=self.archived or ArchivedFilter.INCLUDE,
+            engaged=() if change is None else ((change[0], not change[1]),),
+        )
 
 
 class MessageChannel(ResponseModel):

@@ -5,7 +5,12 @@ A message is unique per (run, step, channel), so a step executed twice after a c
 made the first time instead of making a second. Ids are 27-character, time-ordered base62 strings like
 Knock's (KSUID layout: 4 bytes of seconds since 2014-05-13, 16 random bytes). Lists come newest first,
 paged by the insertion-ordered `pk`. Engagement changes write one `message.<status>` event per message
-changed; setting a status a message already has changes nothing and records nothing.
+changed; setting a status a message already has changes nothing and records nothing. Deleting messages
+removes their events with them.
+
+Bulk operations over a channel's messages (`clarion.engine.bulk`) read what a `MessageFilter` selects in
+pages of ids by `pk` (`select_ids`) and change or delete each page by id, so a page written twice changes
+nothing the second time.
 """
 
 from __future__ import annotations
@@ -239,6 +244,12 @@ class MessageFilter:
     """Any of: an Engagement value, or `unseen`/`unread`/`unarchived` for its absence."""
     message_ids: tuple[str, ...] = ()
     workflow_categories: tuple[str, ...] = ()
+    workflows: tuple[str, ...] = ()
+    """Any of these workflow keys."""
+    recipients: tuple[RecipientKey, ...] = ()
+    """Any of these recipients."""
+    tenants: tuple[str, ...] = ()
+    """Any of these tenants; like `tenant`, messages with no tenant are included unless `only_tenant`."""
     trigger_data: dict[str, Any] = field(default_factory=dict)
     workflow_run_id: str | None = None
     workflow_recipient_run_id: str | None = None
@@ -249,6 +260,8 @@ class MessageFilter:
     archived: ArchivedFilter = ArchivedFilter.INCLUDE
     read: bool | None = None
     seen: bool | None = None
+    engaged: tuple[tuple[Engagement, bool], ...] = ()
+    """Every one of: (status, whether the message has it)."""
 
 
 def _engagement_condition(name: str) -> sa.ColumnElement[bool]:
@@ -272,12 +285,24 @@ def _conditions(
         conditions.append(c.channel_id == filters.channel_id)
     if filters.source is not None:
         conditions.append(c.workflow_key == filters.source)
-    if filters.tenant is not None:
+    if filters.recipients:
+        by_collection: dict[str, list[str]] = {}
+        for recipient in filters.recipients:
+            by_collection.setdefault(recipient.collection, []).append(recipient.id)
         conditions.append(
-            c.tenant == filters.tenant
-            if filters.only_tenant
-            else sa.or_(c.tenant == filters.tenant, c.tenant.is_(None))
+            sa.or_(
+                *(
+                    sa.and_(c.recipient_collection == collection, c.recipient_id.in_(ids))
+                    for collection, ids in sorted(by_collection.items())
+                )
+            )
         )
+    if filters.workflows:
+        conditions.append(c.workflow_key.in_(filters.workflows))
+    if filters.tenant is not None:
+        conditions.append(_tenant_condition(c.tenant == filters.tenant, filters.only_tenant))
+    if filters.tenants:
+        conditions.append(_tenant_condition(c.tenant.in_(filters.tenants), filters.only_tenant))
     if filters.has_tenant is not None:
         conditions.append(c.tenant.is_not(None) if filters.has_tenant else c.tenant.is_(None))
     if filters.statuses:
@@ -314,7 +339,54 @@ def _conditions(
         conditions.append(c.read_at.is_not(None) if filters.read else c.read_at.is_(None))
     if filters.seen is not None:
         conditions.append(c.seen_at.is_not(None) if filters.seen else c.seen_at.is_(None))
+    for status, has in filters.engaged:
+        conditions.append(status.column.is_not(None) if has else status.column.is_(None))
     return conditions
+
+
+def _tenant_condition(named: sa.ColumnElement[bool], only_tenant: bool) -> sa.ColumnElement[bool]:
+    return named if only_tenant else sa.or_(named, messages.c.tenant.is_(None))
+
+
+async def _write_engagement(
+    connection: AsyncConnection,
+    environment_id: str,
+    message_ids: Sequence[str],
+    status: Engagement,
+    *,
+    on: bool,
+    metadata: dict[str, Any] | None,
+) -> None:
+    """Set (`on`) or clear `status` on the messages that do not stand so yet, with one event for each, in
+    the caller's transaction."""
+    now = utcnow()
+    column = status.column
+    values: dict[str, Any] = {column.name: now if on else None, "updated_at": now}
+    if metadata is not None:
+        values["metadata"] = metadata
+    changed = await connection.execute(
+        messages.update()
+        .where(
+            messages.c.environment_id == environment_id,
+            messages.c.id.in_(list(message_ids)),
+            column.is_(None) if on else column.is_not(None),
+        )
+        .values(**values)
+        .returning(messages.c.id)
+    )
+    event = f"message.{status.value}" if on else f"message.{UNDO_EVENTS[status]}"
+    events = [
+        {
+            "environment_id": environment_id,
+            "message_id": row.id,
+            "type": event,
+            "data": metadata,
+            "inserted_at": now,
+        }
+        for row in changed
+    ]
+    if events:
+        await connection.execute(message_events.insert(), events)
 
 
 @dataclass(frozen=True)
@@ -393,31 +465,45 @@ class MessageStore:
         """Set (`on`) or clear an engagement status of the messages, in one transaction; messages that
         already stood so are left untouched and record no event. Returns every named message as it now
         stands."""
-        now = utcnow()
-        column = status.column
         async with self.database.writer.begin() as connection:
-            scope = sa.and_(messages.c.environment_id == environment_id, messages.c.id.in_(list(message_ids)))
-            values: dict[str, Any] = {column.name: now if on else None, "updated_at": now}
-            if metadata is not None:
-                values["metadata"] = metadata
-            changed = await connection.execute(
-                messages.update()
-                .where(scope, column.is_(None) if on else column.is_not(None))
-                .values(**values)
-                .returning(messages.c.id)
+            await _write_engagement(connection, environment_id, message_ids, status, on=on, metadata=metadata)
+            rows = await connection.execute(
+                sa.select(messages)
+                .where(messages.c.environment_id == environment_id, messages.c.id.in_(list(message_ids)))
+                .order_by(messages.c.pk.desc())
             )
-            event = f"message.{status.value}" if on else f"message.{UNDO_EVENTS[status]}"
-            events = [
-                {
-                    "environment_id": environment_id,
-                    "message_id": row.id,
-                    "type": event,
-                    "data": metadata,
-                    "inserted_at": now,
-                }
-                for row in changed
-            ]
-            if events:
-                await connection.execute(message_events.insert(), events)
-            rows = await connection.execute(sa.select(messages).where(scope).order_by(messages.c.pk.desc()))
             return [message_record(row) for row in rows]
+
+    async def change_engagement(
+        self, environment_id: str, message_ids: Sequence[str], status: Engagement, *, on: bool
+    ) -> None:
+        """`set_engagement` for a page of a bulk operation: the same change and events, nothing read back."""
+        async with self.database.writer.begin() as connection:
+            await _write_engagement(connection, environment_id, message_ids, status, on=on, metadata=None)
+
+    async def select_ids(
+        self, environment_id: str, filters: MessageFilter, *, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(pk, id) of the first `limit` messages past `pk` `after` that the filters select, oldest first."""
+        c = messages.c
+        query = (
+            sa.select(c.pk, c.id)
+            .where(*_conditions(environment_id, filters, self.database.dialect_name), c.pk > after)
+            .order_by(c.pk)
+            .limit(limit)
+        )
+        async with self.database.reader.connect() as connection:
+            return [(row.pk, row.id) for row in await connection.execute(query)]
+
+    async def delete_many(self, environment_id: str, message_ids: Sequence[str]) -> None:
+        """Delete the messages and their events, in one transaction; ids of no message are skipped."""
+        ids = list(message_ids)
+        async with self.database.writer.begin() as connection:
+            await connection.execute(
+                message_events.delete().where(
+                    message_events.c.environment_id == environment_id, message_events.c.message_id.in_(ids)
+                )
+            )
+            await connection.execute(
+                messages.delete().where(messages.c.environment_id == environment_id, messages.c.id.in_(ids))
+            )

@@ -10,6 +10,7 @@ fails the test that caused it. The server process itself lives in `live_server.p
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from knockapi import Knock
 from knockapi.types import BulkOperation
 
 from tests.compat.live_server import EnvironmentKeys, LiveServer
+from tests.conftest import fresh_postgres_database
 
 T = TypeVar("T")
 
@@ -44,17 +46,19 @@ def client_error_or(call: Callable[[], T]) -> T | knockapi.APIStatusError:
 
 
 @pytest.fixture(scope="session")
-def live_server(
-    store: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """`clarion serve` on a free port, with its own data directory, for the current store."""
-    database_url = request.getfixturevalue("postgres_database_url") if store == "postgres" else ""
-    server = LiveServer(data_dir=tmp_path_factory.mktemp(f"compat-{store}"), database_url=database_url)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+def live_server(store: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """`clarion serve` on a free port, with its own data directory and, on PostgreSQL, its own database:
+    its in-process worker must never take the jobs of the in-process tests, which run with other channels."""
+    with contextlib.ExitStack() as stack:
+        database_url = ""
+        if store == "postgres":
+            database_url = stack.enter_context(fresh_postgres_database("compatibility tests"))
+        server = LiveServer(data_dir=tmp_path_factory.mktemp(f"compat-{store}"), database_url=database_url)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -123,6 +123,7 @@ OPERATIONS = [
     "batchMarkMessagesAsArchived",
     "batchMarkMessagesAsUnarchived",
     "batchMarkMessagesAsInteracted",
+    "bulkUpdateMessagesForChannel",
     # In-app feed
     "listUserInAppFeedItems",
     "getUserInAppFeedSettings",

@@ -110,10 +110,12 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
     for kill in range(1, KILLS + 1):
         # Killed while it works: once its share of the messages is made, a little later at random.
         worker = await start_worker(env)
-        await wait_until(functools.partial(at_least, expected * kill // (KILLS + 2)))
-        await asyncio.sleep(chance.uniform(0, 0.05))
-        worker.kill()
-        await worker.wait()
+        try:
+            await wait_until(functools.partial(at_least, expected * kill // (KILLS + 2)))
+            await asyncio.sleep(chance.uniform(0, 0.05))
+        finally:
+            worker.kill()
+            await worker.wait()
         assert worker.returncode == -signal.SIGKILL
     last = await start_worker(env)
     try:

@@ -1,6 +1,8 @@
 """Messages: list and get (`/v1/messages…`), their events, activities and content, the per-recipient lists
 (`/v1/users/{user_id}/messages`, `/v1/objects/{collection}/{id}/messages`), and engagement: one message
-(`PUT|DELETE /v1/messages/{id}/{status}`) or many (`POST /v1/messages/batch/{status}`)."""
+(`PUT|DELETE /v1/messages/{id}/{status}`), many by id (`POST /v1/messages/batch/{status}`), or every message
+of a channel that filters select (`POST /v1/channels/{channel_id}/messages/bulk/{action}`, a bulk operation
+run on the job queue by `clarion.engine.bulk`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from clarion.api.message_query import message_list_filter
 from clarion.api.pagination import page_info, page_request
 from clarion.api.query import query_list
 from clarion.api.responses import JSONResponse
+from clarion.api.routes.bulk_operations import bulk_operation_response
+from clarion.engine.bulk import start_message_update
 from clarion.engine.run_scope import serialise_recipient
 from clarion.errors import InvalidInputError, NotFoundError
 from clarion.schemas.base import empty_page_info
@@ -23,6 +27,8 @@ from clarion.schemas.messages import (
     MAX_BATCH_MESSAGES,
     BatchMessagesInteractedRequest,
     BatchMessagesRequest,
+    BulkMessageAction,
+    BulkUpdateMessagesForChannelRequest,
     ListMessageEventsResponse,
     ListMessagesResponse,
     Message,
@@ -162,6 +168,28 @@ def _batch_endpoint(engagement: Engagement, *, on: bool) -> Handler:
     return set_statuses
 
 
+async def bulk_update_channel_messages(request: Request, context: RequestContext) -> Response:
+    name = path_param(request, "action")
+    try:
+        action = BulkMessageAction(name)
+    except ValueError:
+        choices = ", ".join(action.value for action in BulkMessageAction)
+        raise InvalidInputError.field("action", f"must be one of: {choices}") from None
+    channel_id = path_param(request, "channel_id")
+    channel = context.runtime.channels.get(channel_id)
+    if channel is None:
+        raise NotFoundError(f"No channel with id {channel_id!r} is configured", code="channel_invalid")
+    raw = await read_body(request)
+    # Knock's Node SDK posts no body at all: that is no filter.
+    body = (
+        parse_json(raw, BulkUpdateMessagesForChannelRequest)
+        if raw.strip()
+        else BulkUpdateMessagesForChannelRequest()
+    )
+    operation = await start_message_update(context.runtime, context.environment_id, channel.id, action, body)
+    return bulk_operation_response(request, operation)
+
+
 STATUS_PATHS: list[tuple[str, str, Engagement, bool]] = [
     ("PUT", "seen", Engagement.SEEN, True),
     ("PUT", "read", Engagement.READ, True),
@@ -208,6 +236,13 @@ routes = [
             client=True,
         )
         for method, name, engagement, on in STATUS_PATHS
+    ),
+    route(
+        "/v1/channels/{channel_id}/messages/bulk/{action}",
+        "POST",
+        bulk_update_channel_messages,
+        tier=2,
+        client=True,
     ),
     route("/v1/users/{user_id}/messages", "GET", list_user_messages, tier=4),
     route("/v1/objects/{collection}/{id}/messages", "GET", list_object_messages, tier=4),

@@ -470,3 +470,23 @@ async def test_a_run_for_a_user_never_identified_ends_without_a_message(
         {"reason": "recipient_missing"}
     ]
     assert (await env.get("/v1/users/ghost/messages")).json()["items"] == []
+
+
+async def test_a_run_keeps_the_version_it_was_triggered_with(env: EnvFixture, tmp_path: Path) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "minutes", "value": 5}}}
+
+    def version(text: str) -> dict[str, Any]:
+        return workflow(delay, {**FEED_STEP, "template": {"markdown_body": text}})
+
+    await push_workflow(env, tmp_path, "versioned", version("first version"))
+    await env.post("/v1/workflows/versioned/trigger", json={"recipients": [{"id": "ada"}]})
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    await push_workflow(env, tmp_path, "versioned", version("second version"))
+    await env.post("/v1/workflows/versioned/trigger", json={"recipients": [{"id": "bob"}]})
+    await run_workflow_jobs(env.runtime)
+    assert (await feed(env, "ada"))["entries"][0]["blocks"][0]["content"] == "first version"
+    assert (await feed(env, "bob"))["entries"][0]["blocks"][0]["content"] == "second version"
+    versions = {
+        entry["source"]["version_id"] for u in ("ada", "bob") for entry in (await feed(env, u))["entries"]
+    }
+    assert len(versions) == 2
