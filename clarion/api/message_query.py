@@ -5,7 +5,6 @@ object message lists and the in-app feed: each parsed into `clarion.store.messag
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from starlette.requests import Request
 
 from clarion.api.query import query_bool, query_choices, query_list
 from clarion.errors import InvalidInputError
+from clarion.schemas.messages import parse_trigger_data
 from clarion.store.messages import ArchivedFilter, MessageFilter
 
 DELIVERY_STATUSES = frozenset(
@@ -48,12 +48,9 @@ def _trigger_data(request: Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidInputError.field("trigger_data", "must be a JSON object") from None
-    if not isinstance(data, dict) or any(isinstance(v, dict | list) for v in data.values()):
-        raise InvalidInputError.field("trigger_data", "must be a JSON object of scalar values")
-    return data
+        return parse_trigger_data(raw)
+    except ValueError as exc:
+        raise InvalidInputError.field("trigger_data", str(exc)) from None
 
 
 def _inserted_at(request: Request) -> dict[str, Any]:

@@ -6,7 +6,8 @@ That transaction is what makes a crash harmless: before its commit nothing of th
 job runs again; after it, the step is done and the next one queued. Two guards keep a step from being
 recorded twice when a job runs twice (a worker stalled past its lease): the run moves on only from the
 position the step was read at (`clarion.store.workflow_runs.advance`), and the job completes only while
-its attempt is still the executing one (`complete_in`); either failing rolls the transaction back.
+its attempt is still the executing one (`complete_in`, first, so that a rescue skips the locked job); the
+first failing rolls the transaction back, the second leaves only the job's completion to commit.
 
 A run whose job finds it finished (cancelled, say) or already past that step does nothing. Before its first
 step the run checks the workflow's trigger conditions; at every step, that the workflow is still active and
@@ -33,16 +34,14 @@ from clarion.engine.workflow_definition import ChannelStep, DelayStep
 from clarion.jobs.job import Acknowledged, JobRecord, Outcome, Superseded
 from clarion.store.clock import utcnow
 from clarion.store.messages import insert_messages
-from clarion.store.tables import workflow_runs
 from clarion.store.workflow_runs import (
     FINISHED,
     FIRST_POSITION,
     RunEvent,
-    RunRecord,
     RunStatus,
     add_events,
     advance,
-    run_record,
+    read_run,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +68,8 @@ async def _execute(
     if index >= len(definition.steps):
         return StepResult()
     step = definition.steps[index]
+    if not await conditions_hold(step.conditions, scope):
+        return StepResult.skipped(step.ref, step.type, "conditions_not_met")
     if isinstance(step, ChannelStep):
         return await run_channel_step(runtime, connection, context, step)
     assert isinstance(step, DelayStep)
@@ -81,7 +82,7 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     run = await runtime.workflow_runs.get(environment_id, run_id)
     if run is None or run.status.value in FINISHED or run.position != position:
         return None
-    definition = await runtime.workflows.definition(run.version_id)
+    definition = await runtime.workflows.definition(environment_id, run.version_id)
     if definition is None:
         raise LookupError(f"run {run.id} names workflow version {run.version_id}, which does not exist")
     # Looked up before the step's connection is taken: a second checkout while holding one could wait
@@ -127,25 +128,14 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
             await runtime.queue.insert(
                 connection, step_job(environment_id, run.id, next_position, scheduled_at=scheduled_at)
             )
-        if not await runtime.queue.complete_in(connection, job):
-            raise Superseded
     return Acknowledged()
 
 
 async def step_discarded(connection: AsyncConnection, job: JobRecord) -> None:
     """A step failed on its last attempt: the run halts, with the error on it."""
-    environment_id, run_id = job.args["environment_id"], job.args["run_id"]
-    row = (
-        await connection.execute(
-            workflow_runs.select().where(
-                workflow_runs.c.environment_id == environment_id, workflow_runs.c.id == run_id
-            )
-        )
-    ).first()
-    if row is None:
-        return
-    run: RunRecord = run_record(row)
-    if run.status.value in FINISHED or run.position != job.args["position"]:
+    environment_id = job.args["environment_id"]
+    run = await read_run(connection, environment_id, job.args["run_id"])
+    if run is None or run.status.value in FINISHED or run.position != job.args["position"]:
         return
     error: Any = job.errors[-1]["error"] if job.errors else "the step failed"
     await advance(connection, run, position=None, status=RunStatus.COMPLETED, errors=1)

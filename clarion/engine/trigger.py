@@ -15,8 +15,7 @@ per (trigger, recipient), so even a job that lost its lease and ran twice starts
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pydantic import ValidationError
 
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
-from clarion.jobs.job import Acknowledged, Job, JobRecord, Superseded
+from clarion.jobs.job import Acknowledged, Cancel, Job, JobRecord, Superseded
 from clarion.schemas.recipient_references import InlineIdentifyObjectRequest, recipient_inputs
 from clarion.schemas.tenants import TenantRequest
 from clarion.schemas.users import InlineIdentifyUserRequest
@@ -48,13 +47,18 @@ from clarion.store.subscriptions import subscribers_of
 from clarion.store.tables import TENANTS_COLLECTION
 from clarion.store.tenants import TenantEntry, upsert_tenants
 from clarion.store.workflow_runs import FIRST_POSITION, NewRun, insert_runs
+from clarion.store.workflows import document_sha
 
 if TYPE_CHECKING:
     from clarion.runtime import Runtime
 
+logger = logging.getLogger(__name__)
+
 WORKFLOW_QUEUE = "workflows"
 TRIGGER_JOB = "workflow_trigger"
 STEP_JOB = "workflow_step"
+TRIGGER_ATTEMPTS = 8
+"""A trigger job fails only while the store does: eight attempts, backed off, span about six minutes."""
 SUBSCRIPTION_DEPTH = 2
 """Object recipients notify their subscribers, and subscribed objects theirs: parent → child → user."""
 
@@ -123,9 +127,17 @@ def prepare_trigger(runtime: Runtime, body: TriggerWorkflowRequest) -> PreparedT
 
 def _check_data(schema: Any, data: dict[str, Any]) -> None:
     validator = jsonschema.validators.validator_for(schema)(schema)
+    try:
+        found = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    except Exception as exc:
+        # The schema passed its checks at push, but some faults (a `$ref` to nowhere) show only when
+        # applied; the request is refused with what went wrong rather than failing the server.
+        raise InvalidInputError(
+            f"The workflow's trigger_data_json_schema cannot be applied: {exc}",
+            errors=[FieldError("data", "could not be checked against the workflow's schema")],
+        ) from None
     errors = [
-        FieldError(".".join(["data", *map(str, error.absolute_path)]), error.message)
-        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+        FieldError(".".join(["data", *map(str, error.absolute_path)]), error.message) for error in found
     ]
     if errors:
         raise InvalidInputError("The trigger data does not match the workflow's schema", errors=errors)
@@ -136,11 +148,6 @@ class AcceptedTrigger:
     workflow_run_id: str
     replayed: bool
     """The response is the one first given to the same `Idempotency-Key`; nothing was enqueued now."""
-
-
-def _fingerprint(key: str, request: dict[str, Any]) -> str:
-    canonical = json.dumps([key, request], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def accept_trigger(
@@ -179,6 +186,7 @@ async def accept_trigger(
     job = Job(
         kind=TRIGGER_JOB,
         queue=WORKFLOW_QUEUE,
+        max_attempts=TRIGGER_ATTEMPTS,
         args={
             "environment_id": environment_id,
             "workflow_run_id": workflow_run_id,
@@ -191,7 +199,7 @@ async def accept_trigger(
     if idempotency_key is None:
         await runtime.trigger_intake.submit(job)
         return AcceptedTrigger(workflow_run_id, replayed=False)
-    fingerprint = _fingerprint(key, request)
+    fingerprint = document_sha({"workflow": key, "request": request})
     async with runtime.database.writer.begin() as connection:
         response = {"workflow_run_id": workflow_run_id}
         stored = await claim(connection, environment_id, idempotency_key, fingerprint, response)
@@ -261,11 +269,19 @@ def _request(job: JobRecord) -> TriggerWorkflowRequest:
         raise ValueError(f"the queued trigger no longer parses: {exc}") from exc
 
 
-async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged:
-    """The `workflow_trigger` job: identify, fan out, write the runs and their first step jobs."""
+async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
+    """The `workflow_trigger` job: identify, fan out, write the runs and their first step jobs. A trigger
+    that no longer passes its checks (the channels file changed under it, say) is cancelled with the
+    reason rather than retried: trying again cannot make it pass."""
     args = job.args
     environment_id = args["environment_id"]
-    prepared = prepare_trigger(runtime, _request(job))
+    try:
+        prepared = prepare_trigger(runtime, _request(job))
+    except (InvalidInputError, ValueError) as exc:
+        logger.error(
+            "trigger %s of %s refused at run time: %s", args["workflow_run_id"], args["workflow_key"], exc
+        )
+        return Cancel(f"the trigger no longer passes its checks: {exc}")
     actor = None if prepared.actor is None else key_of(prepared.actor)
     async with runtime.database.writer.begin() as connection:
         inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]

@@ -22,6 +22,7 @@ from clarion.engine.workflow_files import LoadedWorkflow, read_workflows
 from clarion.store.workflows import CommitResult, WorkflowStore
 
 PARSED_VERSIONS = 1_000
+CURRENT_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class WorkflowCatalog:
         self.channels = channels
         self.renderer = renderer
         self.cache_seconds = cache_seconds
-        self._current: dict[tuple[str, str], tuple[float, CurrentWorkflow | None]] = {}
+        self._current: OrderedDict[tuple[str, str], tuple[float, CurrentWorkflow | None]] = OrderedDict()
         self._versions: OrderedDict[str, WorkflowDefinition] = OrderedDict()
 
     def _remember(self, version_id: str, definition: WorkflowDefinition) -> None:
@@ -66,14 +67,20 @@ class WorkflowCatalog:
             definition = self._parsed(record.current.id, record.current.document)
             found = CurrentWorkflow(record.key, record.active, record.current.id, definition)
         self._current[(environment_id, key)] = (now + self.cache_seconds, found)
+        self._current.move_to_end((environment_id, key))
+        # Unknown keys are cached too (a burst of triggers of a missing workflow costs one query), so
+        # the cache is bounded like the parsed versions.
+        while len(self._current) > CURRENT_ENTRIES:
+            self._current.popitem(last=False)
         return found
 
-    async def definition(self, version_id: str) -> WorkflowDefinition | None:
-        """The definition of a committed version, or None when no version has that id."""
+    async def definition(self, environment_id: str, version_id: str) -> WorkflowDefinition | None:
+        """The definition of a version committed to the environment, or None when it has none by that id.
+        (Version ids are unique across environments, so the parsed cache is keyed by id alone.)"""
         parsed = self._versions.get(version_id)
         if parsed is not None:
             return parsed
-        version = await self.store.version(version_id)
+        version = await self.store.version(environment_id, version_id)
         return None if version is None else self._parsed(version.id, version.document)
 
     def _parsed(self, version_id: str, document: dict[str, object]) -> WorkflowDefinition:

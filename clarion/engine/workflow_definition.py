@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import jsonschema
+
 from clarion.channels import ChannelRegistry
 from clarion.engine.conditions import ConditionError, ConditionGroup, parse_condition_group
 from clarion.engine.templates import TemplateError, TemplateRenderer
@@ -238,6 +240,18 @@ class _Parser:
         )
 
 
+def _check_schema(schema: Any) -> None:
+    """A trigger-data schema the validator can apply: a valid JSON schema whose patterns compile."""
+    if not isinstance(schema, dict):
+        raise DefinitionError("trigger_data_json_schema", "must be a JSON schema object")
+    validator = jsonschema.validators.validator_for(schema)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = ".".join(["trigger_data_json_schema", *map(str, exc.absolute_path)])
+        raise DefinitionError(where, f"is not a valid JSON schema: {exc.message}") from None
+
+
 def parse_workflow(
     data: Any, channels: ChannelRegistry | None, renderer: TemplateRenderer
 ) -> WorkflowDefinition:
@@ -269,8 +283,8 @@ def parse_workflow(
     if frequency != "every_trigger":
         raise DefinitionError("trigger_frequency", f"{frequency!r} is not supported by Clarion yet")
     schema = data.get("trigger_data_json_schema")
-    if schema is not None and not isinstance(schema, dict):
-        raise DefinitionError("trigger_data_json_schema", "must be a JSON schema object")
+    if schema is not None:
+        _check_schema(schema)
     steps = data.get("steps")
     if not isinstance(steps, list):
         raise DefinitionError("steps", "must be a list of steps")

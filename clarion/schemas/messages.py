@@ -88,13 +88,25 @@ BULK_ACTION_CHANGES: dict[BulkMessageAction, tuple[Engagement, bool]] = {
 }
 
 
-def _flat_trigger_data(value: str) -> str:
+MAX_FILTER_INTEGER = 2**63 - 1
+
+
+def parse_trigger_data(value: str) -> dict[str, Any]:
+    """A `trigger_data` filter: a JSON object of scalar values, matched exactly against message data.
+    Integers must fit 64 bits, as the stores compare them; raises ValueError saying what is wrong."""
     try:
         data = json.loads(value)
     except json.JSONDecodeError:
         raise ValueError("must be a JSON object") from None
     if not isinstance(data, dict) or any(isinstance(item, dict | list) for item in data.values()):
         raise ValueError("must be a JSON object of scalar values")
+    if any(isinstance(item, int) and abs(item) > MAX_FILTER_INTEGER for item in data.values()):
+        raise ValueError(f"may hold integers up to {MAX_FILTER_INTEGER} only")
+    return data
+
+
+def _flat_trigger_data(value: str) -> str:
+    parse_trigger_data(value)
     return value
 
 

@@ -315,6 +315,9 @@ workflow_runs = sa.Table(
     sa.UniqueConstraint("environment_id", "workflow_run_id", "recipient_collection", "recipient_id"),
     sa.Index(None, "environment_id", "workflow_key", "cancellation_key"),
     sa.Index(None, "environment_id", "pk"),
+    # The runs list, filtered by recipient or by workflow, newest first.
+    sa.Index(None, "environment_id", "recipient_collection", "recipient_id", "pk"),
+    sa.Index(None, "environment_id", "workflow_key", "pk"),
 )
 
 workflow_run_events = sa.Table(

@@ -2,7 +2,7 @@
 
 A run is one workflow version executing for one recipient; every recipient of a trigger gets its own run,
 all sharing the trigger's `workflow_run_id`, at most one per (trigger, recipient). A run records where it
-is (`position`, the path of its current step), the `data` its steps see and what each step produced
+is (`position`, the index of its current step), the `data` its steps see and what each step produced
 (`step_results`). `advance` moves a run on only from the position the caller read it at, inside the
 caller's transaction, so a step that two workers execute (a rescued job) is checkpointed once: the second
 worker's transaction finds the run moved on and rolls back. Statuses are Knock's: `queued` (created, no step
@@ -179,7 +179,6 @@ async def advance(
     position: str | None,
     status: RunStatus,
     step_results: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
     errors: int = 0,
 ) -> bool:
     """Move `run` from the position it was read at to `position` (None: finished), in the caller's
@@ -187,13 +186,12 @@ async def advance(
     values: dict[str, Any] = {"position": position, "status": status.value, "updated_at": utcnow()}
     if step_results is not None:
         values["step_results"] = step_results
-    if data is not None:
-        values["data"] = data
     if errors:
         values["error_count"] = workflow_runs.c.error_count + errors
     result = await connection.execute(
         workflow_runs.update()
         .where(
+            workflow_runs.c.environment_id == run.environment_id,
             workflow_runs.c.id == run.id,
             workflow_runs.c.status.not_in(FINISHED),
             workflow_runs.c.position == run.position,
@@ -201,6 +199,17 @@ async def advance(
         .values(**values)
     )
     return bool(result.rowcount)
+
+
+async def read_run(connection: AsyncConnection, environment_id: str, run_id: str) -> RunRecord | None:
+    row = (
+        await connection.execute(
+            sa.select(workflow_runs).where(
+                workflow_runs.c.environment_id == environment_id, workflow_runs.c.id == run_id
+            )
+        )
+    ).first()
+    return None if row is None else run_record(row)
 
 
 async def add_events(
@@ -231,7 +240,6 @@ async def add_events(
 @dataclass(frozen=True)
 class RunFilter:
     workflow_key: str | None = None
-    workflow_run_id: str | None = None
     recipient: RecipientKey | None = None
     tenant: str | None = None
     statuses: tuple[str, ...] = ()
@@ -246,14 +254,7 @@ class WorkflowRunStore:
 
     async def get(self, environment_id: str, run_id: str) -> RunRecord | None:
         async with self.database.reader.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(workflow_runs).where(
-                        workflow_runs.c.environment_id == environment_id, workflow_runs.c.id == run_id
-                    )
-                )
-            ).first()
-        return None if row is None else run_record(row)
+            return await read_run(connection, environment_id, run_id)
 
     async def events(self, environment_id: str, run_id: str) -> list[RunEventRecord]:
         async with self.database.reader.connect() as connection:
@@ -280,8 +281,6 @@ class WorkflowRunStore:
         query = sa.select(workflow_runs).where(workflow_runs.c.environment_id == environment_id)
         if filters.workflow_key is not None:
             query = query.where(workflow_runs.c.workflow_key == filters.workflow_key)
-        if filters.workflow_run_id is not None:
-            query = query.where(workflow_runs.c.workflow_run_id == filters.workflow_run_id)
         if filters.recipient is not None:
             query = query.where(
                 workflow_runs.c.recipient_collection == filters.recipient.collection,

@@ -177,11 +177,14 @@ class WorkflowStore:
             )
             return [_workflow(row) for row in rows]
 
-    async def version(self, version_id: str) -> WorkflowVersionRecord | None:
+    async def version(self, environment_id: str, version_id: str) -> WorkflowVersionRecord | None:
         async with self.database.reader.connect() as connection:
             row = (
                 await connection.execute(
-                    sa.select(workflow_versions).where(workflow_versions.c.id == version_id)
+                    sa.select(workflow_versions).where(
+                        workflow_versions.c.environment_id == environment_id,
+                        workflow_versions.c.id == version_id,
+                    )
                 )
             ).first()
         return None if row is None else _version(row)

@@ -200,6 +200,16 @@ def test_the_repository_examples_load() -> None:
             {},
             "at key: is 'other' but the folder is named 'flow'",
         ),
+        (
+            {"steps": [], "trigger_data_json_schema": {"type": "foo"}},
+            {},
+            "at trigger_data_json_schema.type: is not a valid JSON schema",
+        ),
+        (
+            {"steps": [], "trigger_data_json_schema": {"properties": {"a": {"pattern": "("}}}},
+            {},
+            "at trigger_data_json_schema.properties.a.pattern: is not a valid JSON schema",
+        ),
     ],
 )
 def test_problems_name_the_file_and_the_field(

@@ -23,6 +23,16 @@ from clarion.store.workflow_runs import RunFilter, RunStatus
 
 
 def _recipient(request: Request) -> RecipientKey | None:
+    """`recipient=<user id>`, or an object as `recipient[id]=…&recipient[collection]=…` (how the SDKs
+    encode a RecipientReference), or in the list forms `query_references` reads."""
+    params = request.query_params
+    if "recipient[id]" in params or "recipient[collection]" in params:
+        object_id, collection = params.get("recipient[id]"), params.get("recipient[collection]")
+        if not object_id or not collection:
+            raise InvalidInputError.field(
+                "recipient", "an object needs both recipient[id] and recipient[collection]"
+            )
+        return RecipientKey(validate_collection(collection), object_id)
     references = query_references(request, "recipient")
     if not references:
         return None

@@ -1,14 +1,14 @@
 """The channel step: decide whether this recipient gets a message on the step's channel, and make it.
 
-In Knock's order, each stage able to skip the step (the run goes on either way, the reason recorded):
+In Knock's order, each stage able to skip the step (the run goes on either way, the reason recorded),
+after the step's conditions, which the run executor checks for every kind of step:
 
-1. the step's conditions;
-2. the channel is configured;
-3. the recipient has the data the channel needs (an email address, a phone number, push tokens, chat
+1. the channel is configured;
+2. the recipient has the data the channel needs (an email address, a phone number, push tokens, chat
    connections; in-app feeds and webhooks need none);
-4. the recipient's preferences, merged across the environment, tenant and recipient layers
+3. the recipient's preferences, merged across the environment, tenant and recipient layers
    (`clarion.engine.preference_evaluation`), unless the workflow overrides them;
-5. render the template for the channel type, then make the message.
+4. render the template for the channel type, then make the message.
 
 A template that fails to render raises: the step's job retries it, and its last failure halts the run
 (`clarion.engine.run_executor`). An in-app message is delivered by being stored (status `delivered`);
@@ -18,6 +18,7 @@ message as `not_sent`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from clarion.engine.preference_evaluation import (
 )
 from clarion.engine.run_scope import RunContext, condition_scope
 from clarion.engine.steps.result import StepResult
-from clarion.engine.templates import TemplateRenderer, render_markdown
+from clarion.engine.templates import TemplateError, TemplateRenderer, render_markdown
 from clarion.engine.workflow_definition import TEMPLATE_FIELDS, ChannelStep
 from clarion.schemas.base import format_timestamp
 from clarion.store.channel_data import read_channel_data
@@ -50,15 +51,6 @@ CHANNEL_DATA_KEYS: Mapping[str, tuple[str, ...]] = {
     "chat": ("connections",),
 }
 """Channel types whose messages need channel data, and the keys of which one must be non-empty."""
-
-
-def _skipped(step: ChannelStep, reason: str, **data: Any) -> StepResult:
-    return StepResult(
-        events=[
-            RunEvent("step_skipped", step_ref=step.ref, step_type="channel", data={"reason": reason, **data})
-        ],
-        step_result={"skipped": reason, "message_ids": []},
-    )
 
 
 def _has_required_data(
@@ -95,6 +87,21 @@ async def _preferences(connection: AsyncConnection, context: RunContext) -> dict
             recipient_tenant=recipient_tenant,
         )
     )
+
+
+def _json_object(text: str, name: str) -> dict[str, Any]:
+    """A rendered `json_body`: it must be a JSON object, or the step fails like any template error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TemplateError(f"the rendered JSON is not valid: {exc}", name=name) from None
+    if not isinstance(value, dict):
+        raise TemplateError("the rendered JSON must be an object", name=name)
+    return value
+
+
+def _markdown_block(body: str) -> dict[str, Any]:
+    return {"name": "body", "type": "markdown", "content": body, "rendered": render_markdown(body)}
 
 
 def _first(values: Any) -> Any:
@@ -152,10 +159,18 @@ def render_content(
             "data": None,
         }
     if step.channel_type == "chat":
+        body = text["markdown_body"]
+        json_body = text.get("json_body")
         return {
             "__typename": "MessageChatContent",
             "connection": _first(data.get("connections")) or {},
-            "template": {"summary": text.get("summary"), "json_content": None, "blocks": None},
+            "template": {
+                "summary": text.get("summary"),
+                "json_content": _json_object(json_body, f"{step.ref}.json_body") if json_body else None,
+                "blocks": [
+                    {"name": "body", "type": "markdown", "content": body, "rendered": render_markdown(body)}
+                ],
+            },
             "metadata": None,
         }
     return {"__typename": "MessageWebhookContent", **text}
@@ -164,10 +179,7 @@ def render_content(
 def _feed_blocks(
     renderer: TemplateRenderer, step: ChannelStep, scope: Mapping[str, Any], text: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    body = text["markdown_body"]
-    blocks: list[dict[str, Any]] = [
-        {"name": "body", "type": "markdown", "content": body, "rendered": render_markdown(body)}
-    ]
+    blocks: list[dict[str, Any]] = [_markdown_block(text["markdown_body"])]
     if "action_url" in text:
         url = text["action_url"]
         blocks.append({"name": "action_url", "type": "text", "content": url, "rendered": url})
@@ -195,18 +207,16 @@ async def run_channel_step(
     runtime: Runtime, connection: AsyncConnection, context: RunContext, step: ChannelStep
 ) -> StepResult:
     scope = condition_scope(context, connection, runtime.renderer)
-    if not await conditions_hold(step.conditions, scope):
-        return _skipped(step, "conditions_not_met")
     channel = runtime.channels.by_key(step.channel_key)
     if channel is None or channel.type != step.channel_type:
-        return _skipped(step, "channel_not_configured", channel_key=step.channel_key)
+        return StepResult.skipped(step.ref, "channel", "channel_not_configured", channel_key=step.channel_key)
     recipient = context.serialised_recipient() or {}
     run = context.run
     data = (await read_channel_data(connection, run.environment_id, run.recipient, [channel.id])).get(
         channel.id
     )
     if not _has_required_data(channel.type, recipient, data):
-        return _skipped(step, "missing_channel_data", channel_id=channel.id)
+        return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
     definition = context.definition
     decision = await evaluate_preferences(
         await _preferences(connection, context),
@@ -221,7 +231,7 @@ async def run_channel_step(
         lambda conditions: conditions_hold(parse_condition_list(list(conditions)), scope),
     )
     if not decision.allowed:
-        return _skipped(step, "preferences", preference=decision.reason)
+        return StepResult.skipped(step.ref, "channel", "preferences", preference=decision.reason)
     message = _message(runtime, context, step, channel, data)
     return StepResult(
         events=[

@@ -19,3 +19,13 @@ class StepResult:
     """Stored under the step's ref in the run's `step_results`."""
     wait_seconds: float = 0.0
     """How long the run pauses before its next step."""
+
+    @classmethod
+    def skipped(cls, ref: str, step_type: str, reason: str, **data: Any) -> StepResult:
+        """The step did nothing, for `reason`; the run goes on."""
+        return cls(
+            events=[
+                RunEvent("step_skipped", step_ref=ref, step_type=step_type, data={"reason": reason, **data})
+            ],
+            step_result={"skipped": reason, "message_ids": []},
+        )

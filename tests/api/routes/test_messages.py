@@ -254,6 +254,7 @@ async def test_feed_filters(env: EnvFixture, messages: list[dict[str, Any]]) -> 
         ({"has_tenant": "maybe"}, "has_tenant"),
         ({"inserted_at.gt": "yesterday"}, "inserted_at.gt"),
         ({"exclude": "entries.a.b.c"}, "exclude"),
+        ({"trigger_data": json.dumps({"n": 2**70})}, "trigger_data"),
     ],
 )
 async def test_bad_feed_parameters(env: EnvFixture, params: dict[str, str], field: str) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from clarion.engine.trigger import TRIGGER_JOB, WORKFLOW_QUEUE
+from clarion.jobs.job import Job, JobState
 from clarion.store.environments import KeyKind
 from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
@@ -490,3 +492,122 @@ async def test_a_run_keeps_the_version_it_was_triggered_with(env: EnvFixture, tm
         entry["source"]["version_id"] for u in ("ada", "bob") for entry in (await feed(env, u))["entries"]
     }
     assert len(versions) == 2
+
+
+async def test_a_schema_that_cannot_be_applied_refuses_the_trigger_with_a_4xx(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/definitions/nowhere"}}}
+    await push_workflow(env, tmp_path, "refs", workflow(trigger_data_json_schema=schema))
+    response = await env.post(
+        "/v1/workflows/refs/trigger", json={"recipients": [{"id": "ada"}], "data": {"a": 1}}
+    )
+    error = assert_error(response, 422, "invalid_params")
+    assert "cannot be applied" in error["message"]
+
+
+async def test_a_step_whose_conditions_fail_is_skipped_whatever_its_type(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    never = {"all": [{"variable": "data.wait", "operator": "equal_to", "argument": "true"}]}
+    delay = {
+        "ref": "delay_1",
+        "type": "delay",
+        "conditions": never,
+        "settings": {"delay_for": {"unit": "days", "value": 1}},
+    }
+    await push_workflow(env, tmp_path, "maybe-later", workflow(delay, FEED_STEP))
+    await env.post(
+        "/v1/workflows/maybe-later/trigger", json={"recipients": [{"id": "ada"}], "data": {"wait": False}}
+    )
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    [run] = await runs_of(env, "maybe-later")
+    assert run["status"] == "completed"
+    assert len((await feed(env, "ada"))["entries"]) == 1
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{run['id']}")).json()
+    skipped = [(e["step_ref"], e["data"]["reason"]) for e in detail["events"] if e["event"] == "step_skipped"]
+    assert skipped == [("delay_1", "conditions_not_met")]
+
+
+async def test_runs_are_filtered_by_an_object_recipient_as_the_sdks_encode_it(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={"recipients": [{"id": "ada"}, {"id": "apollo", "collection": "projects", "name": "Apollo"}]},
+    )
+    await run_workflow_jobs(env.runtime)
+    by_object = await env.get(
+        "/v1/workflow_recipient_runs", params={"recipient[id]": "apollo", "recipient[collection]": "projects"}
+    )
+    assert [run["recipient"] for run in by_object.json()["items"]] == [
+        {"collection": "projects", "id": "apollo"}
+    ]
+    by_user = await env.get("/v1/workflow_recipient_runs", params={"recipient": "ada"})
+    assert [run["recipient"] for run in by_user.json()["items"]] == ["ada"]
+    half = await env.get("/v1/workflow_recipient_runs", params={"recipient[id]": "apollo"})
+    assert_error(half, 422, "invalid_params")
+
+
+async def test_a_chat_message_keeps_its_rendered_body(env: EnvFixture, tmp_path: Path) -> None:
+    chat = {
+        "ref": "chat_1",
+        "type": "channel",
+        "channel_key": "slack",
+        "template": {
+            "markdown_body": "*{{ data.text }}*",
+            "summary": "New: {{ data.text }}",
+            "json_body": '{"text": "{{ data.text }}"}',
+        },
+    }
+    await push_workflow(env, tmp_path, "chat", workflow(chat))
+    connection = {"incoming_webhook": {"url": "https://hooks.example.com/T/B/x"}}
+    slack = env.runtime.channels.by_key("slack")
+    assert slack is not None
+    await env.put("/v1/users/ada", json={})
+    put = await env.put(
+        f"/v1/users/ada/channel_data/{slack.id}", json={"data": {"connections": [connection]}}
+    )
+    assert put.status_code == 200, put.text
+    await env.post("/v1/workflows/chat/trigger", json={"recipients": ["ada"], "data": {"text": "hello"}})
+    await run_workflow_jobs(env.runtime)
+    [message] = (await env.get("/v1/users/ada/messages")).json()["items"]
+    content = (await env.get(f"/v1/messages/{message['id']}/content")).json()["data"]
+    assert content["__typename"] == "MessageChatContent"
+    assert content["connection"] == connection
+    assert content["template"]["summary"] == "New: hello"
+    assert content["template"]["json_content"] == {"text": "hello"}
+    assert content["template"]["blocks"][0]["content"] == "*hello*"
+
+
+async def test_a_queued_trigger_that_no_longer_passes_its_checks_is_cancelled_not_retried(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    # As if the channels file had lost the channel after the trigger was accepted.
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    current = await env.runtime.workflows.current(env.id, "greeting")
+    assert current is not None
+    gone = "00000000-0000-4000-8000-00000000dead"
+    request = {"recipients": [{"id": "ada", "channel_data": {gone: {"tokens": ["t"]}}}]}
+    queued = await env.runtime.queue.enqueue(
+        Job(
+            kind=TRIGGER_JOB,
+            queue=WORKFLOW_QUEUE,
+            args={
+                "environment_id": env.id,
+                "workflow_run_id": str(uuid.uuid4()),
+                "workflow_key": "greeting",
+                "version_id": current.version_id,
+                "trigger_source": "api",
+                "request": request,
+            },
+        )
+    )
+    await run_workflow_jobs(env.runtime)
+    finished = await env.runtime.queue.get(queued.id)
+    assert finished is not None
+    assert finished.state is JobState.CANCELLED
+    assert finished.attempt == 1
+    assert "no longer passes its checks" in finished.errors[-1]["error"]
+    assert await runs_of(env, "greeting") == []
