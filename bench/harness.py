@@ -4,6 +4,7 @@ throw-away PostgreSQL database."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -157,3 +158,16 @@ def postgres_database(server_url: str) -> Iterator[str]:
         yield server_url.rsplit("/", 1)[0] + "/" + name
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def benchmark_arguments(description: str | None, seconds: int) -> argparse.ArgumentParser:
+    """The options every benchmark takes: seconds per measurement, wrk connections, the PostgreSQL server
+    and the stores to measure."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=seconds)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    return parser

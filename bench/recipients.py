@@ -12,12 +12,11 @@ Goals: identify >= 30% and get >= 50% of hello-world.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from collections.abc import Callable
 
-from bench.harness import DEFAULT_POSTGRES, clarion_server, hello_world, postgres_database, wrk
+from bench.harness import benchmark_arguments, clarion_server, hello_world, postgres_database, wrk
 
 IDENTIFY_SCRIPT = """
 counter = 0
@@ -61,13 +60,7 @@ def clarion_ratios(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
-    parser.add_argument("--stores", default="sqlite,postgres")
+    parser = benchmark_arguments(__doc__, seconds=10)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")

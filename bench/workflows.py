@@ -15,7 +15,6 @@ Needs `wrk` on the PATH (Debian: `apt-get install wrk`). Run from the repository
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -31,7 +30,7 @@ import httpx
 import sqlalchemy as sa
 import yaml
 
-from bench.harness import DEFAULT_POSTGRES, clarion_server, hello_world, postgres_database, wrk
+from bench.harness import benchmark_arguments, clarion_server, hello_world, postgres_database, wrk
 from clarion.api.app import create_app
 from clarion.config import RateLimitMode, Settings
 from clarion.runtime import Runtime, build_runtime, build_worker
@@ -284,13 +283,7 @@ def feed_latency(database_url: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
-    parser.add_argument("--stores", default="sqlite,postgres")
+    parser = benchmark_arguments(__doc__, seconds=8)
     parser.add_argument("--parts", default="intake,fanout,feed")
     args = parser.parse_args()
     parts = set(args.parts.split(","))

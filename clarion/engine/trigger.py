@@ -9,8 +9,10 @@ the request, which keeps the intake to one insert.
 The job (`start_runs`) identifies the inline recipients, actor and tenant, fans object recipients out to
 their subscribers (two levels, each recipient once, the actor never reached through a subscription), and
 writes every run with its first step job, completing itself in that same transaction: a crash before the
-commit leaves the job to run again with nothing written, and after it nothing to redo. Runs are unique
-per (trigger, recipient), so even a job that lost its lease and ran twice starts each run once.
+commit leaves the job to run again with nothing written, and after it nothing to redo. A fan-out larger
+than `RUNS_PER_TRANSACTION` is written a chunk per transaction, the job completing with the last. Runs are
+unique per (trigger, recipient), so a job that stopped midway, or lost its lease and ran twice, starts
+each run once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
@@ -59,6 +62,8 @@ TRIGGER_JOB = "workflow_trigger"
 STEP_JOB = "workflow_step"
 TRIGGER_ATTEMPTS = 8
 """A trigger job fails only while the store does: eight attempts, backed off, span about six minutes."""
+RUNS_PER_TRANSACTION = 500
+"""How many runs (and first step jobs) one transaction of a trigger's fan-out writes at most."""
 SUBSCRIPTION_DEPTH = 2
 """Object recipients notify their subscribers, and subscribed objects theirs: parent → child → user."""
 
@@ -238,7 +243,10 @@ class TriggerIntake:
 
 
 async def _fan_out(
-    connection: Any, environment_id: str, recipients: Sequence[RecipientKey], actor: RecipientKey | None
+    connection: AsyncConnection,
+    environment_id: str,
+    recipients: Sequence[RecipientKey],
+    actor: RecipientKey | None,
 ) -> list[tuple[RecipientKey, dict[str, Any] | None]]:
     """The explicit recipients, then the subscribers they reach, each once: (recipient, the subscription
     that reached it, if any)."""
@@ -283,25 +291,17 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         )
         return Cancel(f"the trigger no longer passes its checks: {exc}")
     actor = None if prepared.actor is None else key_of(prepared.actor)
-    async with runtime.database.writer.begin() as connection:
-        inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
-        await upsert_recipients(connection, environment_id, inline)
-        if prepared.tenant is not None:
-            if prepared.tenant_is_inline:
-                await upsert_tenants(connection, environment_id, [prepared.tenant])
-            else:
-                await ensure_recipients(connection, environment_id, TENANTS_COLLECTION, [prepared.tenant.id])
-        reached = await _fan_out(connection, environment_id, [key_of(r) for r in prepared.recipients], actor)
-        settings = args["request"].get("settings") or {}
-        runs = [
-            NewRun(
-                id=str(uuid.uuid4()),
-                recipient=recipient,
-                data={**prepared.data, **prepared.recipient_data.get(recipient, {})},
-                settings={**settings, **({"subscription": via} if via is not None else {})},
-            )
-            for recipient, via in reached
-        ]
+    settings = args["request"].get("settings") or {}
+
+    def new_run(recipient: RecipientKey, via: dict[str, Any] | None) -> NewRun:
+        return NewRun(
+            id=str(uuid.uuid4()),
+            recipient=recipient,
+            data={**prepared.data, **prepared.recipient_data.get(recipient, {})},
+            settings={**settings, **({"subscription": via} if via is not None else {})},
+        )
+
+    async def start(connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]) -> None:
         started = await insert_runs(
             connection,
             environment_id,
@@ -312,11 +312,35 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             tenant=None if prepared.tenant is None else prepared.tenant.id,
             cancellation_key=args["request"].get("cancellation_key"),
             trigger_source=args["trigger_source"],
-            runs=runs,
+            runs=[new_run(recipient, via) for recipient, via in reached],
         )
         await runtime.queue.insert_all(
             connection, [step_job(environment_id, run_id, FIRST_POSITION) for run_id in started]
         )
-        if not await runtime.queue.complete_in(connection, job):
-            raise Superseded
+
+    async with runtime.database.writer.begin() as connection:
+        inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
+        await upsert_recipients(connection, environment_id, inline)
+        if prepared.tenant is not None:
+            if prepared.tenant_is_inline:
+                await upsert_tenants(connection, environment_id, [prepared.tenant])
+            else:
+                await ensure_recipients(connection, environment_id, TENANTS_COLLECTION, [prepared.tenant.id])
+        reached = await _fan_out(connection, environment_id, [key_of(r) for r in prepared.recipients], actor)
+        await start(connection, reached[:RUNS_PER_TRANSACTION])
+        if len(reached) <= RUNS_PER_TRANSACTION:
+            if not await runtime.queue.complete_in(connection, job):
+                raise Superseded
+            return Acknowledged()
+    # A large fan-out commits its runs a chunk at a time, so that no transaction (SQLite's single writer
+    # least of all) grows with it. A job that stops midway starts the rest when run again: runs are
+    # unique per (trigger, recipient), so those already started are skipped.
+    rest = reached[RUNS_PER_TRANSACTION:]
+    for offset in range(0, len(rest), RUNS_PER_TRANSACTION):
+        async with runtime.database.writer.begin() as connection:
+            await start(connection, rest[offset : offset + RUNS_PER_TRANSACTION])
+            if offset + RUNS_PER_TRANSACTION >= len(rest) and not await runtime.queue.complete_in(
+                connection, job
+            ):
+                raise Superseded
     return Acknowledged()

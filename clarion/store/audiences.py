@@ -73,7 +73,7 @@ async def is_member(
                 c.environment_id == environment_id,
                 c.audience_key == audience_key,
                 c.user_id == user_id,
-                c.tenant == (tenant or ""),
+                c.tenant == (NO_TENANT if tenant is None else tenant),
             )
         )
     ).first()

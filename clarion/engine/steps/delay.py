@@ -3,7 +3,8 @@
 The wait is the fixed `delay_for`, or the value found at `delay_until_field_path` (a path into `data.`,
 `recipient.`, `actor.`, `tenant.` or `vars.`): an ISO-8601 timestamp in the future, or a duration
 `{unit, value}` from now. With both, the fixed delay is an offset from that timestamp. A path that
-resolves to nothing usable skips the step (recorded on the run) and the run goes on at once, as Knock does.
+resolves to nothing usable, to the past or to more than Knock's 365 days skips the step (recorded on the
+run) and the run goes on at once, as Knock does.
 The trigger's `settings.skip_delay` skips every delay.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from clarion.engine.run_scope import RunContext
 from clarion.engine.steps.result import StepResult
-from clarion.engine.workflow_definition import DefinitionError, DelayStep, duration_seconds
+from clarion.engine.workflow_definition import MAX_DELAY_SECONDS, DefinitionError, DelayStep, duration_seconds
 from clarion.store.workflow_runs import RunEvent
 
 
@@ -56,7 +57,7 @@ def run_delay_step(context: RunContext, step: DelayStep) -> StepResult:
     seconds = step.delay_seconds or 0.0
     if step.until_field_path is not None:
         found = _seconds_until(_lookup(context.variables(), step.until_field_path), context.now)
-        if found is None or found + seconds <= 0:
+        if found is None or not 0 < found + seconds <= MAX_DELAY_SECONDS:
             return StepResult(
                 events=[event("step_skipped", reason="invalid_delay", field_path=step.until_field_path)]
             )

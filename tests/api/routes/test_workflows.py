@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from clarion.engine import trigger
 from clarion.engine.trigger import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.job import Job, JobState
 from clarion.store.environments import KeyKind
@@ -611,3 +612,47 @@ async def test_a_queued_trigger_that_no_longer_passes_its_checks_is_cancelled_no
     assert finished.attempt == 1
     assert "no longer passes its checks" in finished.errors[-1]["error"]
     assert await runs_of(env, "greeting") == []
+
+
+@pytest.mark.parametrize(
+    ("until", "skipped"),
+    [("2099-01-01T00:00:00Z", True), ("2000-01-01T00:00:00Z", True), ({"unit": "hours", "value": 2}, False)],
+)
+async def test_a_dynamic_delay_waits_only_for_a_time_within_a_year(
+    env: EnvFixture, tmp_path: Path, until: Any, skipped: bool
+) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_until_field_path": "data.until"}}
+    await push_workflow(env, tmp_path, "dynamic", workflow(delay, FEED_STEP))
+    await env.post(
+        "/v1/workflows/dynamic/trigger", json={"recipients": [{"id": "ada"}], "data": {"until": until}}
+    )
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    [run] = await runs_of(env, "dynamic")
+    assert run["status"] == ("completed" if skipped else "paused")
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{run['id']}")).json()
+    reasons = [e["data"]["reason"] for e in detail["events"] if e["event"] == "step_skipped"]
+    assert reasons == (["invalid_delay"] if skipped else [])
+
+
+async def test_a_fan_out_larger_than_a_transaction_starts_every_run_once(
+    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trigger, "RUNS_PER_TRANSACTION", 2)
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    await env.put("/v1/objects/projects/apollo", json={})
+    subscribers = [{"id": f"sub-{n}"} for n in range(5)]
+    await env.post("/v1/objects/projects/apollo/subscriptions", json={"recipients": subscribers})
+    response = await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={
+            "recipients": [{"id": "ada"}, {"id": "apollo", "collection": "projects"}],
+            "data": {"text": "x"},
+        },
+    )
+    assert response.status_code == 200
+    await run_workflow_jobs(env.runtime)
+    runs = await runs_of(env, "greeting")
+    assert len(runs) == 7
+    assert {run["status"] for run in runs} == {"completed"}
+    for n in range(5):
+        assert len((await feed(env, f"sub-{n}"))["entries"]) == 1
