@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 class RequestContext:
     api_key: ApiKey
     runtime: Runtime
+    token_user: str | None = None
+    """The user a publishable-key request's signed user token names: it may act on that user's data only."""
 
     @property
     def environment_id(self) -> str:
@@ -72,15 +74,18 @@ class Endpoint:
         _refuse_nul(request)
         runtime: Runtime = request.app.state.runtime
         api_key = await runtime.keys.authenticate(request.headers.get("authorization"))
+        token_user = None
         if api_key.kind is KeyKind.PUBLISHABLE:
             if not self.client:
                 raise ForbiddenError(
                     "This endpoint needs a secret key; publishable keys may call only client-side endpoints"
                 )
-            check_user_token(request, api_key.environment)
+            token_user = check_user_token(request, api_key.environment)
         user_id = request.path_params.get("user_id")
         await runtime.rate_limiter.check(api_key, self.tier, self.name, user_id)
-        return await self.handler(request, RequestContext(api_key=api_key, runtime=runtime))
+        return await self.handler(
+            request, RequestContext(api_key=api_key, runtime=runtime, token_user=token_user)
+        )
 
 
 def _refuse_nul(request: Request) -> None:

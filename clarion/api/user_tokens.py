@@ -2,7 +2,8 @@
 
 A token is an RS256 JWT signed with the environment's private signing key and verified here against the
 public key stored on the environment (`clarion environments signing-key`). A valid token names its user in
-`sub`, and a request addressing a user (`user_id` in the path) must address that user. With enhanced
+`sub`, and a request addressing a user (`user_id` in the path) must address that user; endpoints that
+address messages instead act only on that user's (`RequestContext.token_user`). With enhanced
 security on, publishable-key requests without a token are refused. Secret-key requests never come here
 (`clarion.api.endpoint.route` calls this for publishable keys only). The `grants` claim is accepted but not
 enforced: a valid token allows every client-side endpoint for its own user.
@@ -23,9 +24,9 @@ from clarion.store.environments import Environment
 USER_TOKEN_HEADER = "x-knock-user-token"
 
 
-def check_user_token(request: Request, environment: Environment) -> None:
+def check_user_token(request: Request, environment: Environment) -> str | None:
     """Refuse a publishable-key request whose user token is missing (under enhanced security), invalid, or
-    issued for another user than the one in the path."""
+    issued for another user than the one in the path; returns the token's user, if a token was sent."""
     token = request.headers.get(USER_TOKEN_HEADER)
     if not token:
         if environment.enhanced_security:
@@ -33,7 +34,7 @@ def check_user_token(request: Request, environment: Environment) -> None:
                 "This environment requires a signed user token in the X-Knock-User-Token header",
                 code="missing_user_token",
             )
-        return
+        return None
     if environment.signing_public_key is None:
         raise AuthError(
             "A user token was sent but the environment has no signing key to verify it",
@@ -43,6 +44,7 @@ def check_user_token(request: Request, environment: Environment) -> None:
     user_id = request.path_params.get("user_id")
     if user_id is not None and user_id != subject:
         raise AuthError("The user token was issued for another user", code="invalid_user_token")
+    return subject
 
 
 def _verified_subject(token: str, public_key_pem: str) -> str:

@@ -348,6 +348,19 @@ def _tenant_condition(named: sa.ColumnElement[bool], only_tenant: bool) -> sa.Co
     return named if only_tenant else sa.or_(named, messages.c.tenant.is_(None))
 
 
+def _named(
+    environment_id: str, message_ids: Sequence[str], recipient: RecipientKey | None
+) -> list[sa.ColumnElement[bool]]:
+    """The messages of `message_ids` in the environment, of `recipient` only when given."""
+    conditions = [messages.c.environment_id == environment_id, messages.c.id.in_(list(message_ids))]
+    if recipient is not None:
+        conditions += [
+            messages.c.recipient_collection == recipient.collection,
+            messages.c.recipient_id == recipient.id,
+        ]
+    return conditions
+
+
 async def _write_engagement(
     connection: AsyncConnection,
     environment_id: str,
@@ -356,9 +369,10 @@ async def _write_engagement(
     *,
     on: bool,
     metadata: dict[str, Any] | None,
+    recipient: RecipientKey | None = None,
 ) -> None:
-    """Set (`on`) or clear `status` on the messages that do not stand so yet, with one event for each, in
-    the caller's transaction."""
+    """Set (`on`) or clear `status` on the messages that do not stand so yet (of `recipient` only, when
+    given), with one event for each, in the caller's transaction."""
     now = utcnow()
     column = status.column
     values: dict[str, Any] = {column.name: now if on else None, "updated_at": now}
@@ -367,8 +381,7 @@ async def _write_engagement(
     changed = await connection.execute(
         messages.update()
         .where(
-            messages.c.environment_id == environment_id,
-            messages.c.id.in_(list(message_ids)),
+            *_named(environment_id, message_ids, recipient),
             column.is_(None) if on else column.is_not(None),
         )
         .values(**values)
@@ -461,15 +474,18 @@ class MessageStore:
         *,
         on: bool,
         metadata: dict[str, Any] | None = None,
+        recipient: RecipientKey | None = None,
     ) -> list[MessageRecord]:
-        """Set (`on`) or clear an engagement status of the messages, in one transaction; messages that
-        already stood so are left untouched and record no event. Returns every named message as it now
-        stands."""
+        """Set (`on`) or clear an engagement status of the messages (of `recipient` only, when given), in
+        one transaction; messages that already stood so are left untouched and record no event. Returns
+        every such message as it now stands."""
         async with self.database.writer.begin() as connection:
-            await _write_engagement(connection, environment_id, message_ids, status, on=on, metadata=metadata)
+            await _write_engagement(
+                connection, environment_id, message_ids, status, on=on, metadata=metadata, recipient=recipient
+            )
             rows = await connection.execute(
                 sa.select(messages)
-                .where(messages.c.environment_id == environment_id, messages.c.id.in_(list(message_ids)))
+                .where(*_named(environment_id, message_ids, recipient))
                 .order_by(messages.c.pk.desc())
             )
             return [message_record(row) for row in rows]

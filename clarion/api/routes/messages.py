@@ -45,10 +45,17 @@ def _message(context: RequestContext, record: MessageRecord) -> Message:
     return Message.from_record(record, context.runtime.channels.get(record.channel_id))
 
 
+def _token_user(context: RequestContext) -> RecipientKey | None:
+    """The user whose messages a publishable-key request with a signed user token may act on."""
+    return None if context.token_user is None else RecipientKey.user(context.token_user)
+
+
 async def _record(request: Request, context: RequestContext) -> MessageRecord:
     message_id = path_param(request, "message_id")
     record = await context.runtime.messages.get(context.environment_id, message_id)
-    if record is None:
+    owner = _token_user(context)
+    # Another user's message is as absent to a signed user as an unknown one.
+    if record is None or (owner is not None and record.recipient != owner):
         raise NotFoundError(f"No message with id {message_id!r}")
     return record
 
@@ -133,7 +140,7 @@ async def _set(
     metadata: dict[str, object] | None = None,
 ) -> list[Message]:
     records = await context.runtime.messages.set_engagement(
-        context.environment_id, ids, status, on=on, metadata=metadata
+        context.environment_id, ids, status, on=on, metadata=metadata, recipient=_token_user(context)
     )
     return [_message(context, record) for record in records]
 
@@ -186,6 +193,9 @@ async def bulk_update_channel_messages(request: Request, context: RequestContext
         if raw.strip()
         else BulkUpdateMessagesForChannelRequest()
     )
+    if context.token_user is not None:
+        # A signed user changes its own messages only, whoever the filters name.
+        body = body.model_copy(update={"user_ids": [context.token_user], "recipient_ids": None})
     operation = await start_message_update(context.runtime, context.environment_id, channel.id, action, body)
     return bulk_operation_response(request, operation)
 

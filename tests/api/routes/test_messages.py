@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from clarion.engine.bulk import BULK_QUEUE
+from clarion.runtime import build_worker
 from clarion.store.environments import KeyKind
+from tests.api.test_user_tokens import sign, token_header, with_signing_key
 from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
 
@@ -359,3 +363,42 @@ async def test_unknown_messages_and_other_environments(
 async def test_message_lists_need_a_secret_key(env: EnvFixture) -> None:
     assert_error(await env.get("/v1/messages", kind=KeyKind.PUBLISHABLE), 403, "incorrect_token_type")
     assert (await env.get(feed_path(env), kind=KeyKind.PUBLISHABLE)).status_code == 200
+
+
+async def test_a_signed_user_acts_on_its_own_messages_only(env: EnvFixture, tmp_path: Path) -> None:
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    await with_signing_key(env, private_key)
+    await push_workflow(env, tmp_path, "alpha", feed_workflow([]))
+    await env.post(
+        "/v1/workflows/alpha/trigger", json={"recipients": [{"id": "ada"}, {"id": "bob"}], "data": {"n": 1}}
+    )
+    await run_workflow_jobs(env.runtime)
+    [ada_message] = (await env.get("/v1/users/ada/messages")).json()["items"]
+    [bob_message] = (await env.get("/v1/users/bob/messages")).json()["items"]
+    as_ada = {**token_header(sign(private_key, "ada"))}
+
+    own = await env.put(f"/v1/messages/{ada_message['id']}/read", kind=KeyKind.PUBLISHABLE, headers=as_ada)
+    assert own.status_code == 200, own.text
+    other = await env.put(f"/v1/messages/{bob_message['id']}/read", kind=KeyKind.PUBLISHABLE, headers=as_ada)
+    assert_error(other, 404, "resource_missing")
+    batch = await env.post(
+        "/v1/messages/batch/seen",
+        json={"message_ids": [ada_message["id"], bob_message["id"]]},
+        kind=KeyKind.PUBLISHABLE,
+        headers=as_ada,
+    )
+    assert [m["id"] for m in batch.json()] == [ada_message["id"]]
+    bulk = await env.post(
+        f"/v1/channels/{feed_channel_id(env.runtime)}/messages/bulk/archive",
+        json={"user_ids": ["bob"]},
+        kind=KeyKind.PUBLISHABLE,
+        headers=as_ada,
+    )
+    assert bulk.status_code == 200, bulk.text
+    await build_worker(env.runtime).drain([BULK_QUEUE])
+    bob_now = (await env.get(f"/v1/messages/{bob_message['id']}")).json()
+    assert (bob_now["read_at"], bob_now["seen_at"], bob_now["archived_at"]) == (None, None, None)
+    assert (await env.get(f"/v1/messages/{ada_message['id']}")).json()["archived_at"] is not None
+    # Without a token the publishable key is not tied to a user, as in Knock without enhanced security.
+    untied = await env.put(f"/v1/messages/{bob_message['id']}/read", kind=KeyKind.PUBLISHABLE)
+    assert untied.status_code == 200
