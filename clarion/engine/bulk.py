@@ -419,11 +419,9 @@ class BulkOperationJob:
         return result
 
 
-def bulk_job_handlers(
-    runtime: Runtime, handlers: Mapping[str, BulkHandler] = BULK_HANDLERS
-) -> dict[str, JobHandler]:
+def bulk_job_handlers(runtime: Runtime) -> dict[str, JobHandler]:
     """The job handlers this module contributes to the worker (`clarion.runtime.build_worker`)."""
-    return {BULK_OPERATION_JOB: BulkOperationJob(runtime, handlers)}
+    return {BULK_OPERATION_JOB: BulkOperationJob(runtime, BULK_HANDLERS)}
 
 
 async def bulk_operation_discarded(connection: AsyncConnection, job: JobRecord) -> None:

@@ -71,7 +71,7 @@ async def _execute(
     if not await conditions_hold(step.conditions, scope):
         return StepResult.skipped(step.ref, step.type, "conditions_not_met")
     if isinstance(step, ChannelStep):
-        return await run_channel_step(runtime, connection, context, step)
+        return await run_channel_step(runtime, connection, context, step, scope)
     assert isinstance(step, DelayStep)
     return run_delay_step(context, step)
 

@@ -25,11 +25,7 @@ def _stamp(value: Any) -> str | None:
 
 
 def _key(reference: str | dict[str, str] | None) -> RecipientKey | None:
-    if reference is None:
-        return None
-    if isinstance(reference, str):
-        return RecipientKey.user(reference)
-    return RecipientKey(reference["collection"], reference["id"])
+    return None if reference is None else RecipientKey.from_reference(reference)
 
 
 def referenced_keys(records: Sequence[MessageRecord]) -> set[RecipientKey]:

@@ -45,6 +45,13 @@ class RecipientKey(NamedTuple):
         """Knock's `RecipientReference`: a user by id, an object by collection and id."""
         return self.id if self.is_user else {"collection": self.collection, "id": self.id}
 
+    @classmethod
+    def from_reference(cls, reference: str | dict[str, str]) -> RecipientKey:
+        """The key a stored `reference()` names."""
+        if isinstance(reference, str):
+            return cls.user(reference)
+        return cls(reference["collection"], reference["id"])
+
 
 @dataclass(frozen=True)
 class RecipientUpsert:

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.channels import Channel
-from clarion.engine.conditions import conditions_hold, parse_condition_list
+from clarion.engine.conditions import ConditionScope, conditions_hold, parse_condition_list
 from clarion.engine.preference_evaluation import (
     PreferenceLayers,
     SendContext,
     effective_preferences,
     evaluate_preferences,
 )
-from clarion.engine.run_scope import RunContext, condition_scope
+from clarion.engine.run_scope import RunContext
 from clarion.engine.steps.result import StepResult
 from clarion.engine.templates import TemplateError, TemplateRenderer, render_markdown
 from clarion.engine.workflow_definition import TEMPLATE_FIELDS, ChannelStep
@@ -204,9 +204,13 @@ def _feed_blocks(
 
 
 async def run_channel_step(
-    runtime: Runtime, connection: AsyncConnection, context: RunContext, step: ChannelStep
+    runtime: Runtime,
+    connection: AsyncConnection,
+    context: RunContext,
+    step: ChannelStep,
+    scope: ConditionScope,
 ) -> StepResult:
-    scope = condition_scope(context, connection, runtime.renderer)
+    """`scope` is the run's condition scope, which preference conditions are evaluated in too."""
     channel = runtime.channels.by_key(step.channel_key)
     if channel is None or channel.type != step.channel_type:
         return StepResult.skipped(step.ref, "channel", "channel_not_configured", channel_key=step.channel_key)

@@ -11,11 +11,14 @@ import pytest
 
 from clarion.engine.bulk import (
     BULK_DISCARD_HOOKS,
+    BULK_HANDLERS,
+    BULK_OPERATION_JOB,
     BULK_QUEUE,
+    CHUNK_ROWS,
     BulkHandler,
     BulkKind,
+    BulkOperationJob,
     ChunkResult,
-    bulk_job_handlers,
     start_bulk_operation,
 )
 from clarion.errors import InvalidInputError
@@ -28,15 +31,21 @@ from tests.conftest import EnvFixture, assert_error
 
 
 async def run_bulk_jobs(
-    runtime: Runtime, handlers: Mapping[str, BulkHandler] | None = None, *, with_scheduled: bool = False
+    runtime: Runtime,
+    handlers: Mapping[str, BulkHandler] | None = None,
+    *,
+    chunk_rows: int | None = None,
+    with_scheduled: bool = False,
 ) -> Counter[JobState]:
-    """Run the bulk queue until it is empty, as a worker would."""
-    if handlers is None:
+    """Run the bulk queue until it is empty, as a worker would (with `handlers` in chunks of `chunk_rows`
+    rows, when given)."""
+    if handlers is None and chunk_rows is None:
         worker = build_worker(runtime)
     else:
+        job = BulkOperationJob(runtime, handlers or BULK_HANDLERS, chunk_rows or CHUNK_ROWS)
         worker = Worker(
             runtime.queue,
-            bulk_job_handlers(runtime, handlers),
+            {BULK_OPERATION_JOB: job},
             WorkerOptions({BULK_QUEUE: 1}),
             on_discarded=BULK_DISCARD_HOOKS,
         )

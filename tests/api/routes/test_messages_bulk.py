@@ -4,31 +4,24 @@ one event per message changed; bad requests queue nothing; other environments an
 
 from __future__ import annotations
 
+import functools
 import json
-from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clarion.engine.bulk import (
-    BULK_DISCARD_HOOKS,
     BULK_HANDLERS,
-    BULK_OPERATION_JOB,
-    BULK_QUEUE,
-    BulkHandler,
     BulkKind,
-    BulkOperationJob,
     ChunkResult,
     update_channel_messages,
 )
 from clarion.jobs.job import JobState
-from clarion.jobs.worker import Worker, WorkerOptions
 from clarion.runtime import Runtime
 from clarion.store.environments import KeyKind
 from clarion.store.pagination import PageRequest
-from tests.api.routes.test_bulk_operations import completed
+from tests.api.routes.test_bulk_operations import completed, run_bulk_jobs
 from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
 ALL = {0, 1, 2, 3, 4}
@@ -153,21 +146,8 @@ async def start(
     return operation
 
 
-async def run_bulk(
-    runtime: Runtime,
-    handlers: Mapping[str, BulkHandler] = BULK_HANDLERS,
-    *,
-    chunk_rows: int = 2,
-    with_scheduled: bool = False,
-) -> Counter[JobState]:
-    """Run the bulk queue until it is empty, in chunks of `chunk_rows` rows."""
-    worker = Worker(
-        runtime.queue,
-        {BULK_OPERATION_JOB: BulkOperationJob(runtime, handlers, chunk_rows)},
-        WorkerOptions({BULK_QUEUE: 1}),
-        on_discarded=BULK_DISCARD_HOOKS,
-    )
-    return await worker.drain([BULK_QUEUE], with_scheduled=with_scheduled)
+run_bulk = functools.partial(run_bulk_jobs, chunk_rows=2)
+"""The bulk queue run in chunks of two messages, so that every operation spans chunks."""
 
 
 async def finished(env: EnvFixture, operation_id: str) -> dict[str, Any]:
