@@ -18,8 +18,9 @@ from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handler
 from clarion.engine.housekeeping import IdempotencyKeyPruner
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
-from clarion.engine.trigger import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE, TriggerIntake, start_runs
+from clarion.engine.trigger import TriggerIntake, start_runs
 from clarion.engine.workflow_catalog import WorkflowCatalog
+from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome

@@ -25,7 +25,7 @@ import pytest
 
 from clarion.api.app import create_app
 from clarion.config import RateLimitMode, Settings
-from clarion.engine.trigger import WORKFLOW_QUEUE
+from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
 from clarion.runtime import Runtime, build_runtime, build_worker
 from clarion.store.environments import KeyKind
 

@@ -1,46 +1,58 @@
-"""Executing a run, one step per job: the `workflow_step` job runs the step at its run's position, then
-checkpoints in ONE transaction what the step produced (messages, events, `refs` results) together with
-moving the run on, enqueueing the next step's job and completing its own job.
+"""Executing runs: every run goes through its steps for as long as they take no time, then records where it
+got to, in ONE transaction with what its steps produced (messages, events, `refs` results) and the job of
+the step it waits at.
 
-That transaction is what makes a crash harmless: before its commit nothing of the step is recorded and the
-job runs again; after it, the step is done and the next one queued. Two guards keep a step from being
-recorded twice when a job runs twice (a worker stalled past its lease): the run moves on only from the
-position the step was read at (`clarion.store.workflow_runs.advance`), and the job completes only while
-its attempt is still the executing one (`complete_in`, first, so that a rescue skips the locked job); the
+Runs are executed many at once: a trigger's fan-out executes the first steps of all its runs before
+writing a single one (`clarion.engine.trigger`), and a step's job those of its one run. Each step reads
+what it needs for all the runs at it in one query per kind (`clarion.engine.run_scope`, the channel step),
+so that a thousand recipients cost a handful of queries and one transaction, not a thousand of each. A run
+waits, and gets a job, only where time must pass: a delay, or a step that raised, whose job retries it.
+
+The transaction is what makes a crash harmless: before its commit nothing of the steps is recorded and
+they run again; after it, they are done and the waiting step's job is queued. A run is created together
+with its first steps' results, so it is never seen half started. Two guards keep a step's job from being
+recorded twice when it runs twice (a worker stalled past its lease): the job completes only while its
+attempt is still the executing one (`complete_in`, first, so that a rescue skips the locked job), and the
+run moves on only from the position the step was read at (`clarion.store.workflow_runs.advance`); the
 first failing rolls the transaction back, the second leaves only the job's completion to commit.
 
-A run whose job finds it finished (cancelled, say) or already past that step does nothing. Before its first
-step the run checks the workflow's trigger conditions; at every step, that the workflow is still active and
-the recipient still exists, and ends otherwise, as Knock does. A step that raises is retried by the queue
-(three attempts); when its last attempt fails, `step_discarded` ends the run in the discarding transaction
-with the error recorded on it.
+Before its first step a run checks the workflow's trigger conditions; at every step, that the workflow is
+still active and the recipient still exists, and ends otherwise, as Knock does. A step's job that raises is
+retried by the queue (three attempts); when its last attempt fails, `step_discarded` ends the run in the
+discarding transaction with the error recorded on it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clarion.engine.conditions import conditions_hold
-from clarion.engine.run_scope import RunContext, condition_scope, load_context
-from clarion.engine.steps.channel import run_channel_step
+from clarion.engine.conditions import ConditionScope, conditions_hold
+from clarion.engine.run_scope import RunContext, condition_scope, load_contexts, refs_entry
+from clarion.engine.steps.channel import run_channel_steps
 from clarion.engine.steps.delay import run_delay_step
 from clarion.engine.steps.result import StepResult
-from clarion.engine.trigger import step_job
-from clarion.engine.workflow_definition import ChannelStep, DelayStep
+from clarion.engine.workflow_definition import ChannelStep, DelayStep, WorkflowDefinition
+from clarion.engine.workflow_jobs import step_job
+from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.job import Acknowledged, JobRecord, Outcome, Superseded
 from clarion.store.clock import utcnow
-from clarion.store.messages import insert_messages
+from clarion.store.messages import NewMessage, insert_messages
 from clarion.store.workflow_runs import (
     FINISHED,
     FIRST_POSITION,
     RunEvent,
+    RunRecord,
     RunStatus,
     add_events,
     advance,
+    insert_runs,
     read_run,
 )
 
@@ -48,36 +60,186 @@ if TYPE_CHECKING:
     from clarion.runtime import Runtime
 
 
-@dataclass(frozen=True)
-class _Ending:
-    """The run stops here, for `reason`."""
+@dataclass
+class RunProgress:
+    """Where one run got to in one pass of execution, and what its steps produced on the way."""
 
-    reason: str
+    context: RunContext
+    scope: ConditionScope
+    index: int | None
+    """The step the run is at; None once it has finished."""
+    status: RunStatus
+    step_results: dict[str, Any]
+    events: list[RunEvent] = field(default_factory=list)
+    messages: list[NewMessage] = field(default_factory=list)
+    wait_seconds: float = 0.0
+    error: Exception | None = None
+    """The step at `index` raised: the run waits there for its job to retry it."""
+
+    @property
+    def run(self) -> RunRecord:
+        return self.context.run
+
+    @property
+    def runnable(self) -> bool:
+        return self.index is not None and self.wait_seconds == 0 and self.error is None
+
+    def end(self, reason: str) -> None:
+        self.events.append(RunEvent("run_ended", data={"reason": reason}))
+        self.index, self.status = None, RunStatus.COMPLETED
+
+    def record(self, index: int, result: StepResult) -> None:
+        """The step at `index` produced `result`; the run is at the next step, or done."""
+        steps = self.context.definition.steps
+        self.events.extend(result.events)
+        self.messages.extend(result.messages)
+        if result.step_result is not None and index < len(steps):
+            ref = steps[index].ref
+            self.step_results[ref] = result.step_result
+            self.context.refs[ref] = refs_entry([(message.status, []) for message in result.messages])
+        following = index + 1
+        if result.wait_seconds > 0:
+            # Even after the last step, so that the run stays open until its delay is over.
+            self.index, self.wait_seconds, self.status = following, result.wait_seconds, RunStatus.PAUSED
+        elif following < len(steps):
+            self.index, self.status = following, RunStatus.PROCESSING
+        else:
+            self.events.append(RunEvent("run_completed"))
+            self.index, self.status = None, RunStatus.COMPLETED
+
+    def moved(self, now: datetime) -> RunRecord:
+        """The run as it stands after this pass."""
+        return dataclasses.replace(
+            self.run,
+            position=None if self.index is None else str(self.index),
+            status=self.status,
+            step_results=self.step_results,
+            updated_at=now,
+        )
 
 
-async def _execute(
-    runtime: Runtime, connection: AsyncConnection, context: RunContext, index: int
-) -> StepResult | _Ending:
-    run, definition = context.run, context.definition
-    if context.recipient is None:
-        return _Ending("recipient_missing")
-    starting = run.position == FIRST_POSITION and run.status is RunStatus.QUEUED
-    scope = condition_scope(context, connection, runtime.renderer)
-    if starting and not await conditions_hold(definition.conditions, scope):
-        return _Ending("trigger_conditions_not_met")
+async def _run_step(
+    runtime: Runtime, connection: AsyncConnection, index: int, progress: Sequence[RunProgress]
+) -> None:
+    """The step at `index` for each run of `progress`, which all stand at it."""
+    definition = progress[0].context.definition
     if index >= len(definition.steps):
-        return StepResult()
+        for each in progress:
+            each.record(index, StepResult())
+        return
     step = definition.steps[index]
-    if not await conditions_hold(step.conditions, scope):
-        return StepResult.skipped(step.ref, step.type, "conditions_not_met")
+    held: list[RunProgress] = []
+    for each in progress:
+        try:
+            if await conditions_hold(step.conditions, each.scope):
+                held.append(each)
+            else:
+                each.record(index, StepResult.skipped(step.ref, step.type, "conditions_not_met"))
+        except Exception as exc:
+            each.error = exc
+    results: Sequence[StepResult | Exception]
     if isinstance(step, ChannelStep):
-        return await run_channel_step(runtime, connection, context, step, scope)
-    assert isinstance(step, DelayStep)
-    return run_delay_step(context, step)
+        results = await run_channel_steps(runtime, connection, step, [(p.context, p.scope) for p in held])
+    else:
+        assert isinstance(step, DelayStep)
+        results = [run_delay_step(p.context, step) for p in held]
+    for each, result in zip(held, results, strict=True):
+        if isinstance(result, Exception):
+            each.error = result
+        else:
+            each.record(index, result)
+
+
+async def execute_runs(
+    runtime: Runtime,
+    connection: AsyncConnection,
+    runs: Sequence[RunRecord],
+    definition: WorkflowDefinition,
+    *,
+    active: bool,
+    now: datetime,
+) -> list[RunProgress]:
+    """Take each of `runs` (unfinished, of one environment and workflow version) through its steps until
+    it finishes or must wait, reading through `connection` and writing nothing."""
+    if not runs:
+        return []
+    contexts = await load_contexts(connection, runs[0].environment_id, runs, definition, now)
+    progress: list[RunProgress] = []
+    for context in contexts:
+        run = context.run
+        assert run.position is not None
+        each = RunProgress(
+            context=context,
+            scope=condition_scope(context, connection, runtime.renderer),
+            index=int(run.position),
+            status=run.status,
+            step_results=dict(run.step_results),
+        )
+        progress.append(each)
+        starting = run.position == FIRST_POSITION and run.status is RunStatus.QUEUED
+        conditions_met = True
+        if starting and active and context.recipient is not None:
+            try:
+                conditions_met = await conditions_hold(definition.conditions, each.scope)
+            except Exception as exc:
+                each.error = exc  # it stays queued, for its job to start it afresh
+                continue
+        if starting:
+            each.events.append(RunEvent("run_started"))
+            each.status = RunStatus.PROCESSING
+        if not active:
+            each.end("workflow_inactive")
+        elif context.recipient is None:
+            each.end("recipient_missing")
+        elif not conditions_met:
+            each.end("trigger_conditions_not_met")
+    while runnable := [each for each in progress if each.runnable]:
+        at_step: dict[int, list[RunProgress]] = defaultdict(list)
+        for each in runnable:
+            assert each.index is not None
+            at_step[each.index].append(each)
+        for index in sorted(at_step):
+            await _run_step(runtime, connection, index, at_step[index])
+    return progress
+
+
+async def record_progress(
+    connection: AsyncConnection,
+    queue: QueueEngine,
+    progress: Sequence[RunProgress],
+    *,
+    created: bool,
+    now: datetime,
+) -> None:
+    """Write, in the caller's transaction, where each run got to and what it produced, with the job of the
+    step it waits at. `created`: the runs are new and inserted as they stand (those a trigger job already
+    inserted before a crash are left as they are); else each moves on from the position it was read at,
+    unless it moved meanwhile."""
+    if not progress:
+        return
+    environment_id = progress[0].run.environment_id
+    if created:
+        inserted = set(await insert_runs(connection, environment_id, [each.moved(now) for each in progress]))
+        written = [each for each in progress if each.run.id in inserted]
+    else:
+        written = [each for each in progress if await advance(connection, each.run, each.moved(now))]
+    await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
+    await add_events(connection, environment_id, [(each.run.id, e) for each in written for e in each.events])
+    jobs = [
+        step_job(
+            environment_id,
+            each.run.id,
+            str(each.index),
+            scheduled_at=now + timedelta(seconds=each.wait_seconds) if each.wait_seconds else None,
+        )
+        for each in written
+        if each.index is not None
+    ]
+    await queue.insert_all(connection, jobs)
 
 
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
-    """The `workflow_step` job."""
+    """The `workflow_step` job: its run goes on from the step it waited at."""
     environment_id, run_id, position = job.args["environment_id"], job.args["run_id"], job.args["position"]
     run = await runtime.workflow_runs.get(environment_id, run_id)
     if run is None or run.status.value in FINISHED or run.position != position:
@@ -89,45 +251,16 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     # forever on a pool that concurrent steps have emptied the same way.
     current = await runtime.workflows.current(environment_id, run.workflow_key)
     now = utcnow()
-    index = int(position)
-    outcome: StepResult | _Ending
-    if current is not None and not current.active:
-        outcome = _Ending("workflow_inactive")
-    else:
-        async with runtime.database.reader.connect() as connection:
-            context = await load_context(connection, run, definition, now)
-            outcome = await _execute(runtime, connection, context, index)
-    events: list[RunEvent] = []
-    if run.status is RunStatus.QUEUED:
-        events.append(RunEvent("run_started"))
-    if isinstance(outcome, _Ending):
-        next_position = None
-        result = StepResult(events=[RunEvent("run_ended", data={"reason": outcome.reason})])
-    else:
-        result = outcome
-        following = index + 1
-        next_position = str(following) if following < len(definition.steps) else None
-    step_results = dict(run.step_results)
-    if result.step_result is not None and index < len(definition.steps):
-        step_results[definition.steps[index].ref] = result.step_result
-    if next_position is None:
-        status = RunStatus.COMPLETED
-        if not isinstance(outcome, _Ending):
-            result.events.append(RunEvent("run_completed"))
-    else:
-        status = RunStatus.PAUSED if result.wait_seconds > 0 else RunStatus.PROCESSING
+    async with runtime.database.reader.connect() as connection:
+        [progress] = await execute_runs(
+            runtime, connection, [run], definition, active=current is None or current.active, now=now
+        )
+    if progress.error is not None and progress.index == int(position):
+        raise progress.error  # this job's own step failed: the queue retries it
     async with runtime.database.writer.begin() as connection:
-        if not await advance(
-            connection, run, position=next_position, status=status, step_results=step_results
-        ):
+        if not await runtime.queue.complete_in(connection, job):
             raise Superseded
-        await insert_messages(connection, environment_id, result.messages)
-        await add_events(connection, environment_id, run.id, [*events, *result.events])
-        if next_position is not None:
-            scheduled_at = now + timedelta(seconds=result.wait_seconds) if result.wait_seconds > 0 else None
-            await runtime.queue.insert(
-                connection, step_job(environment_id, run.id, next_position, scheduled_at=scheduled_at)
-            )
+        await record_progress(connection, runtime.queue, [progress], created=False, now=now)
     return Acknowledged()
 
 
@@ -138,14 +271,11 @@ async def step_discarded(connection: AsyncConnection, job: JobRecord) -> None:
     if run is None or run.status.value in FINISHED or run.position != job.args["position"]:
         return
     error: Any = job.errors[-1]["error"] if job.errors else "the step failed"
-    await advance(connection, run, position=None, status=RunStatus.COMPLETED, errors=1)
-    await add_events(
-        connection,
-        environment_id,
-        run.id,
-        [
-            RunEvent(
-                "step_failed", status="error", attempt=job.attempt, data={"error": error.splitlines()[-1]}
-            )
-        ],
+    halted = dataclasses.replace(
+        run, position=None, status=RunStatus.COMPLETED, error_count=run.error_count + 1, updated_at=utcnow()
     )
+    await advance(connection, run, halted)
+    event = RunEvent(
+        "step_failed", status="error", attempt=job.attempt, data={"error": error.splitlines()[-1]}
+    )
+    await add_events(connection, environment_id, [(run.id, event)])

@@ -10,9 +10,10 @@ Entities are serialised as Knock serialises them (`__typename`, `id`, custom pro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,9 +48,11 @@ class RunContext:
     tenant: RecipientRecord | None
     now: datetime
     refs: dict[str, dict[str, Any]]
-    """Per earlier step ref, the current statuses of the messages it made (`refs.<ref>.…` conditions)."""
+    """Per earlier step ref, the current statuses of the messages it made (`refs.<ref>.…` conditions);
+    the run executor adds the steps it executes."""
 
-    def serialised_recipient(self) -> dict[str, Any] | None:
+    @cached_property
+    def _recipient_wire(self) -> dict[str, Any] | None:
         if self.recipient is None:
             return None
         serialised = serialise_recipient(self.recipient)
@@ -57,6 +60,17 @@ class RunContext:
         if subscription is not None:
             serialised["subscription"] = subscription
         return serialised
+
+    @cached_property
+    def _actor_wire(self) -> dict[str, Any] | None:
+        return None if self.actor is None else serialise_recipient(self.actor)
+
+    @cached_property
+    def _tenant_wire(self) -> dict[str, Any] | None:
+        return None if self.tenant is None else serialise_recipient(self.tenant)
+
+    def serialised_recipient(self) -> dict[str, Any] | None:
+        return self._recipient_wire
 
     def workflow(self) -> dict[str, Any]:
         return {
@@ -74,9 +88,9 @@ class RunContext:
         `refs` (what earlier steps produced)."""
         return {
             "data": self.run.data,
-            "recipient": self.serialised_recipient() or {},
-            "actor": {} if self.actor is None else serialise_recipient(self.actor),
-            "tenant": {} if self.tenant is None else serialise_recipient(self.tenant),
+            "recipient": self._recipient_wire or {},
+            "actor": self._actor_wire or {},
+            "tenant": self._tenant_wire or {},
             "vars": {},
             "workflow": self.workflow(),
             "refs": self.refs,
@@ -85,9 +99,9 @@ class RunContext:
     def template_scope(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {
             "data": self.run.data,
-            "recipient": self.serialised_recipient(),
-            "actor": None if self.actor is None else serialise_recipient(self.actor),
-            "tenant": None if self.tenant is None else serialise_recipient(self.tenant),
+            "recipient": self._recipient_wire,
+            "actor": self._actor_wire,
+            "tenant": self._tenant_wire,
             "vars": {},
             "workflow": self.workflow(),
             "timestamp": format_timestamp(self.now),
@@ -117,42 +131,58 @@ def condition_scope(
     )
 
 
-async def _refs(connection: AsyncConnection, run: RunRecord) -> dict[str, dict[str, Any]]:
+def refs_entry(statuses: Sequence[tuple[str, Sequence[str]]]) -> dict[str, Any]:
+    """What `refs.<ref>` reads for a step whose messages stand at `statuses` (delivery status, engagement
+    statuses), each message's; a step that made no message has no delivery status."""
+    return {
+        "delivery_status": statuses[0][0] if statuses else None,
+        "engagement_status": sorted({status for _, engaged in statuses for status in engaged}),
+    }
+
+
+def _refs(run: RunRecord, current: Mapping[str, tuple[str, list[str]]]) -> dict[str, dict[str, Any]]:
     """What each earlier step made, with its messages' statuses as they stand now: a message read since
-    its step ran counts as read. A skipped step has no delivery status."""
-    made = {ref: result.get("message_ids", []) for ref, result in run.step_results.items()}
-    current = await message_statuses(
-        connection, run.environment_id, [i for ids in made.values() for i in ids]
-    )
+    its step ran counts as read."""
     refs: dict[str, dict[str, Any]] = {}
-    for ref, ids in made.items():
+    for ref, result in run.step_results.items():
+        ids = result.get("message_ids", [])
         statuses = [current[message_id] for message_id in ids if message_id in current]
         if ids and not statuses:
             continue  # its messages are gone: conditions on them are false
-        refs[ref] = {
-            "delivery_status": statuses[0][0] if statuses else None,
-            "engagement_status": sorted({status for _, engaged in statuses for status in engaged}),
-        }
+        refs[ref] = refs_entry(statuses)
     return refs
 
 
-async def load_context(
-    connection: AsyncConnection, run: RunRecord, definition: WorkflowDefinition, now: datetime
-) -> RunContext:
-    """The run's recipient, actor and tenant as they stand now, in one query per kind of entity."""
-    keys = [run.recipient]
-    if run.actor is not None:
-        keys.append(run.actor)
-    tenant_key = None if run.tenant is None else RecipientKey(TENANTS_COLLECTION, run.tenant)
-    if tenant_key is not None:
-        keys.append(tenant_key)
-    found = await load_recipients(connection, run.environment_id, keys)
-    return RunContext(
-        refs=await _refs(connection, run),
-        run=run,
-        definition=definition,
-        recipient=found.get(run.recipient),
-        actor=None if run.actor is None else found.get(run.actor),
-        tenant=None if tenant_key is None else found.get(tenant_key),
-        now=now,
-    )
+async def load_contexts(
+    connection: AsyncConnection,
+    environment_id: str,
+    runs: Sequence[RunRecord],
+    definition: WorkflowDefinition,
+    now: datetime,
+) -> list[RunContext]:
+    """What the steps of `runs` (of one environment and workflow version) see: their recipients, actors
+    and tenants as they stand now, and their earlier messages' statuses, in one query per kind."""
+
+    def tenant_key(run: RunRecord) -> RecipientKey | None:
+        return None if run.tenant is None else RecipientKey(TENANTS_COLLECTION, run.tenant)
+
+    keys = {key for run in runs for key in (run.recipient, run.actor, tenant_key(run)) if key is not None}
+    found = await load_recipients(connection, environment_id, keys)
+    made = [i for run in runs for result in run.step_results.values() for i in result.get("message_ids", [])]
+    current = await message_statuses(connection, environment_id, made)
+
+    def get(key: RecipientKey | None) -> RecipientRecord | None:
+        return None if key is None else found.get(key)
+
+    return [
+        RunContext(
+            run=run,
+            definition=definition,
+            recipient=found.get(run.recipient),
+            actor=get(run.actor),
+            tenant=get(tenant_key(run)),
+            now=now,
+            refs=_refs(run, current),
+        )
+        for run in runs
+    ]

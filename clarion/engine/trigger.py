@@ -7,12 +7,13 @@ current now (the run pins it), and answers with the trigger's `workflow_run_id`.
 the request, which keeps the intake to one insert.
 
 The job (`start_runs`) identifies the inline recipients, actor and tenant, fans object recipients out to
-their subscribers (two levels, each recipient once, the actor never reached through a subscription), and
-writes every run with its first step job, completing itself in that same transaction: a crash before the
-commit leaves the job to run again with nothing written, and after it nothing to redo. A fan-out larger
-than `RUNS_PER_TRANSACTION` is written a chunk per transaction, the job completing with the last. Runs are
-unique per (trigger, recipient), so a job that stopped midway, or lost its lease and ran twice, starts
-each run once.
+their subscribers (two levels, each recipient once, the actor never reached through a subscription),
+executes every run's steps up to the first that must wait (`clarion.engine.run_executor`), and writes the
+runs as they stand then, with their messages and the jobs of the steps they wait at, completing itself in
+that same transaction: a crash before the commit leaves the job to run again with nothing written, and
+after it nothing to redo. A fan-out larger than `RUNS_PER_TRANSACTION` is executed and written a chunk per
+transaction, the job completing with the last. Runs are unique per (trigger, recipient), so a job that
+stopped midway, or lost its lease and ran twice, starts each run once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import jsonschema
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clarion.engine.run_executor import execute_runs, record_progress
+from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.job import Acknowledged, Cancel, Job, JobRecord, Superseded
@@ -35,6 +38,7 @@ from clarion.schemas.tenants import TenantRequest
 from clarion.schemas.users import InlineIdentifyUserRequest
 from clarion.schemas.workflows import TRIGGER_DATA_KEY, TriggerWorkflowRequest
 from clarion.store import json_codec
+from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.group_commit import GroupCommitter
 from clarion.store.idempotency_keys import claim
@@ -49,7 +53,7 @@ from clarion.store.recipients import ensure_recipients
 from clarion.store.subscriptions import subscribers_of
 from clarion.store.tables import TENANTS_COLLECTION
 from clarion.store.tenants import TenantEntry, upsert_tenants
-from clarion.store.workflow_runs import FIRST_POSITION, NewRun, insert_runs
+from clarion.store.workflow_runs import FIRST_POSITION, RunRecord, RunStatus
 from clarion.store.workflows import document_sha
 
 if TYPE_CHECKING:
@@ -57,27 +61,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WORKFLOW_QUEUE = "workflows"
-TRIGGER_JOB = "workflow_trigger"
-STEP_JOB = "workflow_step"
 TRIGGER_ATTEMPTS = 8
 """A trigger job fails only while the store does: eight attempts, backed off, span about six minutes."""
 RUNS_PER_TRANSACTION = 500
-"""How many runs (and first step jobs) one transaction of a trigger's fan-out writes at most."""
+"""How many runs one transaction of a trigger's fan-out executes and writes at most."""
 SUBSCRIPTION_DEPTH = 2
 """Object recipients notify their subscribers, and subscribed objects theirs: parent → child → user."""
-
-
-def step_job(environment_id: str, run_id: str, position: str, **job: Any) -> Job:
-    """The job that executes the run's step at `position`; one per (run, position) ever."""
-    return Job(
-        kind=STEP_JOB,
-        queue=WORKFLOW_QUEUE,
-        args={"environment_id": environment_id, "run_id": run_id, "position": position},
-        unique_key=f"{STEP_JOB}:{run_id}:{position}",
-        max_attempts=3,
-        **job,
-    )
 
 
 @dataclass(frozen=True)
@@ -278,9 +267,9 @@ def _request(job: JobRecord) -> TriggerWorkflowRequest:
 
 
 async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
-    """The `workflow_trigger` job: identify, fan out, write the runs and their first step jobs. A trigger
-    that no longer passes its checks (the channels file changed under it, say) is cancelled with the
-    reason rather than retried: trying again cannot make it pass."""
+    """The `workflow_trigger` job: identify, fan out, execute the runs' first steps and write the runs as
+    they stand after them. A trigger that no longer passes its checks (the channels file changed under
+    it, say) is cancelled with the reason rather than retried: trying again cannot make it pass."""
     args = job.args
     environment_id = args["environment_id"]
     try:
@@ -290,33 +279,42 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             "trigger %s of %s refused at run time: %s", args["workflow_run_id"], args["workflow_key"], exc
         )
         return Cancel(f"the trigger no longer passes its checks: {exc}")
+    # Looked up before the transaction's connection is taken (see `execute_step`).
+    definition = await runtime.workflows.definition(environment_id, args["version_id"])
+    if definition is None:
+        raise LookupError(f"trigger {args['workflow_run_id']} names a workflow version that does not exist")
+    current = await runtime.workflows.current(environment_id, args["workflow_key"])
+    active = current is None or current.active
     actor = None if prepared.actor is None else key_of(prepared.actor)
     settings = args["request"].get("settings") or {}
+    now = utcnow()
 
-    def new_run(recipient: RecipientKey, via: dict[str, Any] | None) -> NewRun:
-        return NewRun(
+    def new_run(recipient: RecipientKey, via: dict[str, Any] | None) -> RunRecord:
+        return RunRecord(
             id=str(uuid.uuid4()),
-            recipient=recipient,
-            data={**prepared.data, **prepared.recipient_data.get(recipient, {})},
-            settings={**settings, **({"subscription": via} if via is not None else {})},
-        )
-
-    async def start(connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]) -> None:
-        started = await insert_runs(
-            connection,
-            environment_id,
+            environment_id=environment_id,
             workflow_run_id=args["workflow_run_id"],
             workflow_key=args["workflow_key"],
             version_id=args["version_id"],
+            recipient=recipient,
             actor=actor,
             tenant=None if prepared.tenant is None else prepared.tenant.id,
             cancellation_key=args["request"].get("cancellation_key"),
+            data={**prepared.data, **prepared.recipient_data.get(recipient, {})},
+            settings={**settings, **({"subscription": via} if via is not None else {})},
             trigger_source=args["trigger_source"],
-            runs=[new_run(recipient, via) for recipient, via in reached],
+            status=RunStatus.QUEUED,
+            position=FIRST_POSITION,
+            step_results={},
+            error_count=0,
+            inserted_at=now,
+            updated_at=now,
         )
-        await runtime.queue.insert_all(
-            connection, [step_job(environment_id, run_id, FIRST_POSITION) for run_id in started]
-        )
+
+    async def start(connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]) -> None:
+        runs = [new_run(recipient, via) for recipient, via in reached]
+        progress = await execute_runs(runtime, connection, runs, definition, active=active, now=now)
+        await record_progress(connection, runtime.queue, progress, created=True, now=now)
 
     async with runtime.database.writer.begin() as connection:
         inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect
+from clarion.store.batching import chunks
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.recipient_resolution import RecipientKey
@@ -34,18 +35,21 @@ class ChannelDataRecord:
 
 
 async def read_channel_data(
-    connection: AsyncConnection, environment_id: str, recipient: RecipientKey, channel_ids: Sequence[str]
-) -> dict[str, dict[str, Any]]:
-    """The recipient's data for each of `channel_ids` that has some, by channel id."""
-    rows = await connection.execute(
-        sa.select(channel_data.c.channel_id, channel_data.c.data).where(
-            channel_data.c.environment_id == environment_id,
-            channel_data.c.recipient_collection == recipient.collection,
-            channel_data.c.recipient_id == recipient.id,
-            channel_data.c.channel_id.in_(list(channel_ids)),
+    connection: AsyncConnection, environment_id: str, channel_id: str, recipients: Sequence[RecipientKey]
+) -> dict[RecipientKey, dict[str, Any]]:
+    """The data that each of `recipients` that has some stores for the channel."""
+    found: dict[RecipientKey, dict[str, Any]] = {}
+    c = channel_data.c
+    for chunk in chunks(list(dict.fromkeys(recipients))):
+        rows = await connection.execute(
+            sa.select(c.recipient_collection, c.recipient_id, c.data).where(
+                c.environment_id == environment_id,
+                c.channel_id == channel_id,
+                sa.tuple_(c.recipient_collection, c.recipient_id).in_([tuple(key) for key in chunk]),
+            )
         )
-    )
-    return {row.channel_id: row.data for row in rows}
+        found.update((RecipientKey(row.recipient_collection, row.recipient_id), row.data) for row in rows)
+    return found
 
 
 class ChannelDataStore:

@@ -112,13 +112,13 @@ def bound_rows(
     names: Sequence[str], dialect_name: str
 ) -> tuple[sa.Subquery, Callable[[Sequence[Sequence[str | None]]], dict[str, Any]]]:
     """A source of rows bound as parameters of fixed number, whatever the number of rows: a subquery with
-    the text columns `names` and `position` (each row's place in the list), and the function giving the
+    the text columns `names` and `bound_row` (each row's place in the list), and the function giving the
     parameters for a list of rows. Arrays zipped by `unnest` on PostgreSQL, a JSON array of rows read by
     `json_each` on SQLite. One statement thus serves every batch size and is prepared once."""
     if dialect_name == "postgresql":
         arrays = [sa.bindparam(f"rows_{name}", type_=postgresql.ARRAY(sa.Text)) for name in names]
-        unnested = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="position").render_derived()
-        source = sa.select(*(unnested.c[name] for name in names), unnested.c.position).subquery("bound_rows")
+        unnested = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="bound_row").render_derived()
+        source = sa.select(*(unnested.c[name] for name in names), unnested.c.bound_row).subquery("bound_rows")
 
         def array_parameters(rows: Sequence[Sequence[str | None]]) -> dict[str, Any]:
             return {f"rows_{name}": [row[i] for row in rows] for i, name in enumerate(names)}
@@ -130,7 +130,7 @@ def bound_rows(
             sa.func.json_extract(each.c.value, sa.literal_column(f"'$[{i}]'")).label(name)
             for i, name in enumerate(names)
         ),
-        each.c.key.label("position"),
+        each.c.key.label("bound_row"),
     ).subquery("bound_rows")
 
     def json_parameters(rows: Sequence[Sequence[str | None]]) -> dict[str, Any]:

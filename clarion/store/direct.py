@@ -103,6 +103,12 @@ async def fetch_in(
     return [compiled.row(tuple(raw)) for raw in result]
 
 
+async def execute_in(connection: AsyncConnection, query: DirectQuery, parameters: Mapping[str, Any]) -> None:
+    """`fetch_in` for a statement that returns no rows."""
+    compiled = query.compiled_for(connection.dialect)
+    await connection.exec_driver_sql(compiled.sql, tuple(compiled.parameters(parameters)))
+
+
 class DirectReader(Protocol):
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]: ...
 

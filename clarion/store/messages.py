@@ -27,6 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect
+from clarion.store.batching import chunks
+from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
@@ -153,6 +155,15 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
     )
 
 
+_MESSAGE_INSERT = BulkInsert(
+    messages,
+    shared=["environment_id", "inserted_at", "updated_at"],
+    skip_conflicts_on=["run_id", "step_ref", "channel_id"],
+    returning="id",
+)
+_EVENT_INSERT = BulkInsert(message_events, shared=["environment_id", "inserted_at"])
+
+
 async def insert_messages(
     connection: AsyncConnection, environment_id: str, new: Sequence[NewMessage]
 ) -> list[str]:
@@ -164,7 +175,6 @@ async def insert_messages(
     rows = [
         {
             "id": message.id,
-            "environment_id": environment_id,
             "channel_id": message.channel_id,
             "recipient_collection": message.recipient.collection,
             "recipient_id": message.recipient.id,
@@ -178,34 +188,31 @@ async def insert_messages(
             "data": message.data,
             "content": message.content,
             "status": message.status,
+            "seen_at": None,
+            "read_at": None,
+            "interacted_at": None,
+            "link_clicked_at": None,
+            "archived_at": None,
             "metadata": None,
-            "inserted_at": now,
-            "updated_at": now,
+            "scheduled_at": None,
         }
         for message in new
     ]
-    statement = (
-        dialect.insert(messages, connection.dialect.name)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["run_id", "step_ref", "channel_id"])
-        .returning(messages.c.id)
-    )
-    inserted = [row.id for row in await connection.execute(statement)]
+    inserted = [
+        str(message_id)
+        for message_id in await _MESSAGE_INSERT.insert(
+            connection, rows, environment_id=environment_id, inserted_at=now, updated_at=now
+        )
+    ]
     wanted = set(inserted)
     events = [
-        {
-            "environment_id": environment_id,
-            "message_id": message.id,
-            "type": event,
-            "data": None,
-            "inserted_at": now,
-        }
+        {"message_id": message.id, "type": event, "data": None}
         for message in new
         if message.id in wanted
         for event in message.events
     ]
     if events:
-        await connection.execute(message_events.insert(), events)
+        await _EVENT_INSERT.insert(connection, events, environment_id=environment_id, inserted_at=now)
     return inserted
 
 
@@ -213,13 +220,16 @@ async def message_statuses(
     connection: AsyncConnection, environment_id: str, message_ids: Sequence[str]
 ) -> dict[str, tuple[str, list[str]]]:
     """For each existing message of `message_ids`: its delivery status and engagement statuses."""
-    if not message_ids:
-        return {}
     c = messages.c
-    rows = await connection.execute(
-        sa.select(messages).where(c.environment_id == environment_id, c.id.in_(list(message_ids)))
-    )
-    return {record.id: (record.status, record.engagement_statuses) for record in map(message_record, rows)}
+    found: dict[str, tuple[str, list[str]]] = {}
+    for chunk in chunks(list(message_ids)):
+        rows = await connection.execute(
+            sa.select(messages).where(c.environment_id == environment_id, c.id.in_(list(chunk)))
+        )
+        found.update(
+            (record.id, (record.status, record.engagement_statuses)) for record in map(message_record, rows)
+        )
+    return found
 
 
 class ArchivedFilter(StrEnum):

@@ -91,7 +91,7 @@ def _upsert_query(table: sa.Table, dialect_name: str) -> tuple[DirectQuery, RowP
             now,
         )
         .where(sa.true())  # SQLite reads "FROM … ON CONFLICT" as a join without it
-        .order_by(rows.c.position)
+        .order_by(rows.c.bound_row)
     )
     insert = dialect.insert(table, dialect_name).from_select(
         [

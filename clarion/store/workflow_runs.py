@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clarion.store import dialect
+from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
@@ -41,16 +41,7 @@ FIRST_POSITION = "0"
 
 
 @dataclass(frozen=True)
-class NewRun:
-    id: str
-    recipient: RecipientKey
-    data: dict[str, Any]
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class RunRecord:
-    pk: int
     id: str
     environment_id: str
     workflow_run_id: str
@@ -93,7 +84,6 @@ def run_record(row: sa.Row[Any]) -> RunRecord:
     m = row._mapping
     actor = None if m["actor_id"] is None else RecipientKey(m["actor_collection"], m["actor_id"])
     return RunRecord(
-        pk=m["pk"],
         id=m["id"],
         environment_id=m["environment_id"],
         workflow_run_id=m["workflow_run_id"],
@@ -115,79 +105,52 @@ def run_record(row: sa.Row[Any]) -> RunRecord:
     )
 
 
+_RUN_INSERT = BulkInsert(
+    workflow_runs,
+    shared=["environment_id"],
+    skip_conflicts_on=["environment_id", "workflow_run_id", "recipient_collection", "recipient_id"],
+    returning="id",
+)
+_EVENT_INSERT = BulkInsert(workflow_run_events, shared=["environment_id", "inserted_at"])
+
+
 async def insert_runs(
-    connection: AsyncConnection,
-    environment_id: str,
-    *,
-    workflow_run_id: str,
-    workflow_key: str,
-    version_id: str,
-    actor: RecipientKey | None,
-    tenant: str | None,
-    cancellation_key: str | None,
-    trigger_source: str,
-    runs: Sequence[NewRun],
+    connection: AsyncConnection, environment_id: str, runs: Sequence[RunRecord]
 ) -> list[str]:
-    """Insert the runs of one trigger in the caller's transaction, skipping recipients that already have a
-    run of it (a trigger job resumed after a crash). Returns the ids of the runs inserted."""
-    if not runs:
-        return []
-    now = utcnow()
+    """Insert runs of one trigger, as they stand, in the caller's transaction, skipping recipients that
+    already have a run of it (a trigger job resumed after a crash). Returns the ids of the runs inserted."""
     rows = [
         {
             "id": run.id,
-            "environment_id": environment_id,
-            "workflow_run_id": workflow_run_id,
-            "workflow_key": workflow_key,
-            "version_id": version_id,
+            "workflow_run_id": run.workflow_run_id,
+            "workflow_key": run.workflow_key,
+            "version_id": run.version_id,
             "recipient_collection": run.recipient.collection,
             "recipient_id": run.recipient.id,
-            "actor_collection": None if actor is None else actor.collection,
-            "actor_id": None if actor is None else actor.id,
-            "tenant": tenant,
-            "cancellation_key": cancellation_key,
+            "actor_collection": None if run.actor is None else run.actor.collection,
+            "actor_id": None if run.actor is None else run.actor.id,
+            "tenant": run.tenant,
+            "cancellation_key": run.cancellation_key,
             "data": run.data,
             "settings": run.settings,
-            "trigger_source": trigger_source,
-            "status": RunStatus.QUEUED.value,
-            "position": FIRST_POSITION,
-            "step_results": {},
-            "error_count": 0,
-            "inserted_at": now,
-            "updated_at": now,
+            "trigger_source": run.trigger_source,
+            "status": run.status.value,
+            "position": run.position,
+            "step_results": run.step_results,
+            "error_count": run.error_count,
+            "inserted_at": run.inserted_at,
+            "updated_at": run.updated_at,
         }
         for run in runs
     ]
-    inserted: list[str] = []
-    for start in range(0, len(rows), 200):
-        statement = (
-            dialect.insert(workflow_runs, connection.dialect.name)
-            .values(rows[start : start + 200])
-            .on_conflict_do_nothing(
-                index_elements=["environment_id", "workflow_run_id", "recipient_collection", "recipient_id"]
-            )
-            .returning(workflow_runs.c.id)
-        )
-        inserted.extend(row.id for row in await connection.execute(statement))
-    return inserted
+    return [
+        str(run_id) for run_id in await _RUN_INSERT.insert(connection, rows, environment_id=environment_id)
+    ]
 
 
-async def advance(
-    connection: AsyncConnection,
-    run: RunRecord,
-    *,
-    position: str | None,
-    status: RunStatus,
-    step_results: dict[str, Any] | None = None,
-    errors: int = 0,
-) -> bool:
-    """Move `run` from the position it was read at to `position` (None: finished), in the caller's
-    transaction. False, changing nothing, when the run has moved on or finished meanwhile."""
-    values: dict[str, Any] = {"position": position, "status": status.value, "updated_at": utcnow()}
-    if step_results is not None:
-        values["step_results"] = step_results
-    if errors:
-        values["error_count"] = workflow_runs.c.error_count + errors
+async def advance(connection: AsyncConnection, run: RunRecord, moved: RunRecord) -> bool:
+    """Move `run` from the position it was read at to where `moved` stands, in the caller's transaction.
+    False, changing nothing, when the run has moved on or finished meanwhile."""
     result = await connection.execute(
         workflow_runs.update()
         .where(
@@ -196,7 +159,13 @@ async def advance(
             workflow_runs.c.status.not_in(FINISHED),
             workflow_runs.c.position == run.position,
         )
-        .values(**values)
+        .values(
+            position=moved.position,
+            status=moved.status.value,
+            step_results=moved.step_results,
+            error_count=moved.error_count,
+            updated_at=moved.updated_at,
+        )
     )
     return bool(result.rowcount)
 
@@ -213,28 +182,23 @@ async def read_run(connection: AsyncConnection, environment_id: str, run_id: str
 
 
 async def add_events(
-    connection: AsyncConnection, environment_id: str, run_id: str, events: Sequence[RunEvent]
+    connection: AsyncConnection, environment_id: str, events: Sequence[tuple[str, RunEvent]]
 ) -> None:
-    if not events:
-        return
-    now = utcnow()
-    await connection.execute(
-        workflow_run_events.insert(),
-        [
-            {
-                "environment_id": environment_id,
-                "run_id": run_id,
-                "event": event.event,
-                "status": event.status,
-                "step_ref": event.step_ref,
-                "step_type": event.step_type,
-                "attempt": event.attempt,
-                "data": event.data,
-                "inserted_at": now,
-            }
-            for event in events
-        ],
-    )
+    """Record (run id, event) pairs in the caller's transaction."""
+    rows = [
+        {
+            "run_id": run_id,
+            "event": event.event,
+            "status": event.status,
+            "step_ref": event.step_ref,
+            "step_type": event.step_type,
+            "attempt": event.attempt,
+            "data": event.data,
+        }
+        for run_id, event in events
+    ]
+    if rows:
+        await _EVENT_INSERT.insert(connection, rows, environment_id=environment_id, inserted_at=utcnow())
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from clarion.config import Settings
-from clarion.engine.trigger import WORKFLOW_QUEUE
+from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
 from clarion.jobs.worker import WorkerOptions
 from clarion.runtime import build_runtime, build_worker
 

@@ -3,8 +3,10 @@ lost and none is made twice, on both stores.
 
 A worker process (`run_worker_process.py`, Clarion's own handlers) works through triggers of a
 three-message workflow while the test kills it at random moments and starts a new one, several times;
-the last one is left to finish. Every step's checkpoint is one transaction, so whatever instant the kill
-lands on, a step is either recorded once or redone by the next worker. Duplicates are looked for where
+the last one is left to finish. The workflow's first message is made by the trigger's own job, the other
+two by the step job that follows a short delay, so kills land in both. Every checkpoint is one
+transaction, so whatever instant the kill lands on, a step is either recorded once or redone by the next
+worker. Duplicates are looked for where
 no unique constraint would hide them: the runs' events, and messages per run and step.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from clarion.engine.trigger import WORKFLOW_QUEUE
+from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.store.tables import jobs, message_events, messages, workflow_run_events, workflow_runs
 from tests.conftest import EnvFixture, push_workflow
 
@@ -37,6 +39,7 @@ STEPS = [
         "channel_key": "in-app-feed",
         "template": {"markdown_body": "one {{ data.n }}"},
     },
+    {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "seconds", "value": 1}}},
     {
         "ref": "email_1",
         "type": "channel",
@@ -90,7 +93,7 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
         assert (await env.post("/v1/workflows/crash/trigger", json=body)).status_code == 200
 
     runs = FAN_OUT + SINGLE_TRIGGERS
-    expected = runs * len(STEPS)
+    expected = runs * sum(step["type"] == "channel" for step in STEPS)
     made_so_far = sa.select(sa.func.count()).where(messages.c.environment_id == env.id)
     chance = random.Random(20261202)
 
@@ -142,15 +145,13 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
                 )
             )
         )
-        rescued = [
-            row
+        rescued = {
+            row.kind
             for row in await connection.execute(
-                sa.select(jobs.c.args, jobs.c.attempt).where(
-                    jobs.c.queue == WORKFLOW_QUEUE, jobs.c.attempt > 1
-                )
+                sa.select(jobs.c.kind, jobs.c.args).where(jobs.c.queue == WORKFLOW_QUEUE, jobs.c.attempt > 1)
             )
             if row.args["environment_id"] == env.id
-        ]
+        }
         events = Counter(
             (row.run_id, row.event, row.step_ref)
             for row in await connection.execute(
@@ -159,7 +160,7 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
                 ).where(workflow_run_events.c.environment_id == env.id)
             )
         )
-    assert rescued, "no kill landed while a job ran: the test proved nothing"
+    assert rescued == {TRIGGER_JOB, STEP_JOB}, f"kills landed only in {rescued}: the test proved less"
     assert len(made) == expected, "a step lost its message"
     assert set(made.values()) == {1}
     assert len(created) == expected
@@ -167,5 +168,6 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
     assert Counter(event for (_, event, _) in events.elements()) == {
         "run_started": runs,
         "message_created": expected,
+        "delay_started": runs,
         "run_completed": runs,
     }, "a step was recorded twice or not at all"

@@ -19,6 +19,7 @@ message as `not_sent`.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,9 @@ from clarion.schemas.base import format_timestamp
 from clarion.store.channel_data import read_channel_data
 from clarion.store.messages import NewMessage, new_message_id
 from clarion.store.preferences import DEFAULT_SET_ID, read_sets
+from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import TENANTS_COLLECTION
-from clarion.store.workflow_runs import RunEvent
+from clarion.store.workflow_runs import RunEvent, RunRecord
 
 if TYPE_CHECKING:
     from clarion.runtime import Runtime
@@ -66,27 +68,41 @@ def _has_required_data(
     return data is not None and any(data.get(key) for key in keys)
 
 
-async def _preferences(connection: AsyncConnection, context: RunContext) -> dict[str, Any]:
-    run = context.run
-    environment_id, key = run.environment_id, run.recipient
-    default = await read_sets(connection, environment_id, key.collection, [key.id], DEFAULT_SET_ID)
-    tenant_default = recipient_tenant = None
-    if run.tenant is not None:
-        tenant_sets = await read_sets(
-            connection, environment_id, TENANTS_COLLECTION, [run.tenant], DEFAULT_SET_ID
-        )
-        tenant_default = tenant_sets.get(run.tenant)
-        recipient_tenant = (
-            await read_sets(connection, environment_id, key.collection, [key.id], run.tenant)
-        ).get(key.id)
-    return effective_preferences(
-        PreferenceLayers(
-            environment_default={},
-            recipient_default=default.get(key.id, {}),
-            tenant_default=tenant_default,
-            recipient_tenant=recipient_tenant,
-        )
+async def _preference_layers(
+    connection: AsyncConnection, environment_id: str, runs: Sequence[RunRecord]
+) -> dict[tuple[RecipientKey, str | None], PreferenceLayers]:
+    """The preference layers of each (recipient, tenant) of `runs`: one query per kind of set, for all."""
+    ids_by_collection: dict[str, list[str]] = defaultdict(list)
+    tenant_sets: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for run in runs:
+        ids_by_collection[run.recipient.collection].append(run.recipient.id)
+        if run.tenant is not None:
+            tenant_sets[run.recipient.collection, run.tenant].append(run.recipient.id)
+    defaults = {
+        collection: await read_sets(connection, environment_id, collection, ids, DEFAULT_SET_ID)
+        for collection, ids in ids_by_collection.items()
+    }
+    tenant_ids = sorted({run.tenant for run in runs if run.tenant is not None})
+    tenant_defaults = (
+        await read_sets(connection, environment_id, TENANTS_COLLECTION, tenant_ids, DEFAULT_SET_ID)
+        if tenant_ids
+        else {}
     )
+    per_tenant = {
+        (collection, tenant): await read_sets(connection, environment_id, collection, ids, tenant)
+        for (collection, tenant), ids in tenant_sets.items()
+    }
+    return {
+        (run.recipient, run.tenant): PreferenceLayers(
+            environment_default={},
+            recipient_default=defaults[run.recipient.collection].get(run.recipient.id, {}),
+            tenant_default=None if run.tenant is None else tenant_defaults.get(run.tenant),
+            recipient_tenant=None
+            if run.tenant is None
+            else per_tenant[run.recipient.collection, run.tenant].get(run.recipient.id),
+        )
+        for run in runs
+    }
 
 
 def _json_object(text: str, name: str) -> dict[str, Any]:
@@ -203,27 +219,65 @@ def _feed_blocks(
     return blocks
 
 
-async def run_channel_step(
+async def run_channel_steps(
     runtime: Runtime,
     connection: AsyncConnection,
-    context: RunContext,
     step: ChannelStep,
-    scope: ConditionScope,
-) -> StepResult:
-    """`scope` is the run's condition scope, which preference conditions are evaluated in too."""
+    pending: Sequence[tuple[RunContext, ConditionScope]],
+) -> list[StepResult | Exception]:
+    """The step for each of `pending` (runs of one environment, each with the condition scope that its
+    preference conditions are evaluated in too), reading what they need in one query per kind for all.
+    A run whose rendering fails gets its exception in its place, and the others their results."""
     channel = runtime.channels.by_key(step.channel_key)
     if channel is None or channel.type != step.channel_type:
-        return StepResult.skipped(step.ref, "channel", "channel_not_configured", channel_key=step.channel_key)
-    recipient = context.serialised_recipient() or {}
-    run = context.run
-    data = (await read_channel_data(connection, run.environment_id, run.recipient, [channel.id])).get(
-        channel.id
-    )
-    if not _has_required_data(channel.type, recipient, data):
+        skipped = StepResult.skipped(
+            step.ref, "channel", "channel_not_configured", channel_key=step.channel_key
+        )
+        return [skipped for _ in pending]
+    if not pending:
+        return []
+    runs = [context.run for context, _ in pending]
+    environment_id = runs[0].environment_id
+    channel_data: dict[RecipientKey, dict[str, Any]] = {}
+    if channel.type in CHANNEL_DATA_KEYS:
+        channel_data = await read_channel_data(
+            connection, environment_id, channel.id, [run.recipient for run in runs]
+        )
+    layers = await _preference_layers(connection, environment_id, runs)
+    results: list[StepResult | Exception] = []
+    for context, scope in pending:
+        run = context.run
+        try:
+            results.append(
+                await _channel_step(
+                    runtime,
+                    step,
+                    channel,
+                    context,
+                    scope,
+                    channel_data.get(run.recipient),
+                    layers[run.recipient, run.tenant],
+                )
+            )
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+async def _channel_step(
+    runtime: Runtime,
+    step: ChannelStep,
+    channel: Channel,
+    context: RunContext,
+    scope: ConditionScope,
+    data: Mapping[str, Any] | None,
+    layers: PreferenceLayers,
+) -> StepResult:
+    if not _has_required_data(channel.type, context.serialised_recipient() or {}, data):
         return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
     definition = context.definition
     decision = await evaluate_preferences(
-        await _preferences(connection, context),
+        effective_preferences(layers),
         SendContext(
             workflow_key=definition.key,
             categories=definition.categories,

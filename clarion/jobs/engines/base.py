@@ -299,7 +299,7 @@ class SQLQueueEngine(ABC):
                 now,
             )
             .where(sa.true())  # SQLite reads "FROM … ON CONFLICT" as a join without it
-            .order_by(rows.c.position)
+            .order_by(rows.c.bound_row)
         )
         columns = ["queue", "kind", "args", "state", "priority", "attempt", "max_attempts", "unique_key"]
         statement = (

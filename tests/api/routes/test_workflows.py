@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from clarion.engine import trigger
-from clarion.engine.trigger import TRIGGER_JOB, WORKFLOW_QUEUE
+from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.job import Job, JobState
 from clarion.store.environments import KeyKind
+from clarion.store.tables import jobs
 from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
 FEED_STEP = {
@@ -656,3 +658,120 @@ async def test_a_fan_out_larger_than_a_transaction_starts_every_run_once(
     assert {run["status"] for run in runs} == {"completed"}
     for n in range(5):
         assert len((await feed(env, f"sub-{n}"))["entries"]) == 1
+
+
+async def step_jobs(env: EnvFixture) -> list[tuple[str, str]]:
+    """(position, state) of each step job of the environment's runs."""
+    async with env.runtime.database.reader.connect() as connection:
+        rows = await connection.execute(sa.select(jobs.c.args, jobs.c.state).where(jobs.c.kind == STEP_JOB))
+        return sorted(
+            (row.args["position"], row.state) for row in rows if row.args["environment_id"] == env.id
+        )
+
+
+async def test_steps_that_take_no_time_run_in_the_trigger_job_and_a_waiting_step_gets_one_job(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={"recipients": [{"id": "ada"}, {"id": "bob"}], "data": {"text": "x"}},
+    )
+    await run_workflow_jobs(env.runtime)
+    assert {run["status"] for run in await runs_of(env, "greeting")} == {"completed"}
+    assert await step_jobs(env) == []
+
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "hours", "value": 1}}}
+    await push_workflow(env, tmp_path, "later", workflow(FEED_STEP, delay, {**FEED_STEP, "ref": "feed_2"}))
+    await env.post("/v1/workflows/later/trigger", json={"recipients": [{"id": "ada"}], "data": {"text": "x"}})
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    assert await step_jobs(env) == [("2", "scheduled")]
+    await run_workflow_jobs(env.runtime)
+    assert await step_jobs(env) == [("2", "completed")]
+    assert len((await feed(env, "ada"))["entries"]) == 3
+
+
+async def test_a_delay_as_the_last_step_holds_the_run_open_until_it_is_over(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "hours", "value": 1}}}
+    await push_workflow(env, tmp_path, "cooling", workflow(FEED_STEP, delay))
+    await env.post(
+        "/v1/workflows/cooling/trigger", json={"recipients": [{"id": "ada"}], "data": {"text": "x"}}
+    )
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    [run] = await runs_of(env, "cooling")
+    assert run["status"] == "paused"
+    await run_workflow_jobs(env.runtime)
+    [run] = await runs_of(env, "cooling")
+    assert run["status"] == "completed"
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{run['id']}")).json()
+    assert [event["event"] for event in detail["events"]] == [
+        "run_started",
+        "message_created",
+        "delay_started",
+        "run_completed",
+    ]
+
+
+async def test_one_recipient_whose_template_fails_holds_back_no_other(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    dividing = {**FEED_STEP, "template": {"markdown_body": "{{ data.n | divided_by: data.d }}"}}
+    await push_workflow(env, tmp_path, "dividing", workflow(dividing))
+    recipients = [{"id": "ada", "$trigger_data": {"d": 2}}, {"id": "bob", "$trigger_data": {"d": 0}}]
+    response = await env.post(
+        "/v1/workflows/dividing/trigger", json={"recipients": recipients, "data": {"n": 8}}
+    )
+    assert response.status_code == 200, response.text
+    await run_workflow_jobs(env.runtime)
+    [entry] = (await feed(env, "ada"))["entries"]
+    assert entry["blocks"][0]["content"] == "4"
+    assert (await feed(env, "bob"))["entries"] == []
+    runs = {run["recipient"]: run for run in await runs_of(env, "dividing")}
+    assert (runs["ada"]["status"], runs["ada"]["error_count"]) == ("completed", 0)
+    assert (runs["bob"]["status"], runs["bob"]["error_count"]) == ("completed", 1)
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{runs['bob']['id']}")).json()
+    assert [event["event"] for event in detail["events"]] == ["run_started", "step_failed"]
+    assert "divide by 0" in detail["events"][-1]["data"]["error"]
+
+
+async def test_a_later_step_reads_the_status_of_a_message_made_in_the_same_pass(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    follow_up = {
+        **FEED_STEP,
+        "ref": "feed_2",
+        "template": {"markdown_body": "second"},
+        "conditions": {
+            "all": [
+                {
+                    "variable": "refs.in_app_feed_1.delivery_status",
+                    "operator": "equal_to",
+                    "argument": "$message.delivered",
+                }
+            ]
+        },
+    }
+    unseen = {
+        **FEED_STEP,
+        "ref": "feed_3",
+        "template": {"markdown_body": "third"},
+        "conditions": {
+            "all": [
+                {
+                    "variable": "refs.in_app_feed_1.engagement_status",
+                    "operator": "equal_to",
+                    "argument": "$message.seen",
+                }
+            ]
+        },
+    }
+    first = {**FEED_STEP, "template": {"markdown_body": "first"}}
+    await push_workflow(env, tmp_path, "chained", workflow(first, follow_up, unseen))
+    await env.post(
+        "/v1/workflows/chained/trigger", json={"recipients": [{"id": "ada"}], "data": {"text": "x"}}
+    )
+    await run_workflow_jobs(env.runtime)
+    entries = (await feed(env, "ada"))["entries"]
+    assert [entry["blocks"][0]["content"] for entry in entries] == ["second", "first"]
