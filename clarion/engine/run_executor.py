@@ -48,9 +48,9 @@ from clarion.store.workflow_runs import (
     FINISHED,
     FIRST_POSITION,
     RunEvent,
+    RunEventRecord,
     RunRecord,
     RunStatus,
-    add_events,
     advance,
     insert_runs,
     read_run,
@@ -114,6 +114,7 @@ class RunProgress:
             position=None if self.index is None else str(self.index),
             status=self.status,
             step_results=self.step_results,
+            events=(*self.run.events, *(RunEventRecord.new(event, now) for event in self.events)),
             updated_at=now,
         )
 
@@ -224,7 +225,6 @@ async def record_progress(
     else:
         written = [each for each in progress if await advance(connection, each.run, each.moved(now))]
     await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
-    await add_events(connection, environment_id, [(each.run.id, e) for each in written for e in each.events])
     jobs = [
         step_job(
             environment_id,
@@ -271,11 +271,16 @@ async def step_discarded(connection: AsyncConnection, job: JobRecord) -> None:
     if run is None or run.status.value in FINISHED or run.position != job.args["position"]:
         return
     error: Any = job.errors[-1]["error"] if job.errors else "the step failed"
-    halted = dataclasses.replace(
-        run, position=None, status=RunStatus.COMPLETED, error_count=run.error_count + 1, updated_at=utcnow()
-    )
-    await advance(connection, run, halted)
-    event = RunEvent(
+    now = utcnow()
+    failed = RunEvent(
         "step_failed", status="error", attempt=job.attempt, data={"error": error.splitlines()[-1]}
     )
-    await add_events(connection, environment_id, [(run.id, event)])
+    halted = dataclasses.replace(
+        run,
+        position=None,
+        status=RunStatus.COMPLETED,
+        events=(*run.events, RunEventRecord.new(failed, now)),
+        error_count=run.error_count + 1,
+        updated_at=now,
+    )
+    await advance(connection, run, halted)

@@ -132,8 +132,10 @@ class _CompactHTMLRenderer(RendererHTML):
 _MARKDOWN = MarkdownIt("commonmark", renderer_cls=_CompactHTMLRenderer)
 
 
+@functools.lru_cache(maxsize=4096)
 def render_markdown(text: str) -> str:
-    """CommonMark to HTML, raw HTML passed through: `"# Hello"` gives `"<h1>Hello</h1>"`."""
+    """CommonMark to HTML, raw HTML passed through: `"# Hello"` gives `"<h1>Hello</h1>"`. Remembered for
+    the bodies seen last: a fan-out renders the same body for many of its recipients."""
     html: str = _MARKDOWN.render(text)
     return html.removesuffix("\n")
 

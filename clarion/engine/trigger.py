@@ -222,8 +222,7 @@ class TriggerIntake:
         )
 
     async def _insert(self, jobs: Sequence[Job]) -> list[None]:
-        async with self.database.writer.begin() as connection:
-            await self.queue.insert_all(connection, jobs)
+        await self.queue.enqueue_all(jobs)
         return [None] * len(jobs)
 
     async def submit(self, job: Job) -> None:
@@ -306,6 +305,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             status=RunStatus.QUEUED,
             position=FIRST_POSITION,
             step_results={},
+            events=(),
             error_count=0,
             inserted_at=now,
             updated_at=now,

@@ -61,7 +61,7 @@ class WorkflowRecipientRunEvent(TypedResponseModel):
         event = record.event
         return cls.trusted(
             {
-                "id": str(record.id),
+                "id": record.id,
                 "event": event.event,
                 "status": event.status,
                 "step_ref": event.step_ref,
@@ -77,9 +77,12 @@ class WorkflowRecipientRunDetail(WorkflowRecipientRun):
     events: list[WorkflowRecipientRunEvent]
 
     @classmethod
-    def with_events(cls, record: RunRecord, events: list[RunEventRecord]) -> WorkflowRecipientRunDetail:
+    def with_events(cls, record: RunRecord) -> WorkflowRecipientRunDetail:
         return cls.trusted(
-            {**cls.fields_of(record), "events": [WorkflowRecipientRunEvent.from_record(e) for e in events]}
+            {
+                **cls.fields_of(record),
+                "events": [WorkflowRecipientRunEvent.from_record(e) for e in record.events],
+            }
         )
 
 

@@ -15,8 +15,6 @@ nothing the second time.
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,20 +32,6 @@ from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import message_events, messages
-
-_KSUID_EPOCH = 1_400_000_000
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def new_message_id() -> str:
-    value = int.from_bytes(
-        (int(time.time()) - _KSUID_EPOCH).to_bytes(4, "big") + secrets.token_bytes(16), "big"
-    )
-    digits = []
-    for _ in range(27):
-        value, digit = divmod(value, 62)
-        digits.append(_BASE62[digit])
-    return "".join(reversed(digits))
 
 
 class Engagement(StrEnum):

@@ -310,6 +310,9 @@ workflow_runs = sa.Table(
     sa.Column("position", sa.String(255)),
     # Per step ref, what its step produced (message ids), for `refs.*` conditions.
     sa.Column("step_results", JSONType, nullable=False),
+    # What happened in the run, oldest first: {id, event, status, step_ref, step_type, attempt, data,
+    # inserted_at} each.
+    sa.Column("events", JSONType, nullable=False),
     sa.Column("error_count", sa.Integer, nullable=False),
     *_timestamps(),
     sa.UniqueConstraint("environment_id", "workflow_run_id", "recipient_collection", "recipient_id"),
@@ -318,22 +321,6 @@ workflow_runs = sa.Table(
     # The runs list, filtered by recipient or by workflow, newest first.
     sa.Index(None, "environment_id", "recipient_collection", "recipient_id", "pk"),
     sa.Index(None, "environment_id", "workflow_key", "pk"),
-)
-
-workflow_run_events = sa.Table(
-    "workflow_run_events",
-    metadata,
-    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
-    _environment_id(),
-    sa.Column("run_id", sa.String(36), nullable=False),
-    sa.Column("event", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(8), nullable=False),
-    sa.Column("step_ref", sa.String(255)),
-    sa.Column("step_type", sa.String(32)),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("data", JSONType, nullable=False),
-    sa.Column("inserted_at", UTCDateTime, nullable=False),
-    sa.Index(None, "run_id", "pk"),
 )
 
 messages = sa.Table(

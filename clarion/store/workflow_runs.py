@@ -2,11 +2,13 @@
 
 A run is one workflow version executing for one recipient; every recipient of a trigger gets its own run,
 all sharing the trigger's `workflow_run_id`, at most one per (trigger, recipient). A run records where it
-is (`position`, the index of its current step), the `data` its steps see and what each step produced
-(`step_results`). `advance` moves a run on only from the position the caller read it at, inside the
-caller's transaction, so a step that two workers execute (a rescued job) is checkpointed once: the second
-worker's transaction finds the run moved on and rolls back. Statuses are Knock's: `queued` (created, no step
-run yet), `processing`, `paused` (waiting on a delay), `completed`, `cancelled`.
+is (`position`, the index of its current step), the `data` its steps see, what each step produced
+(`step_results`) and what happened, oldest first (`events`, on the run's row: a checkpoint rewrites one
+row, whatever its steps recorded). `advance` moves a run on only from the position the caller read it
+at, inside the caller's transaction, so a step that two workers execute (a rescued job) is checkpointed
+once: the second worker's transaction finds the run moved on and rolls back. Statuses are Knock's:
+`queued` (created, no step run yet), `processing`, `paused` (waiting on a delay), `completed`,
+`cancelled`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
+from clarion.store.ksuid import new_ksuid
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import RecipientKey
-from clarion.store.tables import workflow_run_events, workflow_runs
+from clarion.store.tables import workflow_runs
 
 
 class RunStatus(StrEnum):
@@ -58,6 +61,7 @@ class RunRecord:
     position: str | None
     """The index of the step the run is at, as text; None once finished."""
     step_results: dict[str, Any]
+    events: tuple[RunEventRecord, ...]
     error_count: int
     inserted_at: datetime
     updated_at: datetime
@@ -75,9 +79,38 @@ class RunEvent:
 
 @dataclass(frozen=True)
 class RunEventRecord:
-    id: int
+    id: str
     event: RunEvent
     inserted_at: datetime
+
+    @classmethod
+    def new(cls, event: RunEvent, at: datetime) -> RunEventRecord:
+        return cls(new_ksuid(), event, at)
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> RunEventRecord:
+        event = RunEvent(
+            stored["event"],
+            stored["status"],
+            stored["step_ref"],
+            stored["step_type"],
+            stored["attempt"],
+            stored["data"],
+        )
+        return cls(stored["id"], event, datetime.fromisoformat(stored["inserted_at"]))
+
+    def stored(self) -> dict[str, Any]:
+        event = self.event
+        return {
+            "id": self.id,
+            "event": event.event,
+            "status": event.status,
+            "step_ref": event.step_ref,
+            "step_type": event.step_type,
+            "attempt": event.attempt,
+            "data": event.data,
+            "inserted_at": self.inserted_at.isoformat(),
+        }
 
 
 def run_record(row: sa.Row[Any]) -> RunRecord:
@@ -99,6 +132,7 @@ def run_record(row: sa.Row[Any]) -> RunRecord:
         status=RunStatus(m["status"]),
         position=m["position"],
         step_results=m["step_results"],
+        events=tuple(map(RunEventRecord.from_stored, m["events"])),
         error_count=m["error_count"],
         inserted_at=m["inserted_at"],
         updated_at=m["updated_at"],
@@ -111,7 +145,6 @@ _RUN_INSERT = BulkInsert(
     skip_conflicts_on=["environment_id", "workflow_run_id", "recipient_collection", "recipient_id"],
     returning="id",
 )
-_EVENT_INSERT = BulkInsert(workflow_run_events, shared=["environment_id", "inserted_at"])
 
 
 async def insert_runs(
@@ -137,6 +170,7 @@ async def insert_runs(
             "status": run.status.value,
             "position": run.position,
             "step_results": run.step_results,
+            "events": [event.stored() for event in run.events],
             "error_count": run.error_count,
             "inserted_at": run.inserted_at,
             "updated_at": run.updated_at,
@@ -163,6 +197,7 @@ async def advance(connection: AsyncConnection, run: RunRecord, moved: RunRecord)
             position=moved.position,
             status=moved.status.value,
             step_results=moved.step_results,
+            events=[event.stored() for event in moved.events],
             error_count=moved.error_count,
             updated_at=moved.updated_at,
         )
@@ -179,26 +214,6 @@ async def read_run(connection: AsyncConnection, environment_id: str, run_id: str
         )
     ).first()
     return None if row is None else run_record(row)
-
-
-async def add_events(
-    connection: AsyncConnection, environment_id: str, events: Sequence[tuple[str, RunEvent]]
-) -> None:
-    """Record (run id, event) pairs in the caller's transaction."""
-    rows = [
-        {
-            "run_id": run_id,
-            "event": event.event,
-            "status": event.status,
-            "step_ref": event.step_ref,
-            "step_type": event.step_type,
-            "attempt": event.attempt,
-            "data": event.data,
-        }
-        for run_id, event in events
-    ]
-    if rows:
-        await _EVENT_INSERT.insert(connection, rows, environment_id=environment_id, inserted_at=utcnow())
 
 
 @dataclass(frozen=True)
@@ -219,25 +234,6 @@ class WorkflowRunStore:
     async def get(self, environment_id: str, run_id: str) -> RunRecord | None:
         async with self.database.reader.connect() as connection:
             return await read_run(connection, environment_id, run_id)
-
-    async def events(self, environment_id: str, run_id: str) -> list[RunEventRecord]:
-        async with self.database.reader.connect() as connection:
-            rows = await connection.execute(
-                sa.select(workflow_run_events)
-                .where(
-                    workflow_run_events.c.environment_id == environment_id,
-                    workflow_run_events.c.run_id == run_id,
-                )
-                .order_by(workflow_run_events.c.pk)
-            )
-            return [
-                RunEventRecord(
-                    row.pk,
-                    RunEvent(row.event, row.status, row.step_ref, row.step_type, row.attempt, row.data),
-                    row.inserted_at,
-                )
-                for row in rows
-            ]
 
     async def page(
         self, environment_id: str, filters: RunFilter, page: PageRequest

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
-from clarion.store.tables import jobs, message_events, messages, workflow_run_events, workflow_runs
+from clarion.store.tables import jobs, message_events, messages, workflow_runs
 from tests.conftest import EnvFixture, push_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,12 +153,11 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
             if row.args["environment_id"] == env.id
         }
         events = Counter(
-            (row.run_id, row.event, row.step_ref)
+            (row.id, event["event"], event["step_ref"])
             for row in await connection.execute(
-                sa.select(
-                    workflow_run_events.c.run_id, workflow_run_events.c.event, workflow_run_events.c.step_ref
-                ).where(workflow_run_events.c.environment_id == env.id)
+                sa.select(workflow_runs.c.id, workflow_runs.c.events).where(env_runs)
             )
+            for event in row.events
         )
     assert rescued == {TRIGGER_JOB, STEP_JOB}, f"kills landed only in {rescued}: the test proved less"
     assert len(made) == expected, "a step lost its message"

@@ -1,15 +1,29 @@
 """The migrations build exactly the schema `clarion.store.tables` declares: no table, column or index of
-the metadata is missing from a migrated store, and the store has none the metadata lacks."""
+the metadata is missing from a migrated store, and the store has none the metadata lacks. Migrations that
+move data keep it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
+from clarion.config import Settings
 from clarion.runtime import Runtime
-from clarion.store.tables import metadata
+from clarion.store.db import create_database
+from clarion.store.dialect import JSONType
+from clarion.store.migrate import migrate
+from clarion.store.tables import UTCDateTime, metadata, workflow_runs
+from clarion.store.workflow_runs import run_record
+from tests.conftest import fresh_postgres_database
 
 
 async def test_the_migrated_schema_is_the_declared_one(runtime: Runtime) -> None:
@@ -20,3 +34,80 @@ async def test_the_migrated_schema_is_the_declared_one(runtime: Runtime) -> None
 
     async with runtime.database.reader.connect() as connection:
         assert await connection.run_sync(differences) == []
+
+
+@pytest.fixture
+def empty_database_url(store: str, tmp_path: Path) -> Iterator[str]:
+    if store == "postgres":
+        with fresh_postgres_database("migration test") as url:
+            yield Settings(data_dir=tmp_path, database_url=url).resolved_database_url
+    else:
+        yield Settings(data_dir=tmp_path).resolved_database_url
+
+
+def _upgrade_to(connection: sa.Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", "clarion.store:migrations")
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+_TYPES: dict[str, Any] = {"now": UTCDateTime(), "at": UTCDateTime(), "data": JSONType}
+
+
+def _statement(sql: str) -> sa.TextClause:
+    """`sql` with its timestamps and JSON documents bound as the tables declare them."""
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(name, type_=kind) for name, kind in _TYPES.items() if f":{name}" in sql)
+    )
+
+
+async def test_run_events_move_onto_their_runs_in_order(empty_database_url: str) -> None:
+    database = create_database(empty_database_url)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        async with database.writer.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0004")
+            await connection.execute(
+                _statement(
+                    "INSERT INTO environments (id, name, enhanced_security, inserted_at) "
+                    "VALUES ('env', 'env', false, :now)"
+                ),
+                {"now": now},
+            )
+            for run_id in ("run-1", "run-2"):
+                await connection.execute(
+                    _statement(
+                        "INSERT INTO workflow_runs (id, environment_id, workflow_run_id, workflow_key, "
+                        "version_id, recipient_collection, recipient_id, data, settings, trigger_source, "
+                        "status, position, step_results, error_count, inserted_at, updated_at) VALUES "
+                        "(:id, 'env', :id, 'w', 'v', '$users', :id, '{}', '{}', 'api', 'completed', NULL, "
+                        "'{}', 0, :now, :now)"
+                    ),
+                    {"id": run_id, "now": now},
+                )
+            for second, event in enumerate(("run_started", "message_created", "run_completed")):
+                await connection.execute(
+                    _statement(
+                        "INSERT INTO workflow_run_events (environment_id, run_id, event, status, step_ref, "
+                        "step_type, attempt, data, inserted_at) VALUES "
+                        "('env', 'run-1', :event, 'ok', NULL, NULL, 1, :data, :at)"
+                    ),
+                    {"event": event, "data": {"n": 1}, "at": now.replace(second=second)},
+                )
+        await migrate(database)
+        async with database.reader.connect() as connection:
+            runs = {
+                row.id: run_record(row)
+                for row in await connection.execute(sa.select(workflow_runs).order_by(workflow_runs.c.id))
+            }
+    finally:
+        await database.dispose()
+    events = runs["run-1"].events
+    assert [record.event.event for record in events] == ["run_started", "message_created", "run_completed"]
+    assert [record.event.data for record in events] == [{"n": 1}] * 3
+    assert [record.inserted_at for record in events] == [
+        datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC) for second in (0, 1, 2)
+    ]
+    assert len({record.id for record in events}) == 3
+    assert runs["run-2"].events == ()

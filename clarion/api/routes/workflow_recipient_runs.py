@@ -69,12 +69,10 @@ async def list_runs(request: Request, context: RequestContext) -> Response:
 
 async def get_run(request: Request, context: RequestContext) -> Response:
     run_id = path_param(request, "id")
-    runs = context.runtime.workflow_runs
-    record = await runs.get(context.environment_id, run_id)
+    record = await context.runtime.workflow_runs.get(context.environment_id, run_id)
     if record is None:
         raise NotFoundError(f"No workflow recipient run with id {run_id!r}")
-    events = await runs.events(context.environment_id, record.id)
-    return JSONResponse(WorkflowRecipientRunDetail.with_events(record, events))
+    return JSONResponse(WorkflowRecipientRunDetail.with_events(record))
 
 
 routes = [

@@ -39,7 +39,8 @@ from clarion.engine.templates import TemplateError, TemplateRenderer, render_mar
 from clarion.engine.workflow_definition import TEMPLATE_FIELDS, ChannelStep
 from clarion.schemas.base import format_timestamp
 from clarion.store.channel_data import read_channel_data
-from clarion.store.messages import NewMessage, new_message_id
+from clarion.store.ksuid import new_ksuid
+from clarion.store.messages import NewMessage
 from clarion.store.preferences import DEFAULT_SET_ID, read_sets
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import TENANTS_COLLECTION
@@ -310,7 +311,7 @@ def _message(
     channel_data: Mapping[str, Any] | None,
 ) -> NewMessage:
     run = context.run
-    message_id = new_message_id()
+    message_id = new_ksuid()
     scope = context.template_scope({"current_message": {"id": message_id}})
     content = render_content(runtime.renderer, step, channel, scope, channel_data)
     sandbox = bool(run.settings.get("sandbox_mode"))
@@ -336,7 +337,7 @@ def _message(
         actors=list(actors),
         activities=[
             {
-                "id": new_message_id(),
+                "id": new_ksuid(),
                 "actor": None if run.actor is None else run.actor.reference(),
                 "data": run.data,
                 "inserted_at": format_timestamp(context.now),

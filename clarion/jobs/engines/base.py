@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -85,6 +85,8 @@ class QueueEngine(Protocol):
     async def insert(self, connection: AsyncConnection, job: Job) -> JobRecord: ...
     async def insert_all(self, connection: AsyncConnection, new_jobs: Sequence[Job]) -> int: ...
     async def enqueue(self, job: Job) -> JobRecord: ...
+
+    async def enqueue_all(self, new_jobs: Sequence[Job]) -> None: ...
     async def get(self, job_id: int) -> JobRecord | None: ...
     async def stage(self, queue: str, *, until: datetime | None = None) -> int: ...
     async def claim(
@@ -271,13 +273,17 @@ class SQLQueueEngine(ABC):
         return None if holder is None else job_record(holder, conflict=True)
 
     def _insert_all_query(self, dialect_name: str) -> tuple[DirectQuery, RowParameters]:
+        """`_insert_all_statement`, compiled once."""
+        cached = self._insert_all_queries.get(dialect_name)
+        if cached is None:
+            statement, row_parameters = self._insert_all_statement(dialect_name)
+            cached = self._insert_all_queries[dialect_name] = (DirectQuery(statement), row_parameters)
+        return cached
+
+    def _insert_all_statement(self, dialect_name: str) -> tuple[sa.Insert, RowParameters]:
         """INSERT … SELECT from the jobs bound as a fixed set of parameters (`dialect.bound_rows`) … ON
-        CONFLICT DO NOTHING RETURNING queue, state: one statement, compiled once, whatever the number of
-        jobs. Compiling a multi-row VALUES insert per batch cost more than writing the batch."""
-        key = dialect_name
-        cached = self._insert_all_queries.get(key)
-        if cached is not None:
-            return cached
+        CONFLICT DO NOTHING RETURNING queue, state: one statement whatever the number of jobs. Compiling a
+        multi-row VALUES insert per batch cost more than writing the batch."""
         names = ["queue", "kind", "args", "priority", "max_attempts", "unique_key", "scheduled_at"]
         rows, row_parameters = dialect.bound_rows(names, dialect_name)
         now = self._now() if self.clock is None else sa.bindparam("now", type_=UTCDateTime)
@@ -308,19 +314,13 @@ class SQLQueueEngine(ABC):
             .on_conflict_do_nothing(index_elements=[jobs.c.unique_key], index_where=JOBS_UNIQUE_KEY_HELD)
             .returning(jobs.c.queue, jobs.c.state)
         )
-        self._insert_all_queries[key] = (DirectQuery(statement), row_parameters)
-        return self._insert_all_queries[key]
+        return statement, row_parameters
 
-    async def insert_all(self, connection: AsyncConnection, new_jobs: Sequence[Job]) -> int:
-        """Insert many jobs in the caller's transaction (a trigger's fan-out, a group commit of triggers);
-        jobs whose unique key is held are skipped. Returns how many were inserted."""
-        if not new_jobs:
-            return 0
-        dialect_name = connection.dialect.name
-        query, row_parameters = self._insert_all_query(dialect_name)
+    def _insert_all_batches(
+        self, new_jobs: Sequence[Job], row_parameters: RowParameters, sa_dialect: sa.Dialect
+    ) -> Iterator[dict[str, Any]]:
+        """The parameters of `_insert_all_query` for each chunk of `new_jobs`."""
         stamp = UTCDateTime().process_bind_param
-        inserted = 0
-        due: set[str] = set()
         for start in range(0, len(new_jobs), INSERT_CHUNK):
             rows = [
                 (
@@ -330,13 +330,24 @@ class SQLQueueEngine(ABC):
                     str(job.priority),
                     str(job.max_attempts),
                     job.unique_key,
-                    None if job.scheduled_at is None else str(stamp(job.scheduled_at, connection.dialect)),
+                    None if job.scheduled_at is None else str(stamp(job.scheduled_at, sa_dialect)),
                 )
                 for job in new_jobs[start : start + INSERT_CHUNK]
             ]
             parameters = row_parameters(rows)
             if self.clock is not None:
                 parameters["now"] = self.clock()
+            yield parameters
+
+    async def insert_all(self, connection: AsyncConnection, new_jobs: Sequence[Job]) -> int:
+        """Insert many jobs in the caller's transaction (a trigger's fan-out, a group commit of triggers);
+        jobs whose unique key is held are skipped. Returns how many were inserted."""
+        if not new_jobs:
+            return 0
+        query, row_parameters = self._insert_all_query(connection.dialect.name)
+        inserted = 0
+        due: set[str] = set()
+        for parameters in self._insert_all_batches(new_jobs, row_parameters, connection.dialect):
             for row in await fetch_in(connection, query, parameters):
                 inserted += 1
                 if row["state"] == JobState.AVAILABLE.value:
@@ -344,6 +355,11 @@ class SQLQueueEngine(ABC):
         if due:
             await self._notify(connection, sorted(due))
         return inserted
+
+    async def enqueue_all(self, new_jobs: Sequence[Job]) -> None:
+        """`insert_all` in a transaction of its own (a group commit of triggers)."""
+        async with self.database.writer.begin() as connection:
+            await self.insert_all(connection, new_jobs)
 
     async def enqueue(self, job: Job) -> JobRecord:
         """Insert `job` in a transaction of its own."""

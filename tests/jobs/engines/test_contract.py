@@ -70,8 +70,9 @@ async def test_insert_returns_an_available_job(engine: QueueEngine, queue: str, 
     assert not job.conflict
 
 
+@pytest.mark.parametrize("own_transaction", [False, True], ids=["insert_all", "enqueue_all"])
 async def test_insert_all_stores_each_job_as_insert_does(
-    engine: QueueEngine, queue: str, clock: FakeClock
+    engine: QueueEngine, queue: str, clock: FakeClock, own_transaction: bool
 ) -> None:
     later = clock.now + timedelta(minutes=5)
     batch = [
@@ -79,8 +80,11 @@ async def test_insert_all_stores_each_job_as_insert_does(
         Job("test.echo", {"n": 2}, queue=queue, scheduled_at=later, unique_key=f"{queue}:once"),
         Job("test.echo", {"n": 3}, queue=queue, unique_key=f"{queue}:once"),
     ]
-    async with engine.database.writer.begin() as connection:
-        assert await engine.insert_all(connection, batch) == 2, "the repeated unique key is skipped"
+    if own_transaction:
+        await engine.enqueue_all(batch)
+    else:
+        async with engine.database.writer.begin() as connection:
+            assert await engine.insert_all(connection, batch) == 2, "the repeated unique key is skipped"
     [now] = await engine.claim(queue, 10, WORKER, LEASE)
     assert (now.kind, now.args, now.priority, now.max_attempts, now.attempt) == (
         "test.echo",
@@ -350,12 +354,18 @@ async def test_prune_works_in_batches(engine: QueueEngine, queue: str, clock: Fa
     assert await engine.prune(timedelta(minutes=1), limit=2) == 2
 
 
-async def test_listeners_are_woken_by_committed_inserts(engine: QueueEngine, queue: str) -> None:
+@pytest.mark.parametrize("own_transaction", [False, True], ids=["insert", "enqueue_all"])
+async def test_listeners_are_woken_by_committed_inserts(
+    engine: QueueEngine, queue: str, own_transaction: bool
+) -> None:
     woken: asyncio.Queue[str] = asyncio.Queue()
     listener = await engine.listen(woken.put_nowait)
     try:
-        async with engine.database.writer.begin() as connection:
-            await engine.insert(connection, Job("k", queue=queue))
+        if own_transaction:
+            await engine.enqueue_all([Job("k", queue=queue), Job("k", queue=queue)])
+        else:
+            async with engine.database.writer.begin() as connection:
+                await engine.insert(connection, Job("k", queue=queue))
         assert await asyncio.wait_for(_next_for(woken, queue), 5) == queue
     finally:
         await listener.close()
