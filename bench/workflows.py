@@ -35,7 +35,7 @@ import yaml
 from bench.harness import benchmark_arguments, clarion_server, hello_world, postgres_database, wrk
 from clarion.api.app import create_app
 from clarion.config import RateLimitMode, Settings
-from clarion.runtime import Runtime, build_runtime, build_worker
+from clarion.runtime import Runtime, build_runtime, build_worker, freeze_startup_heap
 from clarion.store.clock import utcnow
 from clarion.store.db import create_database
 from clarion.store.recipients import InlineRecipientData
@@ -139,6 +139,7 @@ async def fan_out(database_url: str, *, inline: bool) -> tuple[float, float]:
         (workflows / "workflow.json").write_text(json.dumps(FEED_WORKFLOW))
         settings = Settings(data_dir=data_dir, database_url=database_url, rate_limit_mode=RateLimitMode.OFF)
         runtime = await build_runtime(settings)
+        freeze_startup_heap()  # as `clarion serve` does
         try:
             environment, _ = await runtime.environments.ensure(f"bench-{uuid.uuid4().hex[:8]}")
             await runtime.workflows.push_folder([environment.id], data_dir / "workflows")

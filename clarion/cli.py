@@ -18,7 +18,7 @@ from clarion.channels import load_channels
 from clarion.config import Settings, settings_from_env
 from clarion.engine.workflow_files import WorkflowFilesError
 from clarion.errors import ClarionError
-from clarion.runtime import Runtime, build_runtime, build_worker
+from clarion.runtime import Runtime, build_runtime, build_worker, freeze_startup_heap
 from clarion.store.environments import KeyKind
 
 T = TypeVar("T")
@@ -90,6 +90,7 @@ def worker(data_dir: Path | None) -> None:
     """Run the job worker only, until SIGINT or SIGTERM."""
 
     async def work(runtime: Runtime) -> None:
+        freeze_startup_heap()
         await build_worker(runtime).run_until_signalled()
 
     _with_runtime(_settings(data_dir=data_dir), work)
@@ -118,6 +119,7 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
                 if key.environment.id == environment.id and not key.revoked:
                     click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")
             click.echo(f"  API: http://{settings.host}:{settings.port}/v1")
+            freeze_startup_heap()
             config = uvicorn.Config(
                 create_app(runtime, worker=build_worker(runtime) if with_worker else None),
                 host=settings.host,

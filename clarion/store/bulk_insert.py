@@ -81,15 +81,16 @@ class BulkInsert:
         self._queries[dialect_name] = (DirectQuery(statement), row_parameters)
         return self._queries[dialect_name]
 
-    def _text(self, name: str, value: Any, sa_dialect: sa.Dialect) -> str | None:
-        if value is None:
-            return None
+    def _to_text(self, name: str, sa_dialect: sa.Dialect) -> Callable[[Any], str] | None:
+        """How a value of column `name` travels as text; None: as it is (text already)."""
         column_type = self.table.c[name].type
         if isinstance(column_type, sa.JSON):
-            return json_codec.dumps(value)
+            return json_codec.dumps
         if isinstance(column_type, UTCDateTime):
-            return str(column_type.process_bind_param(value, sa_dialect))
-        return str(value)
+            return lambda value: str(column_type.process_bind_param(value, sa_dialect))
+        if isinstance(column_type, sa.Integer):
+            return str
+        return None
 
     async def insert(
         self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]], **shared: Any
@@ -97,10 +98,17 @@ class BulkInsert:
         """Insert `rows` (column name → value, for every row column) with the `shared` values; returns
         the `returning` column of the rows inserted (empty without one)."""
         query, row_parameters = self._query(connection.dialect.name)
-        sa_dialect = connection.dialect
+        columns = [(name, self._to_text(name, connection.dialect)) for name in self.row_columns]
         found: list[Any] = []
         for chunk in chunks(rows, ROWS_PER_STATEMENT // 2):
-            texts = [[self._text(name, row[name], sa_dialect) for name in self.row_columns] for row in chunk]
+            texts = [
+                [
+                    value if convert is None or value is None else convert(value)
+                    for name, convert in columns
+                    for value in (row[name],)
+                ]
+                for row in chunk
+            ]
             parameters = {**shared, **row_parameters(texts)}
             if self.returning is None:
                 await execute_in(connection, query, parameters)

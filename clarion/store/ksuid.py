@@ -1,19 +1,57 @@
 """KSUIDs, the ids Knock gives messages, activities and run events: 27 base-62 characters of a 4-byte
-timestamp (seconds since 2014-05-13) and 16 random bytes, so that they sort by creation second."""
+timestamp (seconds since 2014-05-13) and 16 random bytes, so that they sort by creation second.
+
+A fan-out makes several per recipient, so both halves of the work are cheap: the random bytes come from
+the operating system's generator a page at a time rather than a system call each, and the base-62 digits
+are taken nine at a time from machine-size integers, two per lookup, instead of one big-integer division
+per digit."""
 
 from __future__ import annotations
 
-import secrets
+import os
+import threading
 import time
 
-_EPOCH = 1_400_000_000
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+EPOCH = 1_400_000_000
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_PAIRS = tuple(high + low for high in ALPHABET for low in ALPHABET)
+_NINE_DIGITS = 62**9
+
+
+def encode(value: int) -> str:
+    """`value` (below 62**27) as 27 base-62 digits, most significant first."""
+    parts = []
+    for _ in range(3):
+        value, part = divmod(value, _NINE_DIGITS)
+        part, last = divmod(part, 62)
+        pairs = []
+        for _ in range(4):
+            part, pair = divmod(part, 3844)
+            pairs.append(_PAIRS[pair])
+        parts.append("".join(reversed(pairs)) + ALPHABET[last])
+    return "".join(reversed(parts))
+
+
+class _RandomBytes:
+    """Cryptographically random bytes, read from `os.urandom` 4 KiB at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, count: int) -> bytes:
+        with self._lock:
+            if self._offset + count > len(self._buffer):
+                self._buffer, self._offset = os.urandom(4096), 0
+            taken = self._buffer[self._offset : self._offset + count]
+            self._offset += count
+            return taken
+
+
+_random = _RandomBytes()
 
 
 def new_ksuid() -> str:
-    value = int.from_bytes((int(time.time()) - _EPOCH).to_bytes(4, "big") + secrets.token_bytes(16), "big")
-    digits = []
-    for _ in range(27):
-        value, digit = divmod(value, 62)
-        digits.append(_BASE62[digit])
-    return "".join(reversed(digits))
+    seconds = (int(time.time()) - EPOCH).to_bytes(4, "big")
+    return encode(int.from_bytes(seconds + _random.take(16), "big"))

@@ -1,0 +1,33 @@
+"""KSUIDs: 27 base-62 characters that decode to their creation second and 16 random bytes."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from clarion.store.ksuid import ALPHABET, EPOCH, encode, new_ksuid
+
+
+def decode(text: str) -> int:
+    value = 0
+    for character in text:
+        value = value * 62 + ALPHABET.index(character)
+    return value
+
+
+def test_encoding_round_trips_at_the_edges_and_at_random() -> None:
+    chance = random.Random(7)
+    values = [0, 1, 61, 62, 62**9 - 1, 62**9, 2**160 - 1, *(chance.getrandbits(160) for _ in range(200))]
+    for value in values:
+        text = encode(value)
+        assert len(text) == 27
+        assert decode(text) == value
+
+
+def test_a_new_ksuid_carries_its_second_and_sorts_after_older_ones() -> None:
+    before = int(time.time())
+    made = new_ksuid()
+    after = int(time.time())
+    assert before - EPOCH <= decode(made) >> 128 <= after - EPOCH
+    assert encode((before - EPOCH - 1) << 128 | (2**128 - 1)) < made
+    assert len({new_ksuid() for _ in range(1000)}) == 1000
