@@ -19,7 +19,6 @@ stopped midway, or lost its lease and ran twice, starts each run once.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.group_commit import GroupCommitter
 from clarion.store.idempotency_keys import claim
+from clarion.store.ids import new_uuid
 from clarion.store.recipient_resolution import (
     RecipientInput,
     RecipientKey,
@@ -176,7 +176,7 @@ async def accept_trigger(
                 code="actor_missing",
                 errors=[FieldError("actor", "names a recipient that does not exist")],
             )
-    workflow_run_id = str(uuid.uuid4())
+    workflow_run_id = new_uuid()
     job = Job(
         kind=TRIGGER_JOB,
         queue=WORKFLOW_QUEUE,
@@ -290,7 +290,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
 
     def new_run(recipient: RecipientKey, via: dict[str, Any] | None) -> RunRecord:
         return RunRecord(
-            id=str(uuid.uuid4()),
+            id=new_uuid(),
             environment_id=environment_id,
             workflow_run_id=args["workflow_run_id"],
             workflow_key=args["workflow_key"],

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
-from clarion.store.ksuid import new_ksuid
+from clarion.store.ids import new_ksuid
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import workflow_runs

@@ -39,7 +39,7 @@ from clarion.engine.templates import TemplateError, TemplateRenderer, render_mar
 from clarion.engine.workflow_definition import TEMPLATE_FIELDS, ChannelStep
 from clarion.schemas.base import format_timestamp
 from clarion.store.channel_data import read_channel_data
-from clarion.store.ksuid import new_ksuid
+from clarion.store.ids import new_ksuid
 from clarion.store.messages import NewMessage
 from clarion.store.preferences import DEFAULT_SET_ID, read_sets
 from clarion.store.recipient_resolution import RecipientKey

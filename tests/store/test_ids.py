@@ -1,11 +1,13 @@
-"""KSUIDs: 27 base-62 characters that decode to their creation second and 16 random bytes."""
+"""Random ids: KSUIDs of 27 base-62 characters that decode to their creation second and 16 random bytes;
+version 4 UUIDs."""
 
 from __future__ import annotations
 
 import random
 import time
+import uuid
 
-from clarion.store.ksuid import ALPHABET, EPOCH, encode, new_ksuid
+from clarion.store.ids import ALPHABET, EPOCH, encode, new_ksuid, new_uuid
 
 
 def decode(text: str) -> int:
@@ -31,3 +33,10 @@ def test_a_new_ksuid_carries_its_second_and_sorts_after_older_ones() -> None:
     assert before - EPOCH <= decode(made) >> 128 <= after - EPOCH
     assert encode((before - EPOCH - 1) << 128 | (2**128 - 1)) < made
     assert len({new_ksuid() for _ in range(1000)}) == 1000
+
+
+def test_new_uuids_are_distinct_version_4_uuids() -> None:
+    made = [uuid.UUID(new_uuid()) for _ in range(1000)]
+    assert {value.version for value in made} == {4}
+    assert {value.variant for value in made} == {uuid.RFC_4122}
+    assert len(set(made)) == 1000

@@ -1,16 +1,18 @@
-"""KSUIDs, the ids Knock gives messages, activities and run events: 27 base-62 characters of a 4-byte
-timestamp (seconds since 2014-05-13) and 16 random bytes, so that they sort by creation second.
+"""The random ids of what the engine makes in numbers: KSUIDs, the ids Knock gives messages, activities and
+run events (27 base-62 characters of a 4-byte timestamp, seconds since 2014-05-13, and 16 random bytes, so
+that they sort by creation second), and UUIDs for triggers and runs.
 
-A fan-out makes several per recipient, so both halves of the work are cheap: the random bytes come from
-the operating system's generator a page at a time rather than a system call each, and the base-62 digits
-are taken nine at a time from machine-size integers, two per lookup, instead of one big-integer division
-per digit."""
+A trigger makes one and a fan-out several per recipient, so both are cheap: the random bytes come from the
+operating system's generator a page at a time rather than a system call each (as `uuid.uuid4` and
+`secrets` make), and a KSUID's base-62 digits are taken nine at a time from machine-size integers, two
+per lookup, instead of one big-integer division per digit."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+import uuid
 
 EPOCH = 1_400_000_000
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -55,3 +57,8 @@ _random = _RandomBytes()
 def new_ksuid() -> str:
     seconds = (int(time.time()) - EPOCH).to_bytes(4, "big")
     return encode(int.from_bytes(seconds + _random.take(16), "big"))
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID, as text."""
+    return str(uuid.UUID(bytes=_random.take(16), version=4))
