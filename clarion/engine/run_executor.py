@@ -3,10 +3,12 @@ got to, in ONE transaction with what its steps produced (messages, events, `refs
 the step it waits at.
 
 Runs are executed many at once: a trigger's fan-out executes the first steps of all its runs before
-writing a single one (`clarion.engine.trigger`), and a step's job those of its one run. Each step reads
-what it needs for all the runs at it in one query per kind (`clarion.engine.run_scope`, the channel step),
-so that a thousand recipients cost a handful of queries and one transaction, not a thousand of each. A run
-waits, and gets a job, only where time must pass: a delay, or a step that raised, whose job retries it.
+writing a single one (`clarion.engine.trigger`), and the runs that wait at the same step until the same
+moment (a trigger's runs after a fixed delay) share one step job, which executes them together. Each step
+reads what it needs for all the runs at it in one query per kind (`clarion.engine.run_scope`, the channel
+step), so that a thousand recipients cost a handful of queries and one transaction, not a thousand of
+each. A run waits, and gets a job, only where time must pass (a delay) or where its step raised: a
+failure is one run's alone, and that run goes on in a job of its own, whose attempts retry the step.
 
 The transaction is what makes a crash harmless: before its commit nothing of the steps is recorded and
 they run again; after it, they are done and the waiting step's job is queued. A run is created together
@@ -18,13 +20,14 @@ first failing rolls the transaction back, the second leaves only the job's compl
 
 Before its first step a run checks the workflow's trigger conditions; at every step, that the workflow is
 still active and the recipient still exists, and ends otherwise, as Knock does. A step's job that raises is
-retried by the queue (three attempts); when its last attempt fails, `step_discarded` ends the run in the
-discarding transaction with the error recorded on it.
+retried by the queue (three attempts); when its last attempt fails, `step_discarded` ends its runs in the
+discarding transaction with the error recorded on them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,9 +42,9 @@ from clarion.engine.steps.channel import run_channel_steps
 from clarion.engine.steps.delay import run_delay_step
 from clarion.engine.steps.result import StepResult
 from clarion.engine.workflow_definition import ChannelStep, DelayStep, WorkflowDefinition
-from clarion.engine.workflow_jobs import step_job
+from clarion.engine.workflow_jobs import RUNS_PER_STEP_JOB, step_job, step_job_runs
 from clarion.jobs.engines.base import QueueEngine
-from clarion.jobs.job import Acknowledged, JobRecord, Outcome, Superseded
+from clarion.jobs.job import Acknowledged, Job, JobRecord, Outcome, Superseded
 from clarion.store.clock import utcnow
 from clarion.store.messages import NewMessage, insert_messages
 from clarion.store.workflow_runs import (
@@ -53,11 +56,13 @@ from clarion.store.workflow_runs import (
     RunStatus,
     advance,
     insert_runs,
-    read_run,
+    read_runs,
 )
 
 if TYPE_CHECKING:
     from clarion.runtime import Runtime
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,6 +124,16 @@ class RunProgress:
         )
 
 
+def _delays(step: DelayStep, held: Sequence[RunProgress]) -> list[StepResult | Exception]:
+    results: list[StepResult | Exception] = []
+    for each in held:
+        try:
+            results.append(run_delay_step(each.context, step))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
 async def _run_step(
     runtime: Runtime, connection: AsyncConnection, index: int, progress: Sequence[RunProgress]
 ) -> None:
@@ -143,7 +158,7 @@ async def _run_step(
         results = await run_channel_steps(runtime, connection, step, [(p.context, p.scope) for p in held])
     else:
         assert isinstance(step, DelayStep)
-        results = [run_delay_step(p.context, step) for p in held]
+        results = _delays(step, held)
     for each, result in zip(held, results, strict=True):
         if isinstance(result, Exception):
             each.error = result
@@ -171,7 +186,7 @@ async def execute_runs(
         assert run.position is not None
         each = RunProgress(
             context=context,
-            scope=condition_scope(context, connection, runtime.renderer),
+            scope=ConditionScope(variables={}, now=now),
             index=int(run.position),
             status=run.status,
             step_results=dict(run.step_results),
@@ -179,12 +194,13 @@ async def execute_runs(
         progress.append(each)
         starting = run.position == FIRST_POSITION and run.status is RunStatus.QUEUED
         conditions_met = True
-        if starting and active and context.recipient is not None:
-            try:
+        try:
+            each.scope = condition_scope(context, connection, runtime.renderer)
+            if starting and active and context.recipient is not None:
                 conditions_met = await conditions_hold(definition.conditions, each.scope)
-            except Exception as exc:
-                each.error = exc  # it stays queued, for its job to start it afresh
-                continue
+        except Exception as exc:
+            each.error = exc  # it stays as it was, for its job to take it up afresh
+            continue
         if starting:
             each.events.append(RunEvent("run_started"))
             each.status = RunStatus.PROCESSING
@@ -201,6 +217,15 @@ async def execute_runs(
             at_step[each.index].append(each)
         for index in sorted(at_step):
             await _run_step(runtime, connection, index, at_step[index])
+    failed = [each for each in progress if each.error is not None]
+    if failed:
+        logger.warning(
+            "%s: %d of %d runs raised in their pass and go on in jobs of their own; the first: %r",
+            definition.key,
+            len(failed),
+            len(progress),
+            failed[0].error,
+        )
     return progress
 
 
@@ -225,62 +250,85 @@ async def record_progress(
     else:
         written = [each for each in progress if await advance(connection, each.run, each.moved(now))]
     await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
-    jobs = [
+    await queue.insert_all(connection, _step_jobs(environment_id, written, now))
+
+
+def _step_jobs(environment_id: str, waiting: Sequence[RunProgress], now: datetime) -> list[Job]:
+    """The jobs of the steps the runs wait at: one for the runs waiting at the same step until the same
+    moment, up to `RUNS_PER_STEP_JOB`; one of its own for each run whose step raised."""
+    together: dict[tuple[int, float, str | None], list[str]] = defaultdict(list)
+    for each in waiting:
+        if each.index is not None:
+            alone = each.run.id if each.error is not None else None
+            together[each.index, each.wait_seconds, alone].append(each.run.id)
+    return [
         step_job(
             environment_id,
-            each.run.id,
-            str(each.index),
-            scheduled_at=now + timedelta(seconds=each.wait_seconds) if each.wait_seconds else None,
+            run_ids[start : start + RUNS_PER_STEP_JOB],
+            str(index),
+            scheduled_at=now + timedelta(seconds=wait_seconds) if wait_seconds else None,
         )
-        for each in written
-        if each.index is not None
+        for (index, wait_seconds, _), run_ids in together.items()
+        for start in range(0, len(run_ids), RUNS_PER_STEP_JOB)
     ]
-    await queue.insert_all(connection, jobs)
 
 
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
-    """The `workflow_step` job: its run goes on from the step it waited at."""
-    environment_id, run_id, position = job.args["environment_id"], job.args["run_id"], job.args["position"]
-    run = await runtime.workflow_runs.get(environment_id, run_id)
-    if run is None or run.status.value in FINISHED or run.position != position:
+    """The `workflow_step` job: its runs go on from the step they waited at. A job of one run whose own
+    step raises fails, for the queue to retry it; in a job of many, that run goes on in a job of its own."""
+    environment_id, position = job.args["environment_id"], job.args["position"]
+    run_ids = step_job_runs(job)
+    waiting = [
+        run
+        for run in await runtime.workflow_runs.get_many(environment_id, run_ids)
+        if run.status.value not in FINISHED and run.position == position
+    ]
+    if not waiting:
         return None
-    definition = await runtime.workflows.definition(environment_id, run.version_id)
-    if definition is None:
-        raise LookupError(f"run {run.id} names workflow version {run.version_id}, which does not exist")
-    # Looked up before the step's connection is taken: a second checkout while holding one could wait
-    # forever on a pool that concurrent steps have emptied the same way.
-    current = await runtime.workflows.current(environment_id, run.workflow_key)
+    by_version: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in waiting:
+        by_version[run.version_id].append(run)
     now = utcnow()
-    async with runtime.database.reader.connect() as connection:
-        [progress] = await execute_runs(
-            runtime, connection, [run], definition, active=current is None or current.active, now=now
-        )
-    if progress.error is not None and progress.index == int(position):
-        raise progress.error  # this job's own step failed: the queue retries it
+    progress: list[RunProgress] = []
+    for version_id, runs in by_version.items():
+        definition = await runtime.workflows.definition(environment_id, version_id)
+        if definition is None:
+            raise LookupError(f"runs of {job.id} name workflow version {version_id}, which does not exist")
+        # Looked up before the step's connection is taken: a second checkout while holding one could wait
+        # forever on a pool that concurrent steps have emptied the same way.
+        current = await runtime.workflows.current(environment_id, runs[0].workflow_key)
+        async with runtime.database.reader.connect() as connection:
+            progress += await execute_runs(
+                runtime, connection, runs, definition, active=current is None or current.active, now=now
+            )
+    if len(run_ids) == 1:
+        [only] = progress
+        if only.error is not None and only.index == int(position):
+            raise only.error  # this job's own step failed: the queue retries it
     async with runtime.database.writer.begin() as connection:
         if not await runtime.queue.complete_in(connection, job):
             raise Superseded
-        await record_progress(connection, runtime.queue, [progress], created=False, now=now)
+        await record_progress(connection, runtime.queue, progress, created=False, now=now)
     return Acknowledged()
 
 
 async def step_discarded(connection: AsyncConnection, job: JobRecord) -> None:
-    """A step failed on its last attempt: the run halts, with the error on it."""
-    environment_id = job.args["environment_id"]
-    run = await read_run(connection, environment_id, job.args["run_id"])
-    if run is None or run.status.value in FINISHED or run.position != job.args["position"]:
-        return
+    """A step failed on its job's last attempt: its runs halt, with the error on them."""
+    environment_id, position = job.args["environment_id"], job.args["position"]
     error: Any = job.errors[-1]["error"] if job.errors else "the step failed"
-    now = utcnow()
     failed = RunEvent(
         "step_failed", status="error", attempt=job.attempt, data={"error": error.splitlines()[-1]}
     )
-    halted = dataclasses.replace(
-        run,
-        position=None,
-        status=RunStatus.COMPLETED,
-        events=(*run.events, RunEventRecord.new(failed, now)),
-        error_count=run.error_count + 1,
-        updated_at=now,
-    )
-    await advance(connection, run, halted)
+    now = utcnow()
+    for run in await read_runs(connection, environment_id, step_job_runs(job)):
+        if run.status.value in FINISHED or run.position != position:
+            continue
+        halted = dataclasses.replace(
+            run,
+            position=None,
+            status=RunStatus.COMPLETED,
+            events=(*run.events, RunEventRecord.new(failed, now)),
+            error_count=run.error_count + 1,
+            updated_at=now,
+        )
+        await advance(connection, run, halted)

@@ -52,7 +52,7 @@ class RunContext:
     the run executor adds the steps it executes."""
 
     @cached_property
-    def _recipient_wire(self) -> dict[str, Any] | None:
+    def serialised_recipient(self) -> dict[str, Any] | None:
         if self.recipient is None:
             return None
         serialised = serialise_recipient(self.recipient)
@@ -68,9 +68,6 @@ class RunContext:
     @cached_property
     def _tenant_wire(self) -> dict[str, Any] | None:
         return None if self.tenant is None else serialise_recipient(self.tenant)
-
-    def serialised_recipient(self) -> dict[str, Any] | None:
-        return self._recipient_wire
 
     def workflow(self) -> dict[str, Any]:
         return {
@@ -88,7 +85,7 @@ class RunContext:
         `refs` (what earlier steps produced)."""
         return {
             "data": self.run.data,
-            "recipient": self._recipient_wire or {},
+            "recipient": self.serialised_recipient or {},
             "actor": self._actor_wire or {},
             "tenant": self._tenant_wire or {},
             "vars": {},
@@ -99,7 +96,7 @@ class RunContext:
     def template_scope(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {
             "data": self.run.data,
-            "recipient": self._recipient_wire,
+            "recipient": self.serialised_recipient,
             "actor": self._actor_wire,
             "tenant": self._tenant_wire,
             "vars": {},

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -286,9 +287,8 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
     active = current is None or current.active
     actor = None if prepared.actor is None else key_of(prepared.actor)
     settings = args["request"].get("settings") or {}
-    now = utcnow()
 
-    def new_run(recipient: RecipientKey, via: dict[str, Any] | None) -> RunRecord:
+    def new_run(recipient: RecipientKey, via: dict[str, Any] | None, now: datetime) -> RunRecord:
         return RunRecord(
             id=new_uuid(),
             environment_id=environment_id,
@@ -312,7 +312,8 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         )
 
     async def start(connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]) -> None:
-        runs = [new_run(recipient, via) for recipient, via in reached]
+        now = utcnow()  # each chunk's own: its delays count from when its runs start
+        runs = [new_run(recipient, via, now) for recipient, via in reached]
         progress = await execute_runs(runtime, connection, runs, definition, active=active, now=now)
         await record_progress(connection, runtime.queue, progress, created=True, now=now)
 

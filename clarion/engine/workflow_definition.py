@@ -12,6 +12,7 @@ The parsed `WorkflowDefinition` is immutable and shared by every run of its vers
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,7 +111,13 @@ def duration_seconds(value: Any, field: str) -> float:
         raise DefinitionError(f"{field}.unit", f"must be one of {', '.join(DURATION_SECONDS)}")
     if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
         raise DefinitionError(f"{field}.value", "must be a number of at least 0")
-    return float(amount) * DURATION_SECONDS[unit]
+    try:
+        seconds = float(amount) * DURATION_SECONDS[unit]
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise DefinitionError(f"{field}.value", "must be a finite number")
+    return seconds
 
 
 def _text(data: Mapping[str, Any], name: str, field: str, *, required: bool = False) -> str | None:

@@ -42,6 +42,11 @@ class _RandomBytes:
         self._buffer = b""
         self._offset = 0
 
+    def forget(self) -> None:
+        """Drop what is left: a forked process must not hand out the bytes its parent does."""
+        self._lock = threading.Lock()
+        self._buffer, self._offset = b"", 0
+
     def take(self, count: int) -> bytes:
         with self._lock:
             if self._offset + count > len(self._buffer):
@@ -52,6 +57,7 @@ class _RandomBytes:
 
 
 _random = _RandomBytes()
+os.register_at_fork(after_in_child=_random.forget)
 
 
 def new_ksuid() -> str:

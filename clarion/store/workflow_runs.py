@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clarion.store.batching import chunks
 from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
@@ -205,15 +206,19 @@ async def advance(connection: AsyncConnection, run: RunRecord, moved: RunRecord)
     return bool(result.rowcount)
 
 
-async def read_run(connection: AsyncConnection, environment_id: str, run_id: str) -> RunRecord | None:
-    row = (
-        await connection.execute(
+async def read_runs(
+    connection: AsyncConnection, environment_id: str, run_ids: Sequence[str]
+) -> list[RunRecord]:
+    """The runs of `run_ids` that exist in the environment."""
+    found: list[RunRecord] = []
+    for chunk in chunks(list(run_ids)):
+        rows = await connection.execute(
             sa.select(workflow_runs).where(
-                workflow_runs.c.environment_id == environment_id, workflow_runs.c.id == run_id
+                workflow_runs.c.environment_id == environment_id, workflow_runs.c.id.in_(list(chunk))
             )
         )
-    ).first()
-    return None if row is None else run_record(row)
+        found.extend(map(run_record, rows))
+    return found
 
 
 @dataclass(frozen=True)
@@ -232,8 +237,12 @@ class WorkflowRunStore:
         self.database = database
 
     async def get(self, environment_id: str, run_id: str) -> RunRecord | None:
+        found = await self.get_many(environment_id, [run_id])
+        return found[0] if found else None
+
+    async def get_many(self, environment_id: str, run_ids: Sequence[str]) -> list[RunRecord]:
         async with self.database.reader.connect() as connection:
-            return await read_run(connection, environment_id, run_id)
+            return await read_runs(connection, environment_id, run_ids)
 
     async def page(
         self, environment_id: str, filters: RunFilter, page: PageRequest

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
+from clarion.jobs.job import JobState
 from clarion.store.tables import jobs, message_events, messages, workflow_runs
 from tests.conftest import EnvFixture, push_workflow
 
@@ -94,11 +95,22 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
 
     runs = FAN_OUT + SINGLE_TRIGGERS
     expected = runs * sum(step["type"] == "channel" for step in STEPS)
-    made_so_far = sa.select(sa.func.count()).where(messages.c.environment_id == env.id)
     chance = random.Random(20261202)
 
-    async def at_least(made: int) -> bool:
-        return await count(env, made_so_far) >= made
+    async def jobs_of(kind: str, states: tuple[JobState, ...], worker_pid: int | None = None) -> int:
+        """How many of the environment's jobs of `kind` are in `states` (claimed by the worker process
+        `worker_pid`, when given: a killed worker's jobs stay executing until rescued)."""
+        async with env.runtime.database.reader.connect() as connection:
+            rows = await connection.execute(
+                sa.select(jobs.c.args, jobs.c.attempted_by).where(
+                    jobs.c.kind == kind, jobs.c.state.in_([state.value for state in states])
+                )
+            )
+            return sum(
+                row.args["environment_id"] == env.id
+                and (worker_pid is None or f":{worker_pid}:" in (row.attempted_by or ""))
+                for row in rows
+            )
 
     env_runs = workflow_runs.c.environment_id == env.id
     completed = sa.select(sa.func.count()).where(env_runs, workflow_runs.c.status == "completed")
@@ -106,12 +118,18 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
     async def all_done() -> bool:
         return await count(env, completed) == runs
 
-    for kill in range(1, KILLS + 1):
-        # Killed while it works: once its share of the messages is made, a little later at random.
+    async def kill_moment(kind: str, worker_pid: int) -> bool:
+        """The worker is executing a job of `kind`, or the work is over."""
+        return bool(await jobs_of(kind, (JobState.EXECUTING,), worker_pid)) or await all_done()
+
+    for kill in range(KILLS):
+        # Killed while it works: in the middle of a trigger's job the first half of the times, of a step's
+        # the second half.
         worker = await start_worker(env)
         try:
-            await wait_until(functools.partial(at_least, expected * kill // (KILLS + 2)))
-            await asyncio.sleep(chance.uniform(0, 0.05))
+            kind = TRIGGER_JOB if kill < KILLS // 2 else STEP_JOB
+            await wait_until(functools.partial(kill_moment, kind, worker.pid))
+            await asyncio.sleep(chance.uniform(0, 0.005))
         finally:
             worker.kill()
             await worker.wait()
@@ -131,12 +149,15 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
     )
 
     async with env.runtime.database.reader.connect() as connection:
-        made = Counter(
-            (row.run_id, row.step_ref)
+        stored = [
+            (row.id, row.run_id, row.step_ref)
             for row in await connection.execute(
-                sa.select(messages.c.run_id, messages.c.step_ref).where(messages.c.environment_id == env.id)
+                sa.select(messages.c.id, messages.c.run_id, messages.c.step_ref).where(
+                    messages.c.environment_id == env.id
+                )
             )
-        )
+        ]
+        made = Counter((run_id, step_ref) for _, run_id, step_ref in stored)
         created = Counter(
             row.message_id
             for row in await connection.execute(
@@ -152,18 +173,35 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
             )
             if row.args["environment_id"] == env.id
         }
-        events = Counter(
-            (row.id, event["event"], event["step_ref"])
-            for row in await connection.execute(
-                sa.select(workflow_runs.c.id, workflow_runs.c.events).where(env_runs)
+        run_rows = list(
+            await connection.execute(
+                sa.select(workflow_runs.c.id, workflow_runs.c.events, workflow_runs.c.step_results).where(
+                    env_runs
+                )
             )
-            for event in row.events
         )
+    events = Counter((row.id, event["event"], event["step_ref"]) for row in run_rows for event in row.events)
+    # A step recorded twice from the same read would leave one run row, but name a message that does not
+    # exist: the second attempt's message loses to the first's on the unique key.
+    message_ids = {message_id for message_id, _, _ in stored}
+    named_by_events = {
+        event["data"]["message_id"]
+        for row in run_rows
+        for event in row.events
+        if event["event"] == "message_created"
+    }
+    named_by_results = {
+        message_id
+        for row in run_rows
+        for result in row.step_results.values()
+        for message_id in result["message_ids"]
+    }
     assert rescued == {TRIGGER_JOB, STEP_JOB}, f"kills landed only in {rescued}: the test proved less"
     assert len(made) == expected, "a step lost its message"
     assert set(made.values()) == {1}
     assert len(created) == expected
     assert set(created.values()) == {1}, "a message was announced twice"
+    assert named_by_events == named_by_results == message_ids, "a run names a message that was not kept"
     assert Counter(event for (_, event, _) in events.elements()) == {
         "run_started": runs,
         "message_created": expected,

@@ -52,7 +52,18 @@ def _upgrade_to(connection: sa.Connection, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-_TYPES: dict[str, Any] = {"now": UTCDateTime(), "at": UTCDateTime(), "data": JSONType}
+RECORDED = [
+    ("run_started", None, 1, datetime(2026, 1, 1, 0, 0, 2, 123456, tzinfo=UTC)),
+    ("message_created", "in_app_feed_1", 2, datetime(2026, 1, 1, 0, 0, 1, 500000, tzinfo=UTC)),
+    ("run_completed", None, 1, datetime(2026, 1, 1, 0, 0, 3, 7, tzinfo=UTC)),
+]
+_TYPES: dict[str, Any] = {
+    "now": UTCDateTime(),
+    "at": UTCDateTime(),
+    "data": JSONType,
+    "step_ref": sa.String(),
+    "attempt": sa.Integer(),
+}
 
 
 def _statement(sql: str) -> sa.TextClause:
@@ -86,14 +97,21 @@ async def test_run_events_move_onto_their_runs_in_order(empty_database_url: str)
                     ),
                     {"id": run_id, "now": now},
                 )
-            for second, event in enumerate(("run_started", "message_created", "run_completed")):
+            # Recorded in this order (the old table's row order), at times that sort otherwise.
+            for event, step_ref, attempt, at in RECORDED:
                 await connection.execute(
                     _statement(
                         "INSERT INTO workflow_run_events (environment_id, run_id, event, status, step_ref, "
                         "step_type, attempt, data, inserted_at) VALUES "
-                        "('env', 'run-1', :event, 'ok', NULL, NULL, 1, :data, :at)"
+                        "('env', 'run-1', :event, 'ok', :step_ref, 'channel', :attempt, :data, :at)"
                     ),
-                    {"event": event, "data": {"n": 1}, "at": now.replace(second=second)},
+                    {
+                        "event": event,
+                        "step_ref": step_ref,
+                        "attempt": attempt,
+                        "data": {"n": 2**70},
+                        "at": at,
+                    },
                 )
         await migrate(database)
         async with database.reader.connect() as connection:
@@ -104,10 +122,10 @@ async def test_run_events_move_onto_their_runs_in_order(empty_database_url: str)
     finally:
         await database.dispose()
     events = runs["run-1"].events
-    assert [record.event.event for record in events] == ["run_started", "message_created", "run_completed"]
-    assert [record.event.data for record in events] == [{"n": 1}] * 3
-    assert [record.inserted_at for record in events] == [
-        datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC) for second in (0, 1, 2)
-    ]
+    assert [
+        (record.event.event, record.event.step_ref, record.event.attempt, record.inserted_at)
+        for record in events
+    ] == [(event, step_ref, attempt, at) for event, step_ref, attempt, at in RECORDED]
+    assert [record.event.data for record in events] == [{"n": 2**70}] * 3
     assert len({record.id for record in events}) == 3
     assert runs["run-2"].events == ()

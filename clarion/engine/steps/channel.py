@@ -231,10 +231,10 @@ async def run_channel_steps(
     A run whose rendering fails gets its exception in its place, and the others their results."""
     channel = runtime.channels.by_key(step.channel_key)
     if channel is None or channel.type != step.channel_type:
-        skipped = StepResult.skipped(
-            step.ref, "channel", "channel_not_configured", channel_key=step.channel_key
-        )
-        return [skipped for _ in pending]
+        return [
+            StepResult.skipped(step.ref, "channel", "channel_not_configured", channel_key=step.channel_key)
+            for _ in pending
+        ]
     if not pending:
         return []
     runs = [context.run for context, _ in pending]
@@ -274,7 +274,7 @@ async def _channel_step(
     data: Mapping[str, Any] | None,
     layers: PreferenceLayers,
 ) -> StepResult:
-    if not _has_required_data(channel.type, context.serialised_recipient() or {}, data):
+    if not _has_required_data(channel.type, context.serialised_recipient or {}, data):
         return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
     definition = context.definition
     decision = await evaluate_preferences(

@@ -25,7 +25,8 @@ UPDATE workflow_runs SET events = moved.events
 FROM (
     SELECT run_id, jsonb_agg(jsonb_build_object(
         'id', pk::text, 'event', event, 'status', status, 'step_ref', step_ref, 'step_type', step_type,
-        'attempt', attempt, 'data', data, 'inserted_at', to_jsonb(inserted_at)
+        'attempt', attempt, 'data', data,
+        'inserted_at', to_char(inserted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
     ) ORDER BY pk) AS events
     FROM workflow_run_events GROUP BY run_id
 ) AS moved

@@ -1,0 +1,160 @@
+"""Step jobs: the runs of a trigger that wait at the same step until the same moment share one job, which
+executes them together; one run's failure or cancellation is its own; a job executed twice from the same
+read records its step once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from clarion.engine.run_executor import execute_step
+from clarion.engine.workflow_jobs import STEP_JOB, WORKFLOW_QUEUE
+from clarion.jobs.job import Acknowledged, JobState, Superseded
+from clarion.store.clock import utcnow
+from clarion.store.tables import jobs, messages
+from tests.conftest import EnvFixture, feed_channel_id, push_workflow, run_workflow_jobs
+
+DELAY = {"ref": "delay_1", "type": "delay", "settings": {"delay_for": {"unit": "hours", "value": 1}}}
+
+
+def feed_step(body: str) -> dict[str, Any]:
+    return {
+        "ref": "in_app_feed_1",
+        "type": "channel",
+        "channel_key": "in-app-feed",
+        "template": {"markdown_body": body},
+    }
+
+
+async def step_jobs(env: EnvFixture) -> list[tuple[int, list[str], str]]:
+    """(id, run ids, state) of the environment's step jobs, oldest first."""
+    async with env.runtime.database.reader.connect() as connection:
+        rows = await connection.execute(
+            sa.select(jobs.c.id, jobs.c.args, jobs.c.state).where(jobs.c.kind == STEP_JOB).order_by(jobs.c.id)
+        )
+        return [
+            (row.id, row.args["run_ids"], row.state) for row in rows if row.args["environment_id"] == env.id
+        ]
+
+
+async def runs_by_recipient(env: EnvFixture) -> dict[str, dict[str, Any]]:
+    response = await env.get("/v1/workflow_recipient_runs")
+    assert response.status_code == 200, response.text
+    return {run["recipient"]: run for run in response.json()["items"]}
+
+
+async def feed_bodies(env: EnvFixture, user_id: str) -> list[str]:
+    response = await env.get(f"/v1/users/{user_id}/feeds/{feed_channel_id(env.runtime)}")
+    assert response.status_code == 200, response.text
+    return [entry["blocks"][0]["content"] for entry in response.json()["entries"]]
+
+
+async def test_runs_waiting_until_the_same_moment_share_one_job(env: EnvFixture, tmp_path: Path) -> None:
+    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("hi {{ recipient.id }}")]})
+    recipients = [{"id": name} for name in ("ada", "bob", "cy")]
+    body = {"recipients": recipients, "cancellation_key": "order-1"}
+    assert (await env.post("/v1/workflows/later/trigger", json=body)).status_code == 200
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    [(_, run_ids, state)] = await step_jobs(env)
+    runs = await runs_by_recipient(env)
+    assert sorted(run_ids) == sorted(run["id"] for run in runs.values())
+    assert state == JobState.SCHEDULED.value
+
+    cancelled = await env.post(
+        "/v1/workflows/later/cancel",
+        json={"cancellation_key": "order-1", "recipients": ["bob"]},
+    )
+    assert cancelled.status_code == 204
+    await run_workflow_jobs(env.runtime)
+    assert [state for _, _, state in await step_jobs(env)] == [JobState.COMPLETED.value]
+    assert await feed_bodies(env, "ada") == ["hi ada"]
+    assert await feed_bodies(env, "bob") == []
+    assert await feed_bodies(env, "cy") == ["hi cy"]
+    statuses = {recipient: run["status"] for recipient, run in (await runs_by_recipient(env)).items()}
+    assert statuses == {"ada": "completed", "bob": "cancelled", "cy": "completed"}
+
+
+async def test_a_run_failing_in_a_shared_job_goes_on_alone_and_the_others_do_not_wait(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(
+        env, tmp_path, "dividing", {"steps": [DELAY, feed_step("{{ data.n | divided_by: data.d }}")]}
+    )
+    recipients = [{"id": "ada", "$trigger_data": {"d": 2}}, {"id": "bob", "$trigger_data": {"d": 0}}]
+    response = await env.post(
+        "/v1/workflows/dividing/trigger", json={"recipients": recipients, "data": {"n": 8}}
+    )
+    assert response.status_code == 200, response.text
+    await run_workflow_jobs(env.runtime)
+    assert await feed_bodies(env, "ada") == ["4"]
+    assert await feed_bodies(env, "bob") == []
+    runs = await runs_by_recipient(env)
+    [(_, shared, shared_state), (_, alone, alone_state)] = await step_jobs(env)
+    assert (len(shared), shared_state) == (2, JobState.COMPLETED.value)
+    assert (alone, alone_state) == ([runs["bob"]["id"]], JobState.DISCARDED.value)
+    assert (runs["bob"]["status"], runs["bob"]["error_count"]) == ("completed", 1)
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{runs['bob']['id']}")).json()
+    assert [event["event"] for event in detail["events"]][-1] == "step_failed"
+    assert "divide by 0" in detail["events"][-1]["data"]["error"]
+
+
+async def test_a_step_job_executed_twice_from_the_same_read_records_its_step_once(
+    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = env.runtime
+    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("once")]})
+    assert (
+        await env.post("/v1/workflows/later/trigger", json={"recipients": [{"id": "ada"}]})
+    ).status_code == 200
+    await run_workflow_jobs(runtime, with_scheduled=False)
+    [(job_id, [run_id], _)] = await step_jobs(env)
+    async with runtime.database.writer.begin() as connection:
+        await connection.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow())
+        )
+    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
+    assert job.id == job_id
+    stale = await runtime.workflow_runs.get_many(env.id, [run_id])
+
+    assert isinstance(await execute_step(runtime, job), Acknowledged)
+
+    async def as_first_read(_environment_id: str, _run_ids: Any) -> Any:
+        return stale
+
+    monkeypatch.setattr(runtime.workflow_runs, "get_many", as_first_read)
+    with pytest.raises(Superseded):
+        await execute_step(runtime, job)
+    monkeypatch.undo()
+    async with runtime.database.reader.connect() as connection:
+        made = (
+            await connection.execute(sa.select(sa.func.count()).where(messages.c.run_id == run_id))
+        ).scalar_one()
+    assert made == 1
+    [run] = await runtime.workflow_runs.get_many(env.id, [run_id])
+    assert [record.event.event for record in run.events].count("message_created") == 1
+
+
+async def test_a_delay_too_long_to_count_is_skipped_for_that_recipient_alone(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    delay = {"ref": "delay_1", "type": "delay", "settings": {"delay_until_field_path": "data.wait"}}
+    await push_workflow(env, tmp_path, "waiting", {"steps": [delay, feed_step("done")]})
+    recipients = [
+        {"id": "ada", "$trigger_data": {"wait": {"unit": "seconds", "value": 30}}},
+        {"id": "bob", "$trigger_data": {"wait": {"unit": "seconds", "value": int("9" * 400)}}},
+    ]
+    response = await env.post("/v1/workflows/waiting/trigger", json={"recipients": recipients})
+    assert response.status_code == 200, response.text
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    runs = await runs_by_recipient(env)
+    assert (runs["ada"]["status"], runs["bob"]["status"]) == ("paused", "completed")
+    assert await feed_bodies(env, "bob") == ["done"]
+    detail = (await env.get(f"/v1/workflow_recipient_runs/{runs['bob']['id']}")).json()
+    assert [e["data"]["reason"] for e in detail["events"] if e["event"] == "step_skipped"] == [
+        "invalid_delay"
+    ]
