@@ -17,21 +17,24 @@ import uuid
 EPOCH = 1_400_000_000
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _PAIRS = tuple(high + low for high in ALPHABET for low in ALPHABET)
+_TWO_DIGITS = 62**2
+_FOUR_DIGITS = 62**4
 _NINE_DIGITS = 62**9
 
 
 def encode(value: int) -> str:
-    """`value` (below 62**27) as 27 base-62 digits, most significant first."""
-    parts = []
-    for _ in range(3):
-        value, part = divmod(value, _NINE_DIGITS)
-        part, last = divmod(part, 62)
-        pairs = []
-        for _ in range(4):
-            part, pair = divmod(part, 3844)
-            pairs.append(_PAIRS[pair])
-        parts.append("".join(reversed(pairs)) + ALPHABET[last])
-    return "".join(reversed(parts))
+    """`value` (below 62**27) as 27 base-62 digits, most significant first: three parts of nine digits,
+    each split into one digit and four pairs."""
+    high, rest = divmod(value, _NINE_DIGITS * _NINE_DIGITS)
+    middle, low = divmod(rest, _NINE_DIGITS)
+    text = ""
+    for part in (high, middle, low):
+        upper, lower = divmod(part, _FOUR_DIGITS)
+        upper, second = divmod(upper, _TWO_DIGITS)
+        first, third = divmod(upper, _TWO_DIGITS)
+        fourth, fifth = divmod(lower, _TWO_DIGITS)
+        text += ALPHABET[first] + _PAIRS[third] + _PAIRS[second] + _PAIRS[fourth] + _PAIRS[fifth]
+    return text
 
 
 class _RandomBytes:

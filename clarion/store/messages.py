@@ -57,6 +57,7 @@ class NewMessage:
     recipient: RecipientKey
     workflow_key: str
     run_id: str
+    workflow_run_id: str
     step_ref: str
     source: dict[str, Any]
     tenant: str | None
@@ -164,6 +165,7 @@ async def insert_messages(
             "recipient_id": message.recipient.id,
             "workflow_key": message.workflow_key,
             "run_id": message.run_id,
+            "workflow_run_id": message.workflow_run_id,
             "step_ref": message.step_ref,
             "source": message.source,
             "tenant": message.tenant,
@@ -312,9 +314,7 @@ def _conditions(
     for key, value in filters.trigger_data.items():
         conditions.append(dialect.json_scalar_equals(c.data, key, value, dialect_name))
     if filters.workflow_run_id is not None:
-        conditions.append(
-            dialect.json_scalar_equals(c.source, "workflow_run_id", filters.workflow_run_id, dialect_name)
-        )
+        conditions.append(c.workflow_run_id == filters.workflow_run_id)
     if filters.workflow_recipient_run_id is not None:
         conditions.append(c.run_id == filters.workflow_recipient_run_id)
     if filters.inserted_after is not None:

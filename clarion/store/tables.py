@@ -334,6 +334,8 @@ messages = sa.Table(
     sa.Column("recipient_id", sa.String(255), nullable=False),
     sa.Column("workflow_key", sa.String(255), nullable=False),
     sa.Column("run_id", sa.String(36), nullable=False),
+    # The trigger's id, shared by the messages of all its recipients (also in `source`, for the wire).
+    sa.Column("workflow_run_id", sa.String(36)),
     sa.Column("step_ref", sa.String(255), nullable=False),
     sa.Column("source", JSONType, nullable=False),
     sa.Column("tenant", sa.String(255)),
@@ -355,6 +357,7 @@ messages = sa.Table(
     sa.UniqueConstraint("run_id", "step_ref", "channel_id"),
     sa.Index(None, "environment_id", "recipient_collection", "recipient_id", "channel_id", "pk"),
     sa.Index(None, "environment_id", "pk"),
+    sa.Index(None, "environment_id", "workflow_run_id", "pk"),
 )
 
 message_events = sa.Table(

@@ -1,6 +1,6 @@
 """The migrations build exactly the schema `clarion.store.tables` declares: no table, column or index of
 the metadata is missing from a migrated store, and the store has none the metadata lacks. Migrations that
-move data keep it."""
+move or derive data keep it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from clarion.runtime import Runtime
 from clarion.store.db import create_database
 from clarion.store.dialect import JSONType
 from clarion.store.migrate import migrate
-from clarion.store.tables import UTCDateTime, metadata, workflow_runs
+from clarion.store.tables import UTCDateTime, messages, metadata, workflow_runs
 from clarion.store.workflow_runs import run_record
 from tests.conftest import fresh_postgres_database
 
@@ -129,3 +129,33 @@ async def test_run_events_move_onto_their_runs_in_order(empty_database_url: str)
     assert [record.event.data for record in events] == [{"n": 2**70}] * 3
     assert len({record.id for record in events}) == 3
     assert runs["run-2"].events == ()
+
+
+async def test_messages_stored_before_the_column_get_their_trigger_id(empty_database_url: str) -> None:
+    database = create_database(empty_database_url)
+    try:
+        async with database.writer.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0005")
+            now = datetime(2026, 1, 1, tzinfo=UTC)
+            await connection.execute(
+                _statement(
+                    "INSERT INTO environments (id, name, enhanced_security, inserted_at) "
+                    "VALUES ('env', 'env', false, :now)"
+                ),
+                {"now": now},
+            )
+            await connection.execute(
+                _statement(
+                    "INSERT INTO messages (id, environment_id, channel_id, recipient_collection, "
+                    "recipient_id, workflow_key, run_id, step_ref, source, actors, activities, data, "
+                    "content, status, inserted_at, updated_at) VALUES ('m1', 'env', 'c', '$users', 'ada', "
+                    "'w', 'run-1', 's', :data, '[]', '[]', '{}', '{}', 'delivered', :now, :now)"
+                ),
+                {"data": {"key": "w", "workflow_run_id": "trigger-1"}, "now": now},
+            )
+        await migrate(database)
+        async with database.reader.connect() as connection:
+            stored = (await connection.execute(sa.select(messages.c.id, messages.c.workflow_run_id))).all()
+    finally:
+        await database.dispose()
+    assert [tuple(row) for row in stored] == [("m1", "trigger-1")]

@@ -323,6 +323,7 @@ def _message(
         recipient=run.recipient,
         workflow_key=run.workflow_key,
         run_id=run.id,
+        workflow_run_id=run.workflow_run_id,
         step_ref=step.ref,
         source={
             "key": run.workflow_key,

@@ -302,6 +302,8 @@ async def test_message_list_filters(env: EnvFixture, messages: list[dict[str, An
     assert listed(await env.get("/v1/messages", params={"channel_id": channel, "page_size": 2})) == [3, 2]
     run_id = messages[0]["source"]["workflow_recipient_run_id"]
     assert listed(await env.get("/v1/messages", params={"workflow_recipient_run_id": run_id})) == [3]
+    trigger_id = messages[1]["source"]["workflow_run_id"]
+    assert listed(await env.get("/v1/messages", params={"workflow_run_id": trigger_id})) == [2]
     stamp = messages[1]["inserted_at"]
     assert listed(await env.get("/v1/messages", params={"inserted_at.gte": stamp})) == [3, 2]
     assert listed(await env.get("/v1/messages", params={"inserted_at.lt": stamp})) == [1, 0]
