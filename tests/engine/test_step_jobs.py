@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from clarion.engine import run_executor
 from clarion.engine.run_executor import execute_step
 from clarion.engine.workflow_jobs import STEP_JOB, WORKFLOW_QUEUE
 from clarion.jobs.job import Acknowledged, JobState, Superseded
@@ -158,3 +159,19 @@ async def test_a_delay_too_long_to_count_is_skipped_for_that_recipient_alone(
     assert [e["data"]["reason"] for e in detail["events"] if e["event"] == "step_skipped"] == [
         "invalid_delay"
     ]
+
+
+async def test_a_large_group_is_split_into_jobs_of_at_most_so_many_runs(
+    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_executor, "RUNS_PER_STEP_JOB", 2)
+    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("hi")]})
+    recipients = [{"id": f"user-{n}"} for n in range(5)]
+    assert (await env.post("/v1/workflows/later/trigger", json={"recipients": recipients})).status_code == 200
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    groups = await step_jobs(env)
+    assert [len(run_ids) for _, run_ids, _ in groups] == [2, 2, 1]
+    assert len({run_id for _, run_ids, _ in groups for run_id in run_ids}) == 5
+    await run_workflow_jobs(env.runtime)
+    for n in range(5):
+        assert await feed_bodies(env, f"user-{n}") == ["hi"]
