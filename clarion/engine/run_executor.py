@@ -119,7 +119,7 @@ class RunProgress:
             position=None if self.index is None else str(self.index),
             status=self.status,
             step_results=self.step_results,
-            events=(*self.run.events, *(RunEventRecord.new(event, now) for event in self.events)),
+            events=(*self.run.events, *(RunEventRecord(event, now) for event in self.events)),
             updated_at=now,
         )
 
@@ -327,7 +327,7 @@ async def step_discarded(connection: AsyncConnection, job: JobRecord) -> None:
             run,
             position=None,
             status=RunStatus.COMPLETED,
-            events=(*run.events, RunEventRecord.new(failed, now)),
+            events=(*run.events, RunEventRecord(failed, now)),
             error_count=run.error_count + 1,
             updated_at=now,
         )

@@ -19,7 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WrapSerializ
 from pydantic_core import PydanticUndefined
 
 
+@functools.lru_cache(maxsize=1024)
 def format_timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, as Knock writes times. Remembered for the moments seen last: the
+    messages and events of a fan-out share theirs."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

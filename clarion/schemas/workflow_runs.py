@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from clarion.schemas.base import PageInfo, ResponseModel, Timestamp, TypedResponseModel
+from clarion.store.ids import stable_ksuid
 from clarion.store.workflow_runs import RunEventRecord, RunRecord
 
 
@@ -57,11 +58,12 @@ class WorkflowRecipientRunEvent(TypedResponseModel):
     inserted_at: Timestamp
 
     @classmethod
-    def from_record(cls, record: RunEventRecord) -> WorkflowRecipientRunEvent:
+    def from_record(cls, run_id: str, index: int, record: RunEventRecord) -> WorkflowRecipientRunEvent:
+        """The `index`th event of the run `run_id`."""
         event = record.event
         return cls.trusted(
             {
-                "id": record.id,
+                "id": stable_ksuid(record.inserted_at, f"{run_id}:{index}"),
                 "event": event.event,
                 "status": event.status,
                 "step_ref": event.step_ref,
@@ -81,7 +83,10 @@ class WorkflowRecipientRunDetail(WorkflowRecipientRun):
         return cls.trusted(
             {
                 **cls.fields_of(record),
-                "events": [WorkflowRecipientRunEvent.from_record(e) for e in record.events],
+                "events": [
+                    WorkflowRecipientRunEvent.from_record(record.id, index, event)
+                    for index, event in enumerate(record.events)
+                ],
             }
         )
 

@@ -1,6 +1,7 @@
 """The random ids of what the engine makes in numbers: KSUIDs, the ids Knock gives messages, activities and
 run events (27 base-62 characters of a 4-byte timestamp, seconds since 2014-05-13, and 16 random bytes, so
-that they sort by creation second), and UUIDs for triggers and runs.
+that they sort by creation second), and UUIDs for triggers and runs. A run's events get theirs when read,
+from the run and their place in it (`stable_ksuid`), which spares a fan-out three ids per run.
 
 A trigger makes one and a fan-out several per recipient, so both are cheap: the random bytes come from the
 operating system's generator a page at a time rather than a system call each (as `uuid.uuid4` and
@@ -9,10 +10,12 @@ per lookup, instead of one big-integer division per digit."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
 import uuid
+from datetime import datetime
 
 EPOCH = 1_400_000_000
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -71,3 +74,10 @@ def new_ksuid() -> str:
 def new_uuid() -> str:
     """A random (version 4) UUID, as text."""
     return str(uuid.UUID(bytes=_random.take(16), version=4))
+
+
+def stable_ksuid(at: datetime, name: str) -> str:
+    """The KSUID of something that stores no id of its own (a run's event): the same for the same moment
+    and name every time, its random part the first 16 bytes of the name's BLAKE2b digest."""
+    digest = hashlib.blake2b(name.encode(), digest_size=16).digest()
+    return encode((int(at.timestamp()) - EPOCH) << 128 | int.from_bytes(digest, "big"))

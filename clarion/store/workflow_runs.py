@@ -13,6 +13,7 @@ once: the second worker's transaction finds the run moved on and rolls back. Sta
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,6 @@ from clarion.store.batching import chunks
 from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
-from clarion.store.ids import new_ksuid
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import workflow_runs
@@ -80,13 +80,10 @@ class RunEvent:
 
 @dataclass(frozen=True)
 class RunEventRecord:
-    id: str
+    """An event as a run stores it; its id is derived from the run and its place there when read."""
+
     event: RunEvent
     inserted_at: datetime
-
-    @classmethod
-    def new(cls, event: RunEvent, at: datetime) -> RunEventRecord:
-        return cls(new_ksuid(), event, at)
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> RunEventRecord:
@@ -98,20 +95,25 @@ class RunEventRecord:
             stored["attempt"],
             stored["data"],
         )
-        return cls(stored["id"], event, datetime.fromisoformat(stored["inserted_at"]))
+        return cls(event, datetime.fromisoformat(stored["inserted_at"]))
 
     def stored(self) -> dict[str, Any]:
         event = self.event
         return {
-            "id": self.id,
             "event": event.event,
             "status": event.status,
             "step_ref": event.step_ref,
             "step_type": event.step_type,
             "attempt": event.attempt,
             "data": event.data,
-            "inserted_at": self.inserted_at.isoformat(),
+            "inserted_at": _isoformat(self.inserted_at),
         }
+
+
+@functools.lru_cache(maxsize=64)
+def _isoformat(moment: datetime) -> str:
+    """A run's events of one pass share their moment, and a fan-out's runs their pass's."""
+    return moment.isoformat()
 
 
 def run_record(row: sa.Row[Any]) -> RunRecord:

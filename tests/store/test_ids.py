@@ -6,8 +6,9 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from datetime import UTC, datetime
 
-from clarion.store.ids import ALPHABET, EPOCH, encode, new_ksuid, new_uuid
+from clarion.store.ids import ALPHABET, EPOCH, encode, new_ksuid, new_uuid, stable_ksuid
 
 
 def decode(text: str) -> int:
@@ -40,3 +41,11 @@ def test_new_uuids_are_distinct_version_4_uuids() -> None:
     assert {value.version for value in made} == {4}
     assert {value.variant for value in made} == {uuid.RFC_4122}
     assert len(set(made)) == 1000
+
+
+def test_a_stable_ksuid_carries_its_moment_and_depends_on_its_name() -> None:
+    moment = datetime(2026, 12, 2, 3, 4, 5, 678, tzinfo=UTC)
+    made = stable_ksuid(moment, "run:0")
+    assert made == stable_ksuid(moment, "run:0")
+    assert made != stable_ksuid(moment, "run:1")
+    assert decode(made) >> 128 == int(moment.timestamp()) - EPOCH

@@ -775,3 +775,21 @@ async def test_a_later_step_reads_the_status_of_a_message_made_in_the_same_pass(
     await run_workflow_jobs(env.runtime)
     entries = (await feed(env, "ada"))["entries"]
     assert [entry["blocks"][0]["content"] for entry in entries] == ["second", "first"]
+
+
+async def test_run_event_ids_are_distinct_and_the_same_on_every_read(env: EnvFixture, tmp_path: Path) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    body = {"recipients": [{"id": "ada"}, {"id": "bob"}], "data": {"text": "x"}}
+    assert (await env.post("/v1/workflows/greeting/trigger", json=body)).status_code == 200
+    await run_workflow_jobs(env.runtime)
+    reads = [
+        [
+            event["id"]
+            for run in await runs_of(env, "greeting")
+            for event in (await env.get(f"/v1/workflow_recipient_runs/{run['id']}")).json()["events"]
+        ]
+        for _ in range(2)
+    ]
+    assert reads[0] == reads[1]
+    assert len(set(reads[0])) == len(reads[0]) == 6
+    assert all(len(event_id) == 27 and event_id.isalnum() for event_id in reads[0])
