@@ -8,6 +8,7 @@ receive the resulting `Runtime` and never look at the dialect themselves.
 
 from __future__ import annotations
 
+import functools
 import gc
 from dataclasses import dataclass
 
@@ -143,6 +144,6 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         runtime.queue,
         handlers,
         chosen,
-        on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: step_discarded},
+        on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: functools.partial(step_discarded, runtime.queue)},
         housekeeping=[IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)],
     )

@@ -220,7 +220,7 @@ async def execute_runs(
     failed = [each for each in progress if each.error is not None]
     if failed:
         logger.warning(
-            "%s: %d of %d runs raised in their pass and go on in jobs of their own; the first: %r",
+            "%s: a step raised for %d of %d runs, which wait at it to be retried; the first error: %r",
             definition.key,
             len(failed),
             len(progress),
@@ -248,7 +248,8 @@ async def record_progress(
         inserted = set(await insert_runs(connection, environment_id, [each.moved(now) for each in progress]))
         written = [each for each in progress if each.run.id in inserted]
     else:
-        written = [each for each in progress if await advance(connection, each.run, each.moved(now))]
+        in_lock_order = sorted(progress, key=lambda each: each.run.id)
+        written = [each for each in in_lock_order if await advance(connection, each.run, each.moved(now))]
     await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
     await queue.insert_all(connection, _step_jobs(environment_id, written, now))
 
@@ -273,34 +274,36 @@ def _step_jobs(environment_id: str, waiting: Sequence[RunProgress], now: datetim
     ]
 
 
+def _waiting(runs: Sequence[RunRecord], position: str) -> list[RunRecord]:
+    """Those of `runs` still waiting at `position` (not finished, not moved on), in id order: the order
+    every transaction that updates many runs locks them in, so that two never deadlock."""
+    return sorted(
+        (run for run in runs if run.status.value not in FINISHED and run.position == position),
+        key=lambda run: run.id,
+    )
+
+
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     """The `workflow_step` job: its runs go on from the step they waited at. A job of one run whose own
     step raises fails, for the queue to retry it; in a job of many, that run goes on in a job of its own."""
     environment_id, position = job.args["environment_id"], job.args["position"]
     run_ids = step_job_runs(job)
-    waiting = [
-        run
-        for run in await runtime.workflow_runs.get_many(environment_id, run_ids)
-        if run.status.value not in FINISHED and run.position == position
-    ]
+    waiting = _waiting(await runtime.workflow_runs.get_many(environment_id, run_ids), position)
     if not waiting:
         return None
-    by_version: dict[str, list[RunRecord]] = defaultdict(list)
-    for run in waiting:
-        by_version[run.version_id].append(run)
+    # A job's runs are one trigger's, so they share its workflow version.
+    first = waiting[0]
+    definition = await runtime.workflows.definition(environment_id, first.version_id)
+    if definition is None:
+        raise LookupError(f"run {first.id} names workflow version {first.version_id}, which does not exist")
+    # Looked up before the step's connection is taken: a second checkout while holding one could wait
+    # forever on a pool that concurrent steps have emptied the same way.
+    current = await runtime.workflows.current(environment_id, first.workflow_key)
     now = utcnow()
-    progress: list[RunProgress] = []
-    for version_id, runs in by_version.items():
-        definition = await runtime.workflows.definition(environment_id, version_id)
-        if definition is None:
-            raise LookupError(f"runs of {job.id} name workflow version {version_id}, which does not exist")
-        # Looked up before the step's connection is taken: a second checkout while holding one could wait
-        # forever on a pool that concurrent steps have emptied the same way.
-        current = await runtime.workflows.current(environment_id, runs[0].workflow_key)
-        async with runtime.database.reader.connect() as connection:
-            progress += await execute_runs(
-                runtime, connection, runs, definition, active=current is None or current.active, now=now
-            )
+    async with runtime.database.reader.connect() as connection:
+        progress = await execute_runs(
+            runtime, connection, waiting, definition, active=current is None or current.active, now=now
+        )
     if len(run_ids) == 1:
         [only] = progress
         if only.error is not None and only.index == int(position):
@@ -312,17 +315,21 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     return Acknowledged()
 
 
-async def step_discarded(connection: AsyncConnection, job: JobRecord) -> None:
-    """A step failed on its job's last attempt: its runs halt, with the error on them."""
+async def step_discarded(queue: QueueEngine, connection: AsyncConnection, job: JobRecord) -> None:
+    """A step's job failed on its last attempt. Its one run halts, with the error on it; the runs of a
+    job of many each go on in a job of their own instead, so that a run that fails the whole job (it
+    crashes the worker, say) halts alone."""
     environment_id, position = job.args["environment_id"], job.args["position"]
+    waiting = _waiting(await read_runs(connection, environment_id, step_job_runs(job)), position)
+    if len(step_job_runs(job)) > 1:
+        await queue.insert_all(connection, [step_job(environment_id, [run.id], position) for run in waiting])
+        return
     error: Any = job.errors[-1]["error"] if job.errors else "the step failed"
     failed = RunEvent(
         "step_failed", status="error", attempt=job.attempt, data={"error": error.splitlines()[-1]}
     )
     now = utcnow()
-    for run in await read_runs(connection, environment_id, step_job_runs(job)):
-        if run.status.value in FINISHED or run.position != position:
-            continue
+    for run in waiting:
         halted = dataclasses.replace(
             run,
             position=None,

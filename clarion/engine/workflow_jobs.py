@@ -19,7 +19,8 @@ RUNS_PER_STEP_JOB = 500
 
 def step_job(environment_id: str, run_ids: Sequence[str], position: str, **job: Any) -> Job:
     """The job that executes the step at `position` of the runs `run_ids`, which wait there together (the
-    runs of one trigger whose delay ends at the same moment); one per (runs, position) ever."""
+    runs of one trigger whose delay ends at the same moment). A run split off a job of many, where its
+    step raised, gets a job of its own at the same position: the key tells them apart by their size."""
     return Job(
         kind=STEP_JOB,
         queue=WORKFLOW_QUEUE,

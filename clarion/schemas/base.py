@@ -19,11 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WrapSerializ
 from pydantic_core import PydanticUndefined
 
 
-@functools.lru_cache(maxsize=1024)
 def format_timestamp(value: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, as Knock writes times. Remembered for the moments seen last: the
-    messages and events of a fan-out share theirs."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """ISO 8601 in UTC with a `Z`, as Knock writes times."""
+    return _utc_text(value.astimezone(UTC))
+
+
+@functools.lru_cache(maxsize=1024)
+def _utc_text(value: datetime) -> str:
+    """Remembered for the moments seen last (the messages and events of a fan-out share theirs); keyed
+    on UTC values only, since equal moments of other zones may print differently."""
+    return value.isoformat().replace("+00:00", "Z")
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]

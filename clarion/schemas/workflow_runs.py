@@ -63,7 +63,7 @@ class WorkflowRecipientRunEvent(TypedResponseModel):
         event = record.event
         return cls.trusted(
             {
-                "id": stable_ksuid(record.inserted_at, f"{run_id}:{index}"),
+                "id": record.id or stable_ksuid(record.inserted_at, f"{run_id}:{index}"),
                 "event": event.event,
                 "status": event.status,
                 "step_ref": event.step_ref,

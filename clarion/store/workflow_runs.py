@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -80,10 +80,12 @@ class RunEvent:
 
 @dataclass(frozen=True)
 class RunEventRecord:
-    """An event as a run stores it; its id is derived from the run and its place there when read."""
+    """An event as a run stores it. Its id is derived from the run and its place there when read, unless
+    it kept the one it had before events moved onto runs (`id`)."""
 
     event: RunEvent
     inserted_at: datetime
+    id: str | None = None
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> RunEventRecord:
@@ -95,7 +97,7 @@ class RunEventRecord:
             stored["attempt"],
             stored["data"],
         )
-        return cls(event, datetime.fromisoformat(stored["inserted_at"]))
+        return cls(event, datetime.fromisoformat(stored["inserted_at"]), stored.get("id"))
 
     def stored(self) -> dict[str, Any]:
         event = self.event
@@ -106,13 +108,15 @@ class RunEventRecord:
             "step_type": event.step_type,
             "attempt": event.attempt,
             "data": event.data,
-            "inserted_at": _isoformat(self.inserted_at),
+            "inserted_at": _isoformat(self.inserted_at.astimezone(UTC)),
+            **({} if self.id is None else {"id": self.id}),
         }
 
 
 @functools.lru_cache(maxsize=64)
 def _isoformat(moment: datetime) -> str:
-    """A run's events of one pass share their moment, and a fan-out's runs their pass's."""
+    """A UTC moment's text. A run's events of one pass share their moment, and a fan-out's runs their
+    pass's."""
     return moment.isoformat()
 
 
@@ -297,9 +301,18 @@ class WorkflowRunStore:
                 ),
             )
         async with self.database.writer.begin() as connection:
-            result = await connection.execute(
-                workflow_runs.update()
-                .where(condition)
-                .values(status=RunStatus.CANCELLED.value, position=None, updated_at=utcnow())
+            # Locked in id order first, the order a step job moves its runs on in, so that the two never
+            # deadlock on PostgreSQL (SQLite's single writer takes no row locks).
+            locked = (
+                sa.select(workflow_runs.c.id).where(condition).order_by(workflow_runs.c.id).with_for_update()
             )
-        return int(result.rowcount)
+            ids = list((await connection.execute(locked)).scalars())
+            cancelled = 0
+            for chunk in chunks(ids):
+                result = await connection.execute(
+                    workflow_runs.update()
+                    .where(workflow_runs.c.id.in_(list(chunk)), workflow_runs.c.status.not_in(FINISHED))
+                    .values(status=RunStatus.CANCELLED.value, position=None, updated_at=utcnow())
+                )
+                cancelled += int(result.rowcount)
+        return cancelled

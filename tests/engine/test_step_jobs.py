@@ -14,6 +14,7 @@ from clarion.engine import run_executor
 from clarion.engine.run_executor import execute_step
 from clarion.engine.workflow_jobs import STEP_JOB, WORKFLOW_QUEUE
 from clarion.jobs.job import Acknowledged, JobState, Superseded
+from clarion.runtime import build_worker
 from clarion.store.clock import utcnow
 from clarion.store.tables import jobs, messages
 from tests.conftest import EnvFixture, feed_channel_id, push_workflow, run_workflow_jobs
@@ -37,7 +38,9 @@ async def step_jobs(env: EnvFixture) -> list[tuple[int, list[str], str]]:
             sa.select(jobs.c.id, jobs.c.args, jobs.c.state).where(jobs.c.kind == STEP_JOB).order_by(jobs.c.id)
         )
         return [
-            (row.id, row.args["run_ids"], row.state) for row in rows if row.args["environment_id"] == env.id
+            (row.id, row.args.get("run_ids") or [row.args["run_id"]], row.state)
+            for row in rows
+            if row.args["environment_id"] == env.id
         ]
 
 
@@ -175,3 +178,83 @@ async def test_a_large_group_is_split_into_jobs_of_at_most_so_many_runs(
     await run_workflow_jobs(env.runtime)
     for n in range(5):
         assert await feed_bodies(env, f"user-{n}") == ["hi"]
+
+
+async def test_a_shared_job_discarded_on_its_last_attempt_gives_each_run_a_job_of_its_own(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    """A job of many that fails as a whole (its worker crashed on it three times, say) halts no run: each
+    goes on alone, so that only a run that keeps failing halts."""
+    runtime = env.runtime
+    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("hi")]})
+    recipients = [{"id": "ada"}, {"id": "bob"}]
+    assert (await env.post("/v1/workflows/later/trigger", json={"recipients": recipients})).status_code == 200
+    await run_workflow_jobs(runtime, with_scheduled=False)
+    [(job_id, run_ids, _)] = await step_jobs(env)
+    async with runtime.database.writer.begin() as connection:
+        await connection.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow(), attempt=2)
+        )
+    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
+    assert (job.id, job.attempt, job.max_attempts) == (job_id, 3, 3)
+    hook = build_worker(runtime).executor.on_discarded[STEP_JOB]
+    assert await runtime.queue.retry(job, "the worker died", hook) is JobState.DISCARDED
+
+    statuses = {run["recipient"]: run["status"] for run in (await runs_by_recipient(env)).values()}
+    assert statuses == {"ada": "paused", "bob": "paused"}
+    alone = [(ids, state) for _, ids, state in await step_jobs(env) if len(ids) == 1]
+    assert sorted(alone) == sorted(([run_id], JobState.AVAILABLE.value) for run_id in run_ids)
+    await run_workflow_jobs(runtime)
+    assert await feed_bodies(env, "ada") == await feed_bodies(env, "bob") == ["hi"]
+
+
+async def test_a_shared_job_executed_twice_from_the_same_read_records_each_run_once(
+    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = env.runtime
+    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("once")]})
+    recipients = [{"id": "ada"}, {"id": "bob"}]
+    assert (await env.post("/v1/workflows/later/trigger", json={"recipients": recipients})).status_code == 200
+    await run_workflow_jobs(runtime, with_scheduled=False)
+    [(job_id, run_ids, _)] = await step_jobs(env)
+    async with runtime.database.writer.begin() as connection:
+        await connection.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow())
+        )
+    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
+    stale = await runtime.workflow_runs.get_many(env.id, run_ids)
+    assert isinstance(await execute_step(runtime, job), Acknowledged)
+
+    async def as_first_read(_environment_id: str, _run_ids: Any) -> Any:
+        return stale
+
+    monkeypatch.setattr(runtime.workflow_runs, "get_many", as_first_read)
+    with pytest.raises(Superseded):
+        await execute_step(runtime, job)
+    monkeypatch.undo()
+    async with runtime.database.reader.connect() as connection:
+        made = (
+            await connection.execute(sa.select(sa.func.count()).where(messages.c.run_id.in_(run_ids)))
+        ).scalar_one()
+    assert made == 2
+
+
+async def test_a_step_job_queued_by_the_previous_release_names_one_run_as_run_id(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    runtime = env.runtime
+    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("hi")]})
+    assert (
+        await env.post("/v1/workflows/later/trigger", json={"recipients": [{"id": "ada"}]})
+    ).status_code == 200
+    await run_workflow_jobs(runtime, with_scheduled=False)
+    [(job_id, [run_id], _)] = await step_jobs(env)
+    legacy = {"environment_id": env.id, "run_id": run_id, "position": "1"}
+    async with runtime.database.writer.begin() as connection:
+        await connection.execute(jobs.update().where(jobs.c.id == job_id).values(args=legacy))
+    await run_workflow_jobs(runtime)
+    assert await feed_bodies(env, "ada") == ["hi"]

@@ -127,6 +127,7 @@ async def test_run_events_move_onto_their_runs_in_order(empty_database_url: str)
         for record in events
     ] == [(event, step_ref, attempt, at) for event, step_ref, attempt, at in RECORDED]
     assert [record.event.data for record in events] == [{"n": 2**70}] * 3
+    assert [record.id for record in events] == ["1", "2", "3"], "the events keep the ids they had"
     assert runs["run-2"].events == ()
 
 

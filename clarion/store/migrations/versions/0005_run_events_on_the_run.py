@@ -19,12 +19,12 @@ depends_on: str | Sequence[str] | None = None
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
-# Each event as the engine now writes it (its id is derived from the run and its place when read).
+# Each event as the engine now writes it, keeping the old table's row id as its id.
 POSTGRES_COPY = """
 UPDATE workflow_runs SET events = moved.events
 FROM (
     SELECT run_id, jsonb_agg(jsonb_build_object(
-        'event', event, 'status', status, 'step_ref', step_ref, 'step_type', step_type,
+        'id', pk::text, 'event', event, 'status', status, 'step_ref', step_ref, 'step_type', step_type,
         'attempt', attempt, 'data', data,
         'inserted_at', to_char(inserted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
     ) ORDER BY pk) AS events
@@ -35,7 +35,7 @@ WHERE workflow_runs.id = moved.run_id
 SQLITE_COPY = """
 UPDATE workflow_runs SET events = (
     SELECT json_group_array(json_object(
-        'event', e.event, 'status', e.status, 'step_ref', e.step_ref,
+        'id', CAST(e.pk AS TEXT), 'event', e.event, 'status', e.status, 'step_ref', e.step_ref,
         'step_type', e.step_type, 'attempt', e.attempt, 'data', json(e.data),
         'inserted_at', replace(e.inserted_at, ' ', 'T') || '+00:00'
     ))
