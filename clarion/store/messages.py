@@ -207,13 +207,20 @@ async def message_statuses(
 ) -> dict[str, tuple[str, list[str]]]:
     """For each existing message of `message_ids`: its delivery status and engagement statuses."""
     c = messages.c
+    engagements = list(Engagement)
     found: dict[str, tuple[str, list[str]]] = {}
     for chunk in chunks(list(message_ids)):
         rows = await connection.execute(
-            sa.select(messages).where(c.environment_id == environment_id, c.id.in_(list(chunk)))
+            sa.select(c.id, c.status, *(engagement.column for engagement in engagements)).where(
+                c.environment_id == environment_id, c.id.in_(list(chunk))
+            )
         )
         found.update(
-            (record.id, (record.status, record.engagement_statuses)) for record in map(message_record, rows)
+            (
+                row.id,
+                (row.status, [e.value for e, at in zip(engagements, row[2:], strict=True) if at is not None]),
+            )
+            for row in rows
         )
     return found
 

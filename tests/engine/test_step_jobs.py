@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from clarion.engine import run_executor
 from clarion.engine.run_executor import execute_step
 from clarion.engine.workflow_jobs import STEP_JOB, WORKFLOW_QUEUE
-from clarion.jobs.job import Acknowledged, JobState, Superseded
+from clarion.jobs.job import Acknowledged, JobRecord, JobState, Superseded
 from clarion.runtime import build_worker
 from clarion.store.clock import utcnow
 from clarion.store.tables import jobs, messages
@@ -54,6 +54,27 @@ async def feed_bodies(env: EnvFixture, user_id: str) -> list[str]:
     response = await env.get(f"/v1/users/{user_id}/feeds/{feed_channel_id(env.runtime)}")
     assert response.status_code == 200, response.text
     return [entry["blocks"][0]["content"] for entry in response.json()["entries"]]
+
+
+async def claimed_step_job(
+    env: EnvFixture, tmp_path: Path, recipients: list[dict[str, Any]], *, attempts_made: int = 0
+) -> tuple[JobRecord, list[str]]:
+    """A trigger of a delay then a feed step for `recipients`, its runs waiting at the delay; their step
+    job made due at once and claimed (after `attempts_made` earlier attempts), and the job's runs."""
+    runtime = env.runtime
+    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("hi")]})
+    assert (await env.post("/v1/workflows/later/trigger", json={"recipients": recipients})).status_code == 200
+    await run_workflow_jobs(runtime, with_scheduled=False)
+    [(job_id, run_ids, _)] = await step_jobs(env)
+    async with runtime.database.writer.begin() as connection:
+        await connection.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow(), attempt=attempts_made)
+        )
+    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
+    assert job.id == job_id
+    return job, run_ids
 
 
 async def test_runs_waiting_until_the_same_moment_share_one_job(env: EnvFixture, tmp_path: Path) -> None:
@@ -105,25 +126,14 @@ async def test_a_run_failing_in_a_shared_job_goes_on_alone_and_the_others_do_not
     assert "divide by 0" in detail["events"][-1]["data"]["error"]
 
 
+@pytest.mark.parametrize("recipients", [1, 2], ids=["one run", "shared"])
 async def test_a_step_job_executed_twice_from_the_same_read_records_its_step_once(
-    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recipients: int
 ) -> None:
     runtime = env.runtime
-    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("once")]})
-    assert (
-        await env.post("/v1/workflows/later/trigger", json={"recipients": [{"id": "ada"}]})
-    ).status_code == 200
-    await run_workflow_jobs(runtime, with_scheduled=False)
-    [(job_id, [run_id], _)] = await step_jobs(env)
-    async with runtime.database.writer.begin() as connection:
-        await connection.execute(
-            jobs.update()
-            .where(jobs.c.id == job_id)
-            .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow())
-        )
-    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
-    assert job.id == job_id
-    stale = await runtime.workflow_runs.get_many(env.id, [run_id])
+    users = [{"id": f"user-{n}"} for n in range(recipients)]
+    job, run_ids = await claimed_step_job(env, tmp_path, users)
+    stale = await runtime.workflow_runs.get_many(env.id, run_ids)
 
     assert isinstance(await execute_step(runtime, job), Acknowledged)
 
@@ -136,11 +146,11 @@ async def test_a_step_job_executed_twice_from_the_same_read_records_its_step_onc
     monkeypatch.undo()
     async with runtime.database.reader.connect() as connection:
         made = (
-            await connection.execute(sa.select(sa.func.count()).where(messages.c.run_id == run_id))
+            await connection.execute(sa.select(sa.func.count()).where(messages.c.run_id.in_(run_ids)))
         ).scalar_one()
-    assert made == 1
-    [run] = await runtime.workflow_runs.get_many(env.id, [run_id])
-    assert [record.event.event for record in run.events].count("message_created") == 1
+    assert made == recipients
+    for run in await runtime.workflow_runs.get_many(env.id, run_ids):
+        assert [record.event.event for record in run.events].count("message_created") == 1
 
 
 async def test_a_delay_too_long_to_count_is_skipped_for_that_recipient_alone(
@@ -186,19 +196,8 @@ async def test_a_shared_job_discarded_on_its_last_attempt_gives_each_run_a_job_o
     """A job of many that fails as a whole (its worker crashed on it three times, say) halts no run: each
     goes on alone, so that only a run that keeps failing halts."""
     runtime = env.runtime
-    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("hi")]})
-    recipients = [{"id": "ada"}, {"id": "bob"}]
-    assert (await env.post("/v1/workflows/later/trigger", json={"recipients": recipients})).status_code == 200
-    await run_workflow_jobs(runtime, with_scheduled=False)
-    [(job_id, run_ids, _)] = await step_jobs(env)
-    async with runtime.database.writer.begin() as connection:
-        await connection.execute(
-            jobs.update()
-            .where(jobs.c.id == job_id)
-            .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow(), attempt=2)
-        )
-    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
-    assert (job.id, job.attempt, job.max_attempts) == (job_id, 3, 3)
+    job, run_ids = await claimed_step_job(env, tmp_path, [{"id": "ada"}, {"id": "bob"}], attempts_made=2)
+    assert (job.attempt, job.max_attempts) == (3, 3)
     hook = build_worker(runtime).executor.on_discarded[STEP_JOB]
     assert await runtime.queue.retry(job, "the worker died", hook) is JobState.DISCARDED
 
@@ -208,39 +207,6 @@ async def test_a_shared_job_discarded_on_its_last_attempt_gives_each_run_a_job_o
     assert sorted(alone) == sorted(([run_id], JobState.AVAILABLE.value) for run_id in run_ids)
     await run_workflow_jobs(runtime)
     assert await feed_bodies(env, "ada") == await feed_bodies(env, "bob") == ["hi"]
-
-
-async def test_a_shared_job_executed_twice_from_the_same_read_records_each_run_once(
-    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runtime = env.runtime
-    await push_workflow(env, tmp_path, "later", {"steps": [DELAY, feed_step("once")]})
-    recipients = [{"id": "ada"}, {"id": "bob"}]
-    assert (await env.post("/v1/workflows/later/trigger", json={"recipients": recipients})).status_code == 200
-    await run_workflow_jobs(runtime, with_scheduled=False)
-    [(job_id, run_ids, _)] = await step_jobs(env)
-    async with runtime.database.writer.begin() as connection:
-        await connection.execute(
-            jobs.update()
-            .where(jobs.c.id == job_id)
-            .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow())
-        )
-    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
-    stale = await runtime.workflow_runs.get_many(env.id, run_ids)
-    assert isinstance(await execute_step(runtime, job), Acknowledged)
-
-    async def as_first_read(_environment_id: str, _run_ids: Any) -> Any:
-        return stale
-
-    monkeypatch.setattr(runtime.workflow_runs, "get_many", as_first_read)
-    with pytest.raises(Superseded):
-        await execute_step(runtime, job)
-    monkeypatch.undo()
-    async with runtime.database.reader.connect() as connection:
-        made = (
-            await connection.execute(sa.select(sa.func.count()).where(messages.c.run_id.in_(run_ids)))
-        ).scalar_one()
-    assert made == 2
 
 
 async def test_a_step_job_queued_by_the_previous_release_names_one_run_as_run_id(
@@ -258,3 +224,30 @@ async def test_a_step_job_queued_by_the_previous_release_names_one_run_as_run_id
         await connection.execute(jobs.update().where(jobs.c.id == job_id).values(args=legacy))
     await run_workflow_jobs(runtime)
     assert await feed_bodies(env, "ada") == ["hi"]
+
+
+async def test_a_step_after_a_delay_reads_the_earlier_messages_as_they_are_then(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    unread = {
+        **feed_step("reminder"),
+        "ref": "in_app_feed_2",
+        "conditions": {
+            "all": [
+                {
+                    "variable": "refs.in_app_feed_1.engagement_status",
+                    "operator": "not_contains",
+                    "argument": "$message.read",
+                }
+            ]
+        },
+    }
+    await push_workflow(env, tmp_path, "nudge", {"steps": [feed_step("first"), DELAY, unread]})
+    recipients = [{"id": "ada"}, {"id": "bob"}]
+    assert (await env.post("/v1/workflows/nudge/trigger", json={"recipients": recipients})).status_code == 200
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    [message] = (await env.get("/v1/users/ada/messages")).json()["items"]
+    assert (await env.put(f"/v1/messages/{message['id']}/read")).status_code == 200
+    await run_workflow_jobs(env.runtime)
+    assert await feed_bodies(env, "ada") == ["first"]
+    assert await feed_bodies(env, "bob") == ["reminder", "first"]
