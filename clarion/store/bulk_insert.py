@@ -1,12 +1,19 @@
-"""Many rows of one table in one statement compiled once: INSERT … SELECT from the rows bound as a fixed set
-of parameters (`clarion.store.dialect.bound_rows`) [ON CONFLICT DO NOTHING] [RETURNING], run on the driver
-in the caller's transaction.
+"""Many rows of one table in one statement compiled once, run on the driver in the caller's transaction,
+[ON CONFLICT DO NOTHING] [returning a column of the rows inserted].
 
 A multi-row VALUES insert is compiled afresh for every batch size, and SQLAlchemy handles each of its
-parameters in Python: for the hundreds of runs, messages and events a trigger's fan-out writes, that cost
-several times the database's own work. Here each row's values travel as text (JSON documents as their
-JSON, numbers and timestamps as their text form, cast back in the statement), and the values every row
-shares (the environment, the time) are bound once.
+parameters in Python: for the hundreds of runs and messages a trigger's fan-out writes, that cost several
+times the database's own work. So each dialect gets the form its driver runs fastest:
+
+- PostgreSQL: INSERT … SELECT from the rows bound as one array per column (`dialect.bound_rows`), each
+  row's values as text (JSON documents as their JSON, numbers and timestamps as their text form, cast back
+  in the statement) and the values every row shares (the environment, the time) bound once; RETURNING
+  gives the rows inserted.
+- SQLite: one prepared single-row INSERT run for every row by the driver's `executemany`, in C. (Rows
+  bound as one JSON array read by `json_each` cost three times as much: the documents are escaped into
+  the array and unescaped by SQLite.) `executemany` returns no rows, so the inserted rows are known from
+  the count it reports: all of them, usually; after a conflict, those whose keys it assigned last, which
+  are consecutive, since the caller's transaction holds the single writer's lock.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from clarion.store.direct import DirectQuery, execute_in, fetch_in
 from clarion.store.tables import UTCDateTime
 
 _RowParameters = Callable[[Sequence[Sequence[str | None]]], dict[str, Any]]
+_Convert = Callable[[Any], Any] | None
 
 
 class BulkInsert:
@@ -44,51 +52,72 @@ class BulkInsert:
             for column in table.columns
             if column.name not in self.shared and not (column.primary_key and column.autoincrement is True)
         )
+        [self.row_key] = (column for column in table.primary_key.columns)
         self.skip_conflicts_on = skip_conflicts_on
         self.returning = returning
-        self._queries: dict[str, tuple[DirectQuery, _RowParameters]] = {}
+        self._postgres: tuple[DirectQuery, _RowParameters] | None = None
+        self._sqlite: tuple[str, tuple[str, ...], str] | None = None
 
-    def _column_source(self, column: sa.Column[Any], text: sa.ColumnElement[Any], dialect_name: str) -> Any:
-        if isinstance(column.type, sa.JSON):
-            return dialect.json_from_text(text, dialect_name)
-        if isinstance(column.type, sa.Integer | UTCDateTime):
-            return sa.cast(text, column.type)
-        return text
+    def _insert(self, dialect_name: str) -> Any:
+        statement = dialect.insert(self.table, dialect_name)
+        if self.skip_conflicts_on is None:
+            return statement
+        return statement.on_conflict_do_nothing(index_elements=list(self.skip_conflicts_on))
 
-    def _query(self, dialect_name: str) -> tuple[DirectQuery, _RowParameters]:
-        cached = self._queries.get(dialect_name)
-        if cached is not None:
-            return cached
-        rows, row_parameters = dialect.bound_rows(self.row_columns, dialect_name)
+    def _postgres_query(self) -> tuple[DirectQuery, _RowParameters]:
+        if self._postgres is not None:
+            return self._postgres
+        rows, row_parameters = dialect.bound_rows(self.row_columns, "postgresql")
+
+        def source(name: str) -> Any:
+            column, text = self.table.c[name], rows.c[name]
+            if isinstance(column.type, sa.JSON):
+                return dialect.json_from_text(text, "postgresql")
+            if isinstance(column.type, sa.Integer | UTCDateTime):
+                return sa.cast(text, column.type)
+            return text
+
         values = {
             **{name: sa.bindparam(name, type_=self.table.c[name].type) for name in self.shared},
-            **{
-                name: self._column_source(self.table.c[name], rows.c[name], dialect_name)
-                for name in self.row_columns
-            },
+            **{name: source(name) for name in self.row_columns},
         }
         names = [*self.shared, *self.row_columns]
-        source = (
-            sa.select(*(values[name] for name in names))
-            .where(sa.true())  # SQLite reads "FROM … ON CONFLICT" as a join without it
-            .order_by(rows.c.bound_row)
-        )
-        statement = dialect.insert(self.table, dialect_name).from_select(names, source)
-        if self.skip_conflicts_on is not None:
-            statement = statement.on_conflict_do_nothing(index_elements=list(self.skip_conflicts_on))
+        selected = sa.select(*(values[name] for name in names)).order_by(rows.c.bound_row)
+        statement = self._insert("postgresql").from_select(names, selected)
         if self.returning is not None:
             statement = statement.returning(self.table.c[self.returning])
-        self._queries[dialect_name] = (DirectQuery(statement), row_parameters)
-        return self._queries[dialect_name]
+        self._postgres = (DirectQuery(statement), row_parameters)
+        return self._postgres
 
-    def _to_text(self, name: str, sa_dialect: sa.Dialect) -> Callable[[Any], str] | None:
-        """How a value of column `name` travels as text; None: as it is (text already)."""
+    def _sqlite_statements(self, sa_dialect: sa.Dialect) -> tuple[str, tuple[str, ...], str]:
+        """The single-row INSERT and the names of its parameters in order; and the query of the
+        `returning` column of the rows the last `executemany` of it inserted."""
+        if self._sqlite is not None:
+            return self._sqlite
+        names = [*self.shared, *self.row_columns]
+        compiled = (
+            self._insert("sqlite")
+            .values({name: sa.bindparam(name) for name in names})
+            .compile(dialect=sa_dialect)
+        )
+        inserted = (
+            sa.select(self.table.c[self.returning or self.row_key.name])
+            .where(self.row_key > sa.func.last_insert_rowid() - sa.bindparam("count"))
+            .order_by(self.row_key)
+        )
+        inserted_sql = inserted.compile(dialect=sa_dialect).string
+        self._sqlite = (compiled.string, tuple(compiled.positiontup or ()), inserted_sql)
+        return self._sqlite
+
+    def _converter(self, name: str, sa_dialect: sa.Dialect, *, as_text: bool) -> _Convert:
+        """How a value of column `name` is bound: JSON documents as their text, timestamps in the store's
+        form; numbers as text too where `as_text`. None: as it is."""
         column_type = self.table.c[name].type
         if isinstance(column_type, sa.JSON):
             return json_codec.dumps
         if isinstance(column_type, UTCDateTime):
             return lambda value: str(column_type.process_bind_param(value, sa_dialect))
-        if isinstance(column_type, sa.Integer):
+        if as_text and isinstance(column_type, sa.Integer):
             return str
         return None
 
@@ -96,22 +125,59 @@ class BulkInsert:
         self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]], **shared: Any
     ) -> list[Any]:
         """Insert `rows` (column name → value, for every row column) with the `shared` values; returns
-        the `returning` column of the rows inserted (empty without one)."""
-        query, row_parameters = self._query(connection.dialect.name)
-        columns = [(name, self._to_text(name, connection.dialect)) for name in self.row_columns]
+        the `returning` column of the rows inserted, in their order (empty without one)."""
+        if not rows:
+            return []
+        if connection.dialect.name == "sqlite":
+            return await self._insert_sqlite(connection, rows, shared)
+        query, row_parameters = self._postgres_query()
+        columns = [
+            (name, self._converter(name, connection.dialect, as_text=True)) for name in self.row_columns
+        ]
         found: list[Any] = []
         for chunk in chunks(rows, ROWS_PER_STATEMENT // 2):
-            texts = [
-                [
-                    value if convert is None or value is None else convert(value)
-                    for name, convert in columns
-                    for value in (row[name],)
-                ]
-                for row in chunk
-            ]
-            parameters = {**shared, **row_parameters(texts)}
+            parameters = {**shared, **row_parameters(_bound(chunk, columns))}
             if self.returning is None:
                 await execute_in(connection, query, parameters)
             else:
                 found.extend(row[self.returning] for row in await fetch_in(connection, query, parameters))
         return found
+
+    async def _insert_sqlite(
+        self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
+    ) -> list[Any]:
+        sa_dialect = connection.dialect
+        statement, order, inserted_query = self._sqlite_statements(sa_dialect)
+        converters = {name: self._converter(name, sa_dialect, as_text=False) for name in order}
+        template = [_converted(shared[name], converters[name]) if name in shared else None for name in order]
+        slots = [(index, name, converters[name]) for index, name in enumerate(order) if name not in shared]
+        parameters: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = template.copy()
+            for index, name, convert in slots:
+                values[index] = _converted(row[name], convert)
+            parameters.append(tuple(values))
+        count = (await connection.exec_driver_sql(statement, parameters)).rowcount
+        if self.returning is None:
+            return []
+        if count == len(rows):
+            return [row[self.returning] for row in rows]
+        if count == 0:
+            return []
+        result = await connection.exec_driver_sql(inserted_query, (count,))
+        return [value for (value,) in result]
+
+
+def _converted(value: Any, convert: _Convert) -> Any:
+    return value if convert is None or value is None else convert(value)
+
+
+def _bound(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, _Convert]]) -> list[list[Any]]:
+    return [
+        [
+            value if convert is None or value is None else convert(value)
+            for name, convert in columns
+            for value in (row[name],)
+        ]
+        for row in rows
+    ]
