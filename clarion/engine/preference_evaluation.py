@@ -61,6 +61,8 @@ class PreferenceLayers:
 def effective_preferences(layers: PreferenceLayers) -> dict[str, Any]:
     """The one set the run evaluates, merged per Knock's hierarchy; it shares no object with `layers`."""
     if layers.tenant_default is None and layers.recipient_tenant is None:
+        if not layers.environment_default and not layers.recipient_default:
+            return {}  # most recipients of a fan-out have set nothing
         merged = merge_preference_sets(dict(layers.environment_default), dict(layers.recipient_default))
     else:
         merged = merge_preference_sets(
@@ -147,7 +149,7 @@ async def evaluate_preferences(
     preferences: Mapping[str, Any], context: SendContext, conditions_hold: ConditionsHold
 ) -> PreferenceDecision:
     """Whether the step described by `context` may send under `preferences`, the run's effective set."""
-    if context.override_preferences:
+    if context.override_preferences or not preferences:
         return _ALLOWED
     applicable = list(_applicable(preferences, context))
     for preference in applicable:

@@ -10,7 +10,7 @@ Entities are serialised as Knock serialises them (`__typename`, `id`, custom pro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -62,13 +62,14 @@ class RunContext:
         return serialised
 
     @cached_property
-    def _actor_wire(self) -> dict[str, Any] | None:
+    def actor_wire(self) -> dict[str, Any] | None:
         return None if self.actor is None else serialise_recipient(self.actor)
 
     @cached_property
-    def _tenant_wire(self) -> dict[str, Any] | None:
+    def tenant_wire(self) -> dict[str, Any] | None:
         return None if self.tenant is None else serialise_recipient(self.tenant)
 
+    @cached_property
     def workflow(self) -> dict[str, Any]:
         return {
             "id": self.run.version_id,
@@ -80,30 +81,57 @@ class RunContext:
             "cancellation_key": self.run.cancellation_key,
         }
 
-    def variables(self) -> dict[str, Any]:
+    def variables(self) -> RunVariables:
         """The namespaces conditions read: `data`, `recipient`, `actor`, `tenant`, `vars`, `workflow`,
         `refs` (what earlier steps produced)."""
-        return {
-            "data": self.run.data,
-            "recipient": self.serialised_recipient or {},
-            "actor": self._actor_wire or {},
-            "tenant": self._tenant_wire or {},
-            "vars": {},
-            "workflow": self.workflow(),
-            "refs": self.refs,
-        }
+        return RunVariables(self)
 
     def template_scope(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {
             "data": self.run.data,
             "recipient": self.serialised_recipient,
-            "actor": self._actor_wire,
-            "tenant": self._tenant_wire,
+            "actor": self.actor_wire,
+            "tenant": self.tenant_wire,
             "vars": {},
-            "workflow": self.workflow(),
+            "workflow": self.workflow,
             "timestamp": format_timestamp(self.now),
             **(extra or {}),
         }
+
+
+class RunVariables(Mapping[str, Any]):
+    """A run's condition variables, each namespace built when first read: most steps have no conditions,
+    and most conditions read one namespace, so a fan-out's runs mostly build none."""
+
+    NAMES = ("data", "recipient", "actor", "tenant", "vars", "workflow", "refs")
+
+    def __init__(self, context: RunContext) -> None:
+        self._context = context
+
+    def __getitem__(self, name: str) -> Any:
+        context = self._context
+        match name:
+            case "data":
+                return context.run.data
+            case "recipient":
+                return context.serialised_recipient or {}
+            case "actor":
+                return context.actor_wire or {}
+            case "tenant":
+                return context.tenant_wire or {}
+            case "vars":
+                return {}
+            case "workflow":
+                return context.workflow
+            case "refs":
+                return context.refs
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.NAMES)
+
+    def __len__(self) -> int:
+        return len(self.NAMES)
 
 
 def condition_scope(

@@ -245,6 +245,15 @@ async def run_channel_steps(
             connection, environment_id, channel.id, [run.recipient for run in runs]
         )
     layers = await _preference_layers(connection, environment_id, runs)
+    definition = pending[0][0].definition
+    send = SendContext(
+        workflow_key=definition.key,
+        categories=definition.categories,
+        channel_type=channel.type,
+        channel_id=channel.id,
+        commercial=definition.is_commercial,
+        override_preferences=definition.override_preferences,
+    )
     results: list[StepResult | Exception] = []
     for context, scope in pending:
         run = context.run
@@ -254,6 +263,7 @@ async def run_channel_steps(
                     runtime,
                     step,
                     channel,
+                    send,
                     context,
                     scope,
                     channel_data.get(run.recipient),
@@ -269,6 +279,7 @@ async def _channel_step(
     runtime: Runtime,
     step: ChannelStep,
     channel: Channel,
+    send: SendContext,
     context: RunContext,
     scope: ConditionScope,
     data: Mapping[str, Any] | None,
@@ -276,17 +287,9 @@ async def _channel_step(
 ) -> StepResult:
     if not _has_required_data(channel.type, context.serialised_recipient or {}, data):
         return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
-    definition = context.definition
     decision = await evaluate_preferences(
         effective_preferences(layers),
-        SendContext(
-            workflow_key=definition.key,
-            categories=definition.categories,
-            channel_type=channel.type,
-            channel_id=channel.id,
-            commercial=definition.is_commercial,
-            override_preferences=definition.override_preferences,
-        ),
+        send,
         lambda conditions: conditions_hold(parse_condition_list(list(conditions)), scope),
     )
     if not decision.allowed:

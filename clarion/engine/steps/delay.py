@@ -10,6 +10,7 @@ The trigger's `settings.skip_delay` skips every delay.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,10 +20,10 @@ from clarion.engine.workflow_definition import MAX_DELAY_SECONDS, DefinitionErro
 from clarion.store.workflow_runs import RunEvent
 
 
-def _lookup(variables: dict[str, Any], path: str) -> Any:
+def _lookup(variables: Mapping[str, Any], path: str) -> Any:
     value: Any = variables
     for part in path.split("."):
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             value = value.get(part)
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
