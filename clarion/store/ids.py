@@ -14,7 +14,6 @@ import hashlib
 import os
 import threading
 import time
-import uuid
 from datetime import datetime
 
 EPOCH = 1_400_000_000
@@ -72,8 +71,12 @@ def new_ksuid() -> str:
 
 
 def new_uuid() -> str:
-    """A random (version 4) UUID, as text."""
-    return str(uuid.UUID(bytes=_random.take(16), version=4))
+    """A random (version 4) UUID, as text: formatted here, since `uuid.UUID` costs twice as much."""
+    raw = bytearray(_random.take(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    digits = raw.hex()
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def stable_ksuid(at: datetime, name: str) -> str:

@@ -37,7 +37,9 @@ def test_a_new_ksuid_carries_its_second_and_sorts_after_older_ones() -> None:
 
 
 def test_new_uuids_are_distinct_version_4_uuids() -> None:
-    made = [uuid.UUID(new_uuid()) for _ in range(1000)]
+    texts = [new_uuid() for _ in range(1000)]
+    made = [uuid.UUID(text) for text in texts]
+    assert [str(value) for value in made] == texts  # the canonical form: lowercase, dashed
     assert {value.version for value in made} == {4}
     assert {value.variant for value in made} == {uuid.RFC_4122}
     assert len(set(made)) == 1000
