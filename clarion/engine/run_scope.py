@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,13 +39,20 @@ def serialise_recipient(record: RecipientRecord) -> dict[str, Any]:
     return {**wire.get("properties", {}), **wire}
 
 
+NO_VARS: Final[dict[str, Any]] = {}
+"""The environment's variables (`vars.*`), of which Clarion has none yet; one object for every run, so that
+templates that read them still render once for a fan-out (`clarion.engine.templates.SharedRenders`).
+Never changed: it is a dict, not a read-only mapping, because filters such as `json` take only dicts."""
+
+
 @dataclass(frozen=True)
 class RunContext:
     run: RunRecord
     definition: WorkflowDefinition
     recipient: RecipientRecord | None
-    actor: RecipientRecord | None
-    tenant: RecipientRecord | None
+    actor_wire: dict[str, Any] | None
+    """The actor as templates and conditions see it, serialised once for all the runs it acts in."""
+    tenant_wire: dict[str, Any] | None
     now: datetime
     refs: dict[str, dict[str, Any]]
     """Per earlier step ref, the current statuses of the messages it made (`refs.<ref>.…` conditions);
@@ -60,14 +67,6 @@ class RunContext:
         if subscription is not None:
             serialised["subscription"] = subscription
         return serialised
-
-    @cached_property
-    def actor_wire(self) -> dict[str, Any] | None:
-        return None if self.actor is None else serialise_recipient(self.actor)
-
-    @cached_property
-    def tenant_wire(self) -> dict[str, Any] | None:
-        return None if self.tenant is None else serialise_recipient(self.tenant)
 
     @cached_property
     def workflow(self) -> dict[str, Any]:
@@ -92,7 +91,7 @@ class RunContext:
             "recipient": self.serialised_recipient,
             "actor": self.actor_wire,
             "tenant": self.tenant_wire,
-            "vars": {},
+            "vars": NO_VARS,
             "workflow": self.workflow,
             "timestamp": format_timestamp(self.now),
             **(extra or {}),
@@ -196,16 +195,23 @@ async def load_contexts(
     made = [i for run in runs for result in run.step_results.values() for i in result.get("message_ids", [])]
     current = await message_statuses(connection, environment_id, made)
 
-    def get(key: RecipientKey | None) -> RecipientRecord | None:
-        return None if key is None else found.get(key)
+    wires: dict[RecipientKey, dict[str, Any]] = {}
+
+    def wire(key: RecipientKey | None) -> dict[str, Any] | None:
+        record = None if key is None else found.get(key)
+        if key is None or record is None:
+            return None
+        if key not in wires:
+            wires[key] = serialise_recipient(record)
+        return wires[key]
 
     return [
         RunContext(
             run=run,
             definition=definition,
             recipient=found.get(run.recipient),
-            actor=get(run.actor),
-            tenant=get(tenant_key(run)),
+            actor_wire=wire(run.actor),
+            tenant_wire=wire(tenant_key(run)),
             now=now,
             refs=_refs(run, current),
         )

@@ -67,6 +67,7 @@ class TemplateRenderer:
             self._environment.add_filter(filter_name, function)
         self._environment.add_filter("from_markdown", _from_markdown)
         self._parse = functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self._environment.from_string)
+        self._names_read = functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self._analyse)
 
     def parse(self, source: str, *, name: str = "template") -> None:
         """Checks that `source` is valid Liquid, raising `TemplateError` if not. The parsed template is
@@ -86,6 +87,17 @@ class TemplateRenderer:
         except LiquidError as exc:
             raise self._error(exc, source, name) from exc
         return buffer.getvalue()
+
+    def names_read(self, source: str) -> tuple[str, ...] | None:
+        """The scope keys `source` reads, partials included; None when that cannot be told (it does not
+        parse, or names a partial that does not exist)."""
+        return self._names_read(source)
+
+    def _analyse(self, source: str) -> tuple[str, ...] | None:
+        try:
+            return tuple(sorted(self._environment.from_string(source).analyze().globals))
+        except LiquidError:
+            return None
 
     def render_json(self, value: Any, scope: Mapping[str, Any], *, name: str = "template") -> Any:
         """`value` with every string in it rendered; objects and arrays are walked, their keys and
@@ -112,6 +124,29 @@ class TemplateRenderer:
         if exc.token is not None and exc.token.source != source:
             partial = next((key for key, text in self._partials.items() if text == exc.token.source), None)
         return TemplateError(str(exc.message), name=name, line=line, partial=partial)
+
+
+class SharedRenders:
+    """Renders for the runs of one step: a template renders once for all the runs whose scopes give it the
+    same objects under every key it reads, as a trigger's runs share its data, actor and tenant, so that a
+    fan-out of a template that reads nothing of its recipient renders it once. Objects are told apart by
+    identity, which holds while they live, and each result keeps the objects it was rendered from alive:
+    an instance is for one step's runs, then dropped."""
+
+    def __init__(self, renderer: TemplateRenderer) -> None:
+        self.renderer = renderer
+        self._done: dict[tuple[str, tuple[int, ...]], tuple[tuple[Any, ...], str]] = {}
+
+    def render(self, source: str, scope: Mapping[str, Any], *, name: str = "template") -> str:
+        names = self.renderer.names_read(source)
+        if names is None:
+            return self.renderer.render(source, scope, name=name)
+        values = tuple(scope.get(key) for key in names)
+        key = (source, tuple(map(id, values)))
+        done = self._done.get(key)
+        if done is None:
+            done = self._done[key] = (values, self.renderer.render(source, scope, name=name))
+        return done[1]
 
 
 class _CompactHTMLRenderer(RendererHTML):

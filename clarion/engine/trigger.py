@@ -288,6 +288,12 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
     actor = None if prepared.actor is None else key_of(prepared.actor)
     settings = args["request"].get("settings") or {}
 
+    def run_data(recipient: RecipientKey) -> dict[str, Any]:
+        # The trigger's own object for every run without data of its own: what is shared renders once
+        # (`clarion.engine.templates.SharedRenders`) and is encoded once.
+        own = prepared.recipient_data.get(recipient)
+        return prepared.data if own is None else {**prepared.data, **own}
+
     def new_run(recipient: RecipientKey, via: dict[str, Any] | None, now: datetime) -> RunRecord:
         return RunRecord(
             id=new_uuid(),
@@ -299,7 +305,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             actor=actor,
             tenant=None if prepared.tenant is None else prepared.tenant.id,
             cancellation_key=args["request"].get("cancellation_key"),
-            data={**prepared.data, **prepared.recipient_data.get(recipient, {})},
+            data=run_data(recipient),
             settings={**settings, **({"subscription": via} if via is not None else {})},
             trigger_source=args["trigger_source"],
             status=RunStatus.QUEUED,

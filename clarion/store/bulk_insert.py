@@ -114,7 +114,7 @@ class BulkInsert:
         form; numbers as text too where `as_text`. None: as it is."""
         column_type = self.table.c[name].type
         if isinstance(column_type, sa.JSON):
-            return json_codec.dumps
+            return _encoded_once_per_object()
         if isinstance(column_type, UTCDateTime):
             return lambda value: str(column_type.process_bind_param(value, sa_dialect))
         if as_text and isinstance(column_type, sa.Integer):
@@ -166,6 +166,21 @@ class BulkInsert:
             return []
         result = await connection.exec_driver_sql(inserted_query, (count,))
         return [value for (value,) in result]
+
+
+def _encoded_once_per_object() -> Callable[[Any], str]:
+    """JSON encoding for one insert's rows, which often share a document (a trigger's data in each of its
+    runs and messages): each object is encoded once. Objects are told apart by identity, which holds
+    while the rows, which hold them, live."""
+    encoded: dict[int, str] = {}
+
+    def encode(value: Any) -> str:
+        text = encoded.get(id(value))
+        if text is None:
+            text = encoded[id(value)] = json_codec.dumps(value)
+        return text
+
+    return encode
 
 
 def _converted(value: Any, convert: _Convert) -> Any:

@@ -3,10 +3,14 @@ walking, the parse cache, and markdown. Knock's filters are tested in `test_liqu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from clarion.engine.templates import (
     TEMPLATE_CACHE_SIZE,
+    SharedRenders,
     TemplateError,
     TemplateRenderer,
     render_markdown,
@@ -194,3 +198,46 @@ def test_render_markdown_passes_raw_html_through() -> None:
     assert (
         render_markdown('Hi <span class="name">Ellie</span>') == '<p>Hi <span class="name">Ellie</span></p>'
     )
+
+
+class CountingRenderer(TemplateRenderer):
+    def __init__(self, partials: dict[str, str] | None = None) -> None:
+        super().__init__(partials=partials)
+        self.renders = 0
+
+    def render(self, source: str, scope: Mapping[str, Any], *, name: str = "template") -> str:
+        self.renders += 1
+        return super().render(source, scope, name=name)
+
+
+def test_shared_renders_render_once_for_scopes_giving_the_same_objects() -> None:
+    renderer = CountingRenderer(partials={"sign": "-- {{ who }}"})
+    shared = SharedRenders(renderer)
+    data = {"park": "Isla Nublar"}
+    source = "Welcome to {{ data.park }} {% render 'sign', who: actor.name %}"
+    actor = {"name": "Ann"}
+    texts = [shared.render(source, {"data": data, "actor": actor, "recipient": {"id": n}}) for n in "abc"]
+    assert texts == ["Welcome to Isla Nublar -- Ann"] * 3
+    assert renderer.renders == 1
+    # The same content in other objects renders again (objects are told apart by identity, not content)…
+    assert shared.render(source, {"data": {"park": "Isla Nublar"}, "actor": actor}) == texts[0]
+    # …and other content renders as itself.
+    assert shared.render(source, {"data": {"park": "Sorna"}, "actor": actor}) == "Welcome to Sorna -- Ann"
+    assert renderer.renders == 3
+
+
+def test_shared_renders_render_per_recipient_what_reads_the_recipient() -> None:
+    renderer = CountingRenderer()
+    shared = SharedRenders(renderer)
+    data = {"park": "Isla Nublar"}
+    scopes = [{"data": data, "recipient": {"name": name}} for name in ("Ann", "Bob", "Ann")]
+    texts = [shared.render("{{ recipient.name }} at {{ data.park }}", scope) for scope in scopes]
+    assert texts == ["Ann at Isla Nublar", "Bob at Isla Nublar", "Ann at Isla Nublar"]
+    assert renderer.renders == 3
+
+
+def test_shared_renders_raise_as_the_renderer_does() -> None:
+    shared = SharedRenders(TemplateRenderer())
+    for source in ("{% render 'missing' %}", "{{ data.park | no_such_filter }}", "{% if %}"):
+        with pytest.raises(TemplateError):
+            shared.render(source, SCOPE, name=NAME)

@@ -99,3 +99,10 @@ async def test_a_failing_insert_changes_nothing(runtime: Runtime, table: None) -
     with pytest.raises(sa.exc.IntegrityError):
         await insert(runtime, PLAIN, [row("x"), row("x")], str(uuid.uuid4()))
     assert await stored(runtime) == []
+
+
+async def test_rows_sharing_a_document_each_store_it(runtime: Runtime, table: None) -> None:
+    shared = {"trigger": {"n": 1}}
+    rows = [row("a", document=shared), row("b", document=shared), row("c", document={"other": True})]
+    await insert(runtime, INSERT, rows, str(uuid.uuid4()))
+    assert [r["document"] for r in await stored(runtime)] == [shared, shared, {"other": True}]

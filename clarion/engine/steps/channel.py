@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,7 +36,7 @@ from clarion.engine.preference_evaluation import (
 )
 from clarion.engine.run_scope import RunContext
 from clarion.engine.steps.result import StepResult
-from clarion.engine.templates import TemplateError, TemplateRenderer, render_markdown
+from clarion.engine.templates import SharedRenders, TemplateError, render_markdown
 from clarion.engine.workflow_definition import TEMPLATE_FIELDS, ChannelStep
 from clarion.schemas.base import format_timestamp
 from clarion.store.channel_data import read_channel_data
@@ -126,7 +127,7 @@ def _first(values: Any) -> Any:
 
 
 def render_content(
-    renderer: TemplateRenderer,
+    renderer: SharedRenders,
     step: ChannelStep,
     channel: Channel,
     scope: Mapping[str, Any],
@@ -194,7 +195,7 @@ def render_content(
 
 
 def _feed_blocks(
-    renderer: TemplateRenderer, step: ChannelStep, scope: Mapping[str, Any], text: Mapping[str, str]
+    renderer: SharedRenders, step: ChannelStep, scope: Mapping[str, Any], text: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [_markdown_block(text["markdown_body"])]
     if "action_url" in text:
@@ -246,55 +247,58 @@ async def run_channel_steps(
         )
     layers = await _preference_layers(connection, environment_id, runs)
     definition = pending[0][0].definition
-    send = SendContext(
-        workflow_key=definition.key,
-        categories=definition.categories,
-        channel_type=channel.type,
-        channel_id=channel.id,
-        commercial=definition.is_commercial,
-        override_preferences=definition.override_preferences,
+    sending = _Sending(
+        step,
+        channel,
+        SendContext(
+            workflow_key=definition.key,
+            categories=definition.categories,
+            channel_type=channel.type,
+            channel_id=channel.id,
+            commercial=definition.is_commercial,
+            override_preferences=definition.override_preferences,
+        ),
+        SharedRenders(runtime.renderer),
     )
     results: list[StepResult | Exception] = []
     for context, scope in pending:
         run = context.run
+        data, run_layers = channel_data.get(run.recipient), layers[run.recipient, run.tenant]
         try:
-            results.append(
-                await _channel_step(
-                    runtime,
-                    step,
-                    channel,
-                    send,
-                    context,
-                    scope,
-                    channel_data.get(run.recipient),
-                    layers[run.recipient, run.tenant],
-                )
-            )
+            results.append(await _channel_step(sending, context, scope, data, run_layers))
         except Exception as exc:
             results.append(exc)
     return results
 
 
+@dataclass(frozen=True)
+class _Sending:
+    """What is the same for every run at one channel step."""
+
+    step: ChannelStep
+    channel: Channel
+    send: SendContext
+    renders: SharedRenders
+
+
 async def _channel_step(
-    runtime: Runtime,
-    step: ChannelStep,
-    channel: Channel,
-    send: SendContext,
+    sending: _Sending,
     context: RunContext,
     scope: ConditionScope,
     data: Mapping[str, Any] | None,
     layers: PreferenceLayers,
 ) -> StepResult:
+    step, channel = sending.step, sending.channel
     if not _has_required_data(channel.type, context.serialised_recipient or {}, data):
         return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
     decision = await evaluate_preferences(
         effective_preferences(layers),
-        send,
+        sending.send,
         lambda conditions: conditions_hold(parse_condition_list(list(conditions)), scope),
     )
     if not decision.allowed:
         return StepResult.skipped(step.ref, "channel", "preferences", preference=decision.reason)
-    message = _message(runtime, context, step, channel, data)
+    message = _message(sending, context, data)
     return StepResult(
         events=[
             RunEvent(
@@ -306,17 +310,11 @@ async def _channel_step(
     )
 
 
-def _message(
-    runtime: Runtime,
-    context: RunContext,
-    step: ChannelStep,
-    channel: Channel,
-    channel_data: Mapping[str, Any] | None,
-) -> NewMessage:
-    run = context.run
+def _message(sending: _Sending, context: RunContext, channel_data: Mapping[str, Any] | None) -> NewMessage:
+    run, step, channel = context.run, sending.step, sending.channel
     message_id = new_ksuid()
     scope = context.template_scope({"current_message": {"id": message_id}})
-    content = render_content(runtime.renderer, step, channel, scope, channel_data)
+    content = render_content(sending.renders, step, channel, scope, channel_data)
     sandbox = bool(run.settings.get("sandbox_mode"))
     status = "not_sent" if sandbox else "delivered" if channel.type == "in_app_feed" else "queued"
     actors: Sequence[Any] = [] if run.actor is None else [run.actor.reference()]
