@@ -146,6 +146,14 @@ def json_from_text(text: sa.ColumnElement[Any], dialect_name: str) -> sa.ColumnE
     return sa.type_coerce(text, JSONType)
 
 
+def json_append(column: sa.ColumnElement[Any], item: Any, dialect_name: str) -> sa.ColumnElement[Any]:
+    """The JSON array in `column` with `item` (a JSON-encodable value) added at its end."""
+    encoded = sa.literal(json_codec.dumps(item), sa.String)
+    if dialect_name == "postgresql":
+        return column.op("||")(sa.func.jsonb_build_array(sa.cast(encoded, postgresql.JSONB)))
+    return sa.func.json_insert(column, "$[#]", sa.func.json(encoded))
+
+
 def json_scalar_equals(
     column: sa.ColumnElement[Any], key: str, value: Any, dialect_name: str
 ) -> sa.ColumnElement[bool]:

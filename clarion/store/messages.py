@@ -4,9 +4,9 @@ engagement (seen, read, interacted, link clicked, archived, each a timestamp) an
 A message is unique per (run, step, channel), so a step executed twice after a crash finds the message it
 made the first time instead of making a second. Ids are 27-character, time-ordered base62 strings like
 Knock's (KSUID layout: 4 bytes of seconds since 2014-05-13, 16 random bytes). Lists come newest first,
-paged by the insertion-ordered `pk`. Engagement changes write one `message.<status>` event per message
-changed; setting a status a message already has changes nothing and records nothing. Deleting messages
-removes their events with them.
+paged by the insertion-ordered `pk`. A message's events are a JSON array on its row, oldest first; an
+engagement change appends one `message.<status>` event to each message it changes, in the same UPDATE;
+setting a status a message already has changes nothing and records nothing.
 
 Bulk operations over a channel's messages (`clarion.engine.bulk`) read what a `MessageFilter` selects in
 pages of ids by `pk` (`select_ids`) and change or delete each page by id, so a page written twice changes
@@ -15,9 +15,10 @@ nothing the second time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -29,9 +30,10 @@ from clarion.store.batching import chunks
 from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
-from clarion.store.pagination import Page, PageRequest, fetch_page
+from clarion.store.ids import stable_ksuid
+from clarion.store.pagination import Page, PageRequest, fetch_page, page_of_list
 from clarion.store.recipient_resolution import RecipientKey
-from clarion.store.tables import message_events, messages
+from clarion.store.tables import messages
 
 
 class Engagement(StrEnum):
@@ -103,11 +105,33 @@ class MessageRecord:
 
 @dataclass(frozen=True)
 class MessageEventRecord:
-    id: int
+    id: str
     message_id: str
     type: str
     data: dict[str, Any] | None
     inserted_at: datetime
+
+
+def _event_entry(event_type: str, data: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
+    """An event as a message stores it."""
+    return {"type": event_type, "data": data, "inserted_at": _isoformat(at)}
+
+
+@functools.lru_cache(maxsize=64)
+def _isoformat(moment: datetime) -> str:
+    """A moment's UTC text. The messages a fan-out makes in one pass share their moment."""
+    return moment.astimezone(UTC).isoformat()
+
+
+def _event_records(message_id: str, stored: Sequence[dict[str, Any]]) -> list[MessageEventRecord]:
+    """A message's stored events, oldest first. An event's id is derived from the message and its place
+    there, unless it kept the one it had before events moved onto messages."""
+    records = []
+    for index, entry in enumerate(stored):
+        at = datetime.fromisoformat(entry["inserted_at"])
+        event_id = entry.get("id") or stable_ksuid(at, f"{message_id}:{index}")
+        records.append(MessageEventRecord(event_id, message_id, entry["type"], entry["data"], at))
+    return records
 
 
 def message_record(row: sa.Row[Any]) -> MessageRecord:
@@ -144,18 +168,18 @@ _MESSAGE_INSERT = BulkInsert(
     messages,
     shared=["environment_id", "inserted_at", "updated_at"],
     skip_conflicts_on=["run_id", "step_ref", "channel_id"],
-    returning="id",
 )
-_EVENT_INSERT = BulkInsert(message_events, shared=["environment_id", "inserted_at"])
+MESSAGE_COLUMNS = tuple(column for column in messages.c if column.name != "events")
+"""What a `MessageRecord` holds: every column but the events, which only the events list reads."""
 
 
 async def insert_messages(
     connection: AsyncConnection, environment_id: str, new: Sequence[NewMessage]
-) -> list[str]:
-    """Insert messages and their first events in the caller's transaction; a message whose (run, step,
-    channel) already has one is skipped. Returns the ids of the messages inserted."""
+) -> None:
+    """Insert messages with their first events in the caller's transaction; a message whose (run, step,
+    channel) already has one is skipped."""
     if not new:
-        return []
+        return
     now = utcnow()
     rows = [
         {
@@ -181,25 +205,13 @@ async def insert_messages(
             "archived_at": None,
             "metadata": None,
             "scheduled_at": None,
+            "events": [_event_entry(event, None, now) for event in message.events],
         }
         for message in new
     ]
-    inserted = [
-        str(message_id)
-        for message_id in await _MESSAGE_INSERT.insert(
-            connection, rows, environment_id=environment_id, inserted_at=now, updated_at=now
-        )
-    ]
-    wanted = set(inserted)
-    events = [
-        {"message_id": message.id, "type": event, "data": None}
-        for message in new
-        if message.id in wanted
-        for event in message.events
-    ]
-    if events:
-        await _EVENT_INSERT.insert(connection, events, environment_id=environment_id, inserted_at=now)
-    return inserted
+    await _MESSAGE_INSERT.insert(
+        connection, rows, environment_id=environment_id, inserted_at=now, updated_at=now
+    )
 
 
 async def message_statuses(
@@ -376,31 +388,24 @@ async def _write_engagement(
     given), with one event for each, in the caller's transaction."""
     now = utcnow()
     column = status.column
-    values: dict[str, Any] = {column.name: now if on else None, "updated_at": now}
+    event = f"message.{status.value}" if on else f"message.{UNDO_EVENTS[status]}"
+    values: dict[str, Any] = {
+        column.name: now if on else None,
+        "updated_at": now,
+        "events": dialect.json_append(
+            messages.c.events, _event_entry(event, metadata, now), connection.dialect.name
+        ),
+    }
     if metadata is not None:
         values["metadata"] = metadata
-    changed = await connection.execute(
+    await connection.execute(
         messages.update()
         .where(
             *_named(environment_id, message_ids, recipient),
             column.is_(None) if on else column.is_not(None),
         )
         .values(**values)
-        .returning(messages.c.id)
     )
-    event = f"message.{status.value}" if on else f"message.{UNDO_EVENTS[status]}"
-    events = [
-        {
-            "environment_id": environment_id,
-            "message_id": row.id,
-            "type": event,
-            "data": metadata,
-            "inserted_at": now,
-        }
-        for row in changed
-    ]
-    if events:
-        await connection.execute(message_events.insert(), events)
 
 
 @dataclass(frozen=True)
@@ -418,7 +423,7 @@ class MessageStore:
         async with self.database.reader.connect() as connection:
             row = (
                 await connection.execute(
-                    sa.select(messages).where(
+                    sa.select(*MESSAGE_COLUMNS).where(
                         messages.c.environment_id == environment_id, messages.c.id == message_id
                     )
                 )
@@ -428,7 +433,7 @@ class MessageStore:
     async def get_many(self, environment_id: str, message_ids: Sequence[str]) -> list[MessageRecord]:
         async with self.database.reader.connect() as connection:
             rows = await connection.execute(
-                sa.select(messages)
+                sa.select(*MESSAGE_COLUMNS)
                 .where(messages.c.environment_id == environment_id, messages.c.id.in_(list(message_ids)))
                 .order_by(messages.c.pk.desc())
             )
@@ -437,7 +442,9 @@ class MessageStore:
     async def page(
         self, environment_id: str, filters: MessageFilter, page: PageRequest
     ) -> tuple[list[MessageRecord], Page]:
-        query = sa.select(messages).where(*_conditions(environment_id, filters, self.database.dialect_name))
+        query = sa.select(*MESSAGE_COLUMNS).where(
+            *_conditions(environment_id, filters, self.database.dialect_name)
+        )
         async with self.database.reader.connect() as connection:
             result = await fetch_page(connection, query, messages.c.pk, page, newest_first=True)
         return [message_record(row) for row in result.rows], result
@@ -457,15 +464,13 @@ class MessageStore:
     async def events(
         self, environment_id: str, message_id: str, page: PageRequest
     ) -> tuple[list[MessageEventRecord], Page]:
-        query = sa.select(message_events).where(
-            message_events.c.environment_id == environment_id, message_events.c.message_id == message_id
+        query = sa.select(messages.c.events).where(
+            messages.c.environment_id == environment_id, messages.c.id == message_id
         )
         async with self.database.reader.connect() as connection:
-            result = await fetch_page(connection, query, message_events.c.pk, page, newest_first=True)
-        return [
-            MessageEventRecord(row.pk, row.message_id, row.type, row.data, row.inserted_at)
-            for row in result.rows
-        ], result
+            stored = (await connection.execute(query)).scalar_one_or_none()
+        result = page_of_list(_event_records(message_id, stored or []), page, newest_first=True)
+        return list(result.rows), result
 
     async def set_engagement(
         self,
@@ -485,7 +490,7 @@ class MessageStore:
                 connection, environment_id, message_ids, status, on=on, metadata=metadata, recipient=recipient
             )
             rows = await connection.execute(
-                sa.select(messages)
+                sa.select(*MESSAGE_COLUMNS)
                 .where(*_named(environment_id, message_ids, recipient))
                 .order_by(messages.c.pk.desc())
             )
@@ -513,14 +518,9 @@ class MessageStore:
             return [(row.pk, row.id) for row in await connection.execute(query)]
 
     async def delete_many(self, environment_id: str, message_ids: Sequence[str]) -> None:
-        """Delete the messages and their events, in one transaction; ids of no message are skipped."""
+        """Delete the messages, with their events, in one transaction; ids of no message are skipped."""
         ids = list(message_ids)
         async with self.database.writer.begin() as connection:
-            await connection.execute(
-                message_events.delete().where(
-                    message_events.c.environment_id == environment_id, message_events.c.message_id.in_(ids)
-                )
-            )
             await connection.execute(
                 messages.delete().where(messages.c.environment_id == environment_id, messages.c.id.in_(ids))
             )

@@ -2,11 +2,13 @@
 
 Pages are stable under concurrent inserts: a cursor names a row position, not an offset, so rows inserted
 while a client pages appear at the end and never shift or repeat the rows it has seen. Turning positions
-into Knock's opaque cursor strings happens at the API edge (`clarion.api.pagination`).
+into Knock's opaque cursor strings happens at the API edge (`clarion.api.pagination`). A short list kept in
+one row (a message's events) is paged the same way by its items' places (`page_of_list`), which only grow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,8 @@ class PageRequest:
 
 @dataclass(frozen=True)
 class Page:
-    rows: list[sa.Row[Any]]
+    rows: list[Any]
+    """The page's rows, or items of a list (`page_of_list`)."""
     after: int | None
     before: int | None
 
@@ -72,3 +75,33 @@ async def fetch_page(
 
 def _key(row: sa.Row[Any]) -> int:
     return int(row._mapping["pk"])
+
+
+def page_of_list(items: Sequence[Any], request: PageRequest, *, newest_first: bool = False) -> Page:
+    """One page of `items` (a short list kept in one row, oldest first), paged as `fetch_page` pages a
+    table: item `i` stands where a row with key `i + 1` would."""
+    keyed = list(enumerate(items, start=1))
+    if newest_first:
+        keyed.reverse()
+
+    def beyond(key: int, cursor: int) -> bool:
+        return key < cursor if newest_first else key > cursor
+
+    size = request.page_size
+    if request.before is not None:
+        behind = [pair for pair in keyed if beyond(request.before, pair[0])]
+        taken = behind[-size:] if size else []
+        if not taken:
+            return Page(rows=[], after=None, before=None)
+        has_more = len(behind) > size
+        return Page([item for _, item in taken], after=taken[-1][0], before=taken[0][0] if has_more else None)
+    after = request.after
+    rest = [pair for pair in keyed if after is None or beyond(pair[0], after)]
+    taken = rest[:size]
+    if not taken:
+        return Page(rows=[], after=None, before=None)
+    return Page(
+        [item for _, item in taken],
+        after=taken[-1][0] if len(rest) > size else None,
+        before=taken[0][0] if after is not None else None,
+    )

@@ -352,24 +352,15 @@ messages = sa.Table(
     sa.Column("archived_at", UTCDateTime),
     sa.Column("metadata", JSONType),
     sa.Column("scheduled_at", UTCDateTime),
+    # What happened to the message, oldest first: {type, data, inserted_at, and the id it had before
+    # events moved onto messages, if any} each.
+    sa.Column("events", JSONType, nullable=False),
     *_timestamps(),
     # One message per run and step (and channel): a step that runs twice after a crash finds its message.
     sa.UniqueConstraint("run_id", "step_ref", "channel_id"),
     sa.Index(None, "environment_id", "recipient_collection", "recipient_id", "channel_id", "pk"),
     sa.Index(None, "environment_id", "pk"),
     sa.Index(None, "environment_id", "workflow_run_id", "pk"),
-)
-
-message_events = sa.Table(
-    "message_events",
-    metadata,
-    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
-    _environment_id(),
-    sa.Column("message_id", sa.String(32), nullable=False),
-    sa.Column("type", sa.String(32), nullable=False),
-    sa.Column("data", JSONType),
-    sa.Column("inserted_at", UTCDateTime, nullable=False),
-    sa.Index(None, "message_id", "pk"),
 )
 
 idempotency_keys = sa.Table(

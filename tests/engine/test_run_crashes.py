@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.job import JobState
-from clarion.store.tables import jobs, message_events, messages, workflow_runs
+from clarion.store.tables import jobs, messages, workflow_runs
 from tests.conftest import EnvFixture, push_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,12 +159,12 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
         ]
         made = Counter((run_id, step_ref) for _, run_id, step_ref in stored)
         created = Counter(
-            row.message_id
+            row.id
             for row in await connection.execute(
-                sa.select(message_events.c.message_id).where(
-                    message_events.c.environment_id == env.id, message_events.c.type == "message.created"
-                )
+                sa.select(messages.c.id, messages.c.events).where(messages.c.environment_id == env.id)
             )
+            for event in row.events
+            if event["type"] == "message.created"
         )
         rescued = {
             row.kind

@@ -20,7 +20,9 @@ from clarion.config import Settings
 from clarion.runtime import Runtime
 from clarion.store.db import create_database
 from clarion.store.dialect import JSONType
+from clarion.store.messages import MessageStore
 from clarion.store.migrate import migrate
+from clarion.store.pagination import PageRequest
 from clarion.store.tables import UTCDateTime, messages, metadata, workflow_runs
 from clarion.store.workflow_runs import run_record
 from tests.conftest import fresh_postgres_database
@@ -58,6 +60,7 @@ RECORDED = [
     ("run_completed", None, 1, datetime(2026, 1, 1, 0, 0, 3, 7, tzinfo=UTC)),
 ]
 _TYPES: dict[str, Any] = {
+    "type": sa.String(),
     "now": UTCDateTime(),
     "at": UTCDateTime(),
     "data": JSONType,
@@ -159,3 +162,51 @@ async def test_messages_stored_before_the_column_get_their_trigger_id(empty_data
     finally:
         await database.dispose()
     assert [tuple(row) for row in stored] == [("m1", "trigger-1")]
+
+
+async def test_message_events_move_onto_their_messages_in_order(empty_database_url: str) -> None:
+    database = create_database(empty_database_url)
+    # Recorded in this order (the old table's row order), at times that sort otherwise.
+    recorded = [
+        ("message.created", None, datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)),
+        ("message.delivered", None, datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)),
+        ("message.interacted", {"button": "open", "n": 2**70}, datetime(2025, 1, 1, tzinfo=UTC)),
+    ]
+    try:
+        async with database.writer.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0006")
+            now = datetime(2026, 1, 1, tzinfo=UTC)
+            await connection.execute(
+                _statement(
+                    "INSERT INTO environments (id, name, enhanced_security, inserted_at) "
+                    "VALUES ('env', 'env', false, :now)"
+                ),
+                {"now": now},
+            )
+            for message_id in ("m1", "m2"):
+                await connection.execute(
+                    _statement(
+                        "INSERT INTO messages (id, environment_id, channel_id, recipient_collection, "
+                        "recipient_id, workflow_key, run_id, step_ref, source, actors, activities, data, "
+                        "content, status, inserted_at, updated_at) VALUES (:id, 'env', 'c', '$users', 'ada', "
+                        "'w', :id, 's', '{}', '[]', '[]', '{}', '{}', 'delivered', :now, :now)"
+                    ),
+                    {"id": message_id, "now": now},
+                )
+            for event_type, data, at in recorded:
+                await connection.execute(
+                    _statement(
+                        "INSERT INTO message_events (environment_id, message_id, type, data, inserted_at) "
+                        "VALUES ('env', 'm1', :type, :data, :at)"
+                    ),
+                    {"type": event_type, "data": data, "at": at},
+                )
+        await migrate(database)
+        store = MessageStore(database)
+        moved, _ = await store.events("env", "m1", PageRequest())
+        untouched, _ = await store.events("env", "m2", PageRequest())
+    finally:
+        await database.dispose()
+    assert [(e.type, e.data, e.inserted_at) for e in reversed(moved)] == recorded
+    assert [e.id for e in reversed(moved)] == ["1", "2", "3"], "the events keep the ids they had"
+    assert untouched == []

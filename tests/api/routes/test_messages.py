@@ -194,6 +194,46 @@ async def test_engagement_changes_the_feed_and_its_counts(
     assert {event["recipient"] for event in events} == {"ada"}
 
 
+async def test_message_events_page_newest_first_both_ways(
+    env: EnvFixture, messages: list[dict[str, Any]]
+) -> None:
+    message_id = messages[0]["id"]
+    changes = [(env.put, "seen"), (env.put, "read"), (env.put, "archived"), (env.delete, "archived")]
+    for send, status in [*changes, (env.delete, "read")]:
+        assert (await send(f"/v1/messages/{message_id}/{status}")).status_code == 200
+    path = f"/v1/messages/{message_id}/events"
+    newest_first = [
+        "message.unread",
+        "message.unarchived",
+        "message.archived",
+        "message.read",
+        "message.seen",
+        "message.delivered",
+        "message.created",
+    ]
+    assert [e["type"] for e in (await env.get(path)).json()["items"]] == newest_first
+
+    pages, params = [], {"page_size": 3}
+    while True:
+        body = (await env.get(path, params=params)).json()
+        pages.append([e["type"] for e in body["items"]])
+        if body["page_info"]["after"] is None:
+            break
+        params = {"page_size": 3, "after": body["page_info"]["after"]}
+    assert pages == [newest_first[0:3], newest_first[3:6], newest_first[6:]]
+
+    back = (await env.get(path, params={"page_size": 3, "before": body["page_info"]["before"]})).json()
+    assert [e["type"] for e in back["items"]] == newest_first[3:6]
+    assert back["page_info"]["before"] is not None
+    first = (await env.get(path, params={"page_size": 3, "before": back["page_info"]["before"]})).json()
+    assert [e["type"] for e in first["items"]] == newest_first[0:3]
+    assert first["page_info"]["before"] is None
+
+    ids = [e["id"] for e in (await env.get(path)).json()["items"]]
+    assert len(set(ids)) == len(ids)
+    assert ids == [e["id"] for e in (await env.get(path)).json()["items"]], "event ids are stable"
+
+
 async def test_setting_a_status_twice_records_it_once(
     env: EnvFixture, messages: list[dict[str, Any]]
 ) -> None:
