@@ -5,7 +5,8 @@
 - fan-out: one trigger to 1,000 users named by id (identified beforehand, as most triggers name their
   recipients), the time until all 1,000 feed messages are readable (in-process runtime with its
   worker), as messages/s and over the same database's raw batched-insert rate of message rows (1,000
-  rows per INSERT, one transaction). Goal >= 25%. Then the same with the 1,000 users inline in the
+  rows per INSERT, one transaction); both the best of three, the fan-outs to the same users one after
+  another. Goal >= 25%. Then the same with the 1,000 users inline in the
   trigger, identified by it, for comparison.
 - feed read: p50 and p99 of `GET /v1/users/{id}/feeds/{channel}` (default page of 50, sequential requests
   to `clarion api`) for a user with 10,000 messages in a table of 1,000,000.
@@ -131,6 +132,26 @@ async def raw_insert_rate(runtime: Runtime, environment_id: str, channel_id: str
     return best
 
 
+async def _one_fan_out(
+    runtime: Runtime, client: httpx.AsyncClient, environment_id: str, key: str, body: dict[str, Any]
+) -> float:
+    """Seconds from sending the trigger until all its messages can be read."""
+    started = time.perf_counter()
+    response = await client.post(
+        "/v1/workflows/bench/trigger", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text
+    made = sa.select(sa.func.count()).where(
+        messages.c.environment_id == environment_id,
+        messages.c.workflow_run_id == response.json()["workflow_run_id"],
+    )
+    while True:
+        async with runtime.database.reader.connect() as connection:
+            if (await connection.execute(made)).scalar_one() >= FAN_OUT:
+                return time.perf_counter() - started
+        await asyncio.sleep(0.01)
+
+
 async def fan_out(database_url: str, *, inline: bool) -> tuple[float, float]:
     data_dir = Path(tempfile.mkdtemp(prefix="clarion-bench-"))
     try:
@@ -166,18 +187,9 @@ async def fan_out(database_url: str, *, inline: bool) -> tuple[float, float]:
                         await runtime.users.identify_many(environment.id, users)
                         recipients = [user_id for user_id, _, _ in users]
                     body = {"recipients": recipients, "data": {"actor_name": "Ann", "text": "hello"}}
-                    started = time.perf_counter()
-                    response = await client.post(
-                        "/v1/workflows/bench/trigger", json=body, headers={"Authorization": f"Bearer {key}"}
+                    elapsed = min(
+                        [await _one_fan_out(runtime, client, environment.id, key, body) for _ in range(3)]
                     )
-                    assert response.status_code == 200, response.text
-                    made = sa.select(sa.func.count()).where(messages.c.environment_id == environment.id)
-                    while True:
-                        async with runtime.database.reader.connect() as connection:
-                            if (await connection.execute(made)).scalar_one() >= FAN_OUT:
-                                break
-                        await asyncio.sleep(0.01)
-                    elapsed = time.perf_counter() - started
             finally:
                 await worker.stop()
         finally:
