@@ -45,7 +45,7 @@ templates that read them still render once for a fan-out (`clarion.engine.templa
 Never changed: it is a dict, not a read-only mapping, because filters such as `json` take only dicts."""
 
 
-@dataclass(frozen=True)
+@dataclass  # made per run: a frozen one costs four times as much
 class RunContext:
     run: RunRecord
     definition: WorkflowDefinition

@@ -114,9 +114,10 @@ class BulkInsert:
         form; numbers as text too where `as_text`. None: as it is."""
         column_type = self.table.c[name].type
         if isinstance(column_type, sa.JSON):
-            return _encoded_once_per_object()
+            # Told apart by identity, which holds while the rows, which hold the documents, live.
+            return _once_each(json_codec.dumps, key=id)
         if isinstance(column_type, UTCDateTime):
-            return lambda value: str(column_type.process_bind_param(value, sa_dialect))
+            return _once_each(lambda value: str(column_type.process_bind_param(value, sa_dialect)))
         if as_text and isinstance(column_type, sa.Integer):
             return str
         return None
@@ -168,19 +169,21 @@ class BulkInsert:
         return [value for (value,) in result]
 
 
-def _encoded_once_per_object() -> Callable[[Any], str]:
-    """JSON encoding for one insert's rows, which often share a document (a trigger's data in each of its
-    runs and messages): each object is encoded once. Objects are told apart by identity, which holds
-    while the rows, which hold them, live."""
-    encoded: dict[int, str] = {}
+def _once_each(
+    convert: Callable[[Any], Any], key: Callable[[Any], Any] = lambda value: value
+) -> Callable[[Any], Any]:
+    """`convert` for one insert's rows, which often share a value (a trigger's data in each of its runs and
+    messages, the moment they were made): each value, told apart by `key`, is converted once."""
+    converted: dict[Any, Any] = {}
 
-    def encode(value: Any) -> str:
-        text = encoded.get(id(value))
-        if text is None:
-            text = encoded[id(value)] = json_codec.dumps(value)
-        return text
+    def once(value: Any) -> Any:
+        seen = key(value)
+        result = converted.get(seen)
+        if result is None:
+            result = converted[seen] = convert(value)
+        return result
 
-    return encode
+    return once
 
 
 def _converted(value: Any, convert: _Convert) -> Any:

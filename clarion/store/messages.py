@@ -52,7 +52,7 @@ UNDO_EVENTS = {Engagement.SEEN: "unseen", Engagement.READ: "unread", Engagement.
 """The engagement statuses that can be taken back, and the event their removal records."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made per run: a frozen one costs four times as much
 class NewMessage:
     id: str
     channel_id: str

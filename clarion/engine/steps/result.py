@@ -11,7 +11,7 @@ from clarion.store.messages import NewMessage
 from clarion.store.workflow_runs import RunEvent
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made per run: a frozen one costs four times as much
 class StepResult:
     events: list[RunEvent] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
