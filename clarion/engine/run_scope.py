@@ -10,7 +10,7 @@ Entities are serialised as Knock serialises them (`__typename`, `id`, custom pro
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -80,57 +80,63 @@ class RunContext:
             "cancellation_key": self.run.cancellation_key,
         }
 
-    def variables(self) -> RunVariables:
+    def variables(self) -> RunNamespaces:
         """The namespaces conditions read: `data`, `recipient`, `actor`, `tenant`, `vars`, `workflow`,
-        `refs` (what earlier steps produced)."""
-        return RunVariables(self)
+        `refs` (what earlier steps produced); an absent entity reads as `{}`."""
+        return RunNamespaces(self, _VARIABLES)
 
-    def template_scope(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "data": self.run.data,
-            "recipient": self.serialised_recipient,
-            "actor": self.actor_wire,
-            "tenant": self.tenant_wire,
-            "vars": NO_VARS,
-            "workflow": self.workflow,
-            "timestamp": format_timestamp(self.now),
-            **(extra or {}),
-        }
+    def template_scope(self, extra: Mapping[str, Any] | None = None) -> RunNamespaces:
+        """What templates see: `data`, `recipient`, `actor`, `tenant`, `vars`, `workflow`, `timestamp`,
+        and `extra`; an absent entity reads as nil."""
+        return RunNamespaces(self, _TEMPLATE_SCOPE, extra)
 
 
-class RunVariables(Mapping[str, Any]):
-    """A run's condition variables, each namespace built when first read: most steps have no conditions,
-    and most conditions read one namespace, so a fan-out's runs mostly build none."""
+_Namespace = Callable[[RunContext], Any]
+_VARIABLES: dict[str, _Namespace] = {
+    "data": lambda context: context.run.data,
+    "recipient": lambda context: context.serialised_recipient or {},
+    "actor": lambda context: context.actor_wire or {},
+    "tenant": lambda context: context.tenant_wire or {},
+    "vars": lambda context: NO_VARS,
+    "workflow": lambda context: context.workflow,
+    "refs": lambda context: context.refs,
+}
+_TEMPLATE_SCOPE: dict[str, _Namespace] = {
+    "data": lambda context: context.run.data,
+    "recipient": lambda context: context.serialised_recipient,
+    "actor": lambda context: context.actor_wire,
+    "tenant": lambda context: context.tenant_wire,
+    "vars": lambda context: NO_VARS,
+    "workflow": lambda context: context.workflow,
+    "timestamp": lambda context: format_timestamp(context.now),
+}
 
-    NAMES = ("data", "recipient", "actor", "tenant", "vars", "workflow", "refs")
 
-    def __init__(self, context: RunContext) -> None:
+class RunNamespaces(Mapping[str, Any]):
+    """A run's namespaces, each built when first read: a template that reads nothing of its recipient,
+    or a step without conditions, never serialises the recipient."""
+
+    def __init__(
+        self,
+        context: RunContext,
+        namespaces: Mapping[str, _Namespace],
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         self._context = context
+        self._namespaces = namespaces
+        self._extra = extra or {}
 
     def __getitem__(self, name: str) -> Any:
-        context = self._context
-        match name:
-            case "data":
-                return context.run.data
-            case "recipient":
-                return context.serialised_recipient or {}
-            case "actor":
-                return context.actor_wire or {}
-            case "tenant":
-                return context.tenant_wire or {}
-            case "vars":
-                return {}
-            case "workflow":
-                return context.workflow
-            case "refs":
-                return context.refs
-        raise KeyError(name)
+        if name in self._extra:
+            return self._extra[name]
+        return self._namespaces[name](self._context)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.NAMES)
+        yield from self._extra
+        yield from (name for name in self._namespaces if name not in self._extra)
 
     def __len__(self) -> int:
-        return len(self.NAMES)
+        return len(self._extra) + sum(1 for name in self._namespaces if name not in self._extra)
 
 
 def condition_scope(

@@ -10,9 +10,11 @@ levels deep, as Knock's `exclude` parameter does.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from clarion.schemas.base import format_timestamp
+from clarion.store.ids import stable_ksuid
 from clarion.store.messages import FeedCounts, MessageRecord
 from clarion.store.recipient_resolution import RecipientKey
 
@@ -68,25 +70,35 @@ def feed_item(record: MessageRecord, cursor: str, serialise: Serialise, *, compa
     }
     if not compact:
         recipient = serialise(record.recipient)
-        item["activities"] = [activity(stored, recipient, serialise) for stored in record.activities]
+        item["activities"] = activities(record, recipient, serialise)
         item["total_activities"] = len(record.activities)
     return item
 
 
-def activity(
-    stored: Mapping[str, Any], recipient: dict[str, Any] | None, serialise: Serialise
-) -> dict[str, Any]:
-    """Knock's `Activity`: one trigger behind a message, its actor and recipient serialised in full."""
+def activities(
+    record: MessageRecord, recipient: dict[str, Any] | None, serialise: Serialise
+) -> list[dict[str, Any]]:
+    """Knock's `Activity` of each trigger behind a message, its actor and recipient serialised in full.
+    An activity's id is derived from the message and its place there, as a message's events' are, unless
+    it was stored with one (before activities were stored without)."""
+    return [
+        {
+            "__typename": "Activity",
+            "id": stored.get("id")
+            or stable_ksuid(datetime.fromisoformat(stored["inserted_at"]), f"{record.id}:activity:{index}"),
+            "actor": _actor(stored, serialise),
+            "recipient": recipient,
+            "data": stored.get("data"),
+            "inserted_at": stored["inserted_at"],
+            "updated_at": stored["inserted_at"],
+        }
+        for index, stored in enumerate(record.activities)
+    ]
+
+
+def _actor(stored: Mapping[str, Any], serialise: Serialise) -> dict[str, Any] | None:
     actor = _key(stored.get("actor"))
-    return {
-        "__typename": "Activity",
-        "id": stored["id"],
-        "actor": None if actor is None else serialise(actor),
-        "recipient": recipient,
-        "data": stored.get("data"),
-        "inserted_at": stored["inserted_at"],
-        "updated_at": stored["inserted_at"],
-    }
+    return None if actor is None else serialise(actor)
 
 
 def _remove(value: Any, path: Sequence[str]) -> None:

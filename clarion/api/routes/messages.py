@@ -22,7 +22,7 @@ from clarion.engine.bulk import start_message_update
 from clarion.engine.run_scope import serialise_recipient
 from clarion.errors import InvalidInputError, NotFoundError
 from clarion.schemas.base import empty_page_info
-from clarion.schemas.feeds import activity, referenced_keys
+from clarion.schemas.feeds import activities, referenced_keys
 from clarion.schemas.messages import (
     MAX_BATCH_MESSAGES,
     BatchMessagesInteractedRequest,
@@ -105,9 +105,9 @@ async def list_message_activities(request: Request, context: RequestContext) -> 
         context.runtime.database, context.environment_id, referenced_keys([record])
     )
     serialised = {key: serialise_recipient(entity) for key, entity in entities.items()}
-    activities = [activity(a, serialised.get(record.recipient), serialised.get) for a in record.activities]
+    items = activities(record, serialised.get(record.recipient), serialised.get)
     # A message made by one trigger has one activity; the list is one page.
-    return JSONResponse({"items": activities[: page.page_size], "page_info": empty_page_info(page.page_size)})
+    return JSONResponse({"items": items[: page.page_size], "page_info": empty_page_info(page.page_size)})
 
 
 async def get_message_content(request: Request, context: RequestContext) -> Response:

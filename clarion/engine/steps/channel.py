@@ -58,12 +58,13 @@ CHANNEL_DATA_KEYS: Mapping[str, tuple[str, ...]] = {
 
 
 def _has_required_data(
-    channel_type: str, recipient: Mapping[str, Any], data: Mapping[str, Any] | None
+    channel_type: str, properties: Mapping[str, Any], data: Mapping[str, Any] | None
 ) -> bool:
+    """Whether a recipient with `properties` and channel `data` can be sent to on the channel."""
     if channel_type == "email":
-        return bool(recipient.get("email"))
+        return bool(properties.get("email"))
     if channel_type == "sms":
-        return bool(recipient.get("phone_number"))
+        return bool(properties.get("phone_number"))
     keys = CHANNEL_DATA_KEYS.get(channel_type)
     if keys is None:
         return True
@@ -289,7 +290,8 @@ async def _channel_step(
     layers: PreferenceLayers,
 ) -> StepResult:
     step, channel = sending.step, sending.channel
-    if not _has_required_data(channel.type, context.serialised_recipient or {}, data):
+    properties = {} if context.recipient is None else context.recipient.properties
+    if not _has_required_data(channel.type, properties, data):
         return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
     decision = await evaluate_preferences(
         effective_preferences(layers),
@@ -339,7 +341,6 @@ def _message(sending: _Sending, context: RunContext, channel_data: Mapping[str, 
         actors=list(actors),
         activities=[
             {
-                "id": new_ksuid(),
                 "actor": None if run.actor is None else run.actor.reference(),
                 "data": run.data,
                 "inserted_at": format_timestamp(context.now),

@@ -382,6 +382,10 @@ async def test_content_activities_and_delivery_logs(env: EnvFixture, messages: l
     [activity] = activities["items"]
     assert activity["actor"]["id"] == "carol"
     assert activity["data"]["n"] == 3
+    [in_feed] = (await feed(env))["entries"][0]["activities"]
+    assert len(activity["id"]) == 27 and activity["id"] == in_feed["id"], "one stable KSUID per activity"
+    [other] = (await env.get(f"/v1/messages/{messages[1]['id']}/activities")).json()["items"]
+    assert other["id"] != activity["id"]
     logs = (await env.get(f"/v1/messages/{message_id}/delivery_logs")).json()
     assert logs["items"] == []
 
