@@ -113,8 +113,9 @@ class MessageEventRecord:
 
 
 def _event_entry(event_type: str, data: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
-    """An event as a message stores it."""
-    return {"type": event_type, "data": data, "inserted_at": _isoformat(at)}
+    """An event as a message stores it; without data, the key is left out."""
+    entry = {"type": event_type, "inserted_at": _isoformat(at)}
+    return entry if data is None else {**entry, "data": data}
 
 
 @functools.lru_cache(maxsize=64)
@@ -130,7 +131,7 @@ def _event_records(message_id: str, stored: Sequence[dict[str, Any]]) -> list[Me
     for index, entry in enumerate(stored):
         at = datetime.fromisoformat(entry["inserted_at"])
         event_id = entry.get("id") or stable_ksuid(at, f"{message_id}:{index}")
-        records.append(MessageEventRecord(event_id, message_id, entry["type"], entry["data"], at))
+        records.append(MessageEventRecord(event_id, message_id, entry["type"], entry.get("data"), at))
     return records
 
 

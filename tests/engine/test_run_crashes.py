@@ -180,7 +180,9 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
                 )
             )
         )
-    events = Counter((row.id, event["event"], event["step_ref"]) for row in run_rows for event in row.events)
+    events = Counter(
+        (row.id, event["event"], event.get("step_ref")) for row in run_rows for event in row.events
+    )
     # A step recorded twice from the same read would leave one run row, but name a message that does not
     # exist: the second attempt's message loses to the first's on the unique key.
     message_ids = {message_id for message_id, _, _ in stored}
