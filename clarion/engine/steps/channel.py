@@ -142,7 +142,6 @@ def render_content(
         for name in (*required, *optional)
         if isinstance(step.template.get(name), str)
     }
-    recipient = scope.get("recipient") or {}
     data = channel_data or {}
     if step.channel_type == "in_app_feed":
         return {"__typename": "MessageInAppFeedContent", "blocks": _feed_blocks(renderer, step, scope, text)}
@@ -153,7 +152,7 @@ def render_content(
         return {
             "__typename": "MessageEmailContent",
             "from": f"{name} <{sender}>" if name else sender,
-            "to": recipient.get("email") or "",
+            "to": (scope.get("recipient") or {}).get("email") or "",
             "subject_line": text["subject"],
             "html_body": text.get("html_body", ""),
             "text_body": text.get("text_body", ""),
@@ -164,7 +163,7 @@ def render_content(
     if step.channel_type == "sms":
         return {
             "__typename": "MessageSmsContent",
-            "to": recipient.get("phone_number") or "",
+            "to": (scope.get("recipient") or {}).get("phone_number") or "",
             "body": text["text_body"],
         }
     if step.channel_type == "push":
