@@ -80,7 +80,12 @@ class TemplateRenderer:
         # The scope goes in as the template's local variables rather than as Liquid globals, because
         # globals would reach partials too.
         context = RenderContext(template)
-        context.locals.update(scope)
+        # Only what the template reads, where that is known: a scope's namespaces may be built on demand
+        # (`clarion.engine.run_scope.RunNamespaces`), and most templates read few of them.
+        names = self._names_read(source)
+        context.locals.update(
+            scope if names is None else {name: scope[name] for name in names if name in scope}
+        )
         buffer = StringIO()
         try:
             template.render_with_context(context, buffer)
@@ -95,9 +100,12 @@ class TemplateRenderer:
 
     def _analyse(self, source: str) -> tuple[str, ...] | None:
         try:
-            return tuple(sorted(self._environment.from_string(source).analyze().globals))
+            names = tuple(sorted(self._environment.from_string(source).analyze().globals))
         except LiquidError:
             return None
+        # A name computed when rendering (`{{ [data.key].email }}`) is reported as its expression, not
+        # as the name it will read: then what the template reads cannot be told.
+        return names if all(name.isidentifier() for name in names) else None
 
     def render_json(self, value: Any, scope: Mapping[str, Any], *, name: str = "template") -> Any:
         """`value` with every string in it rendered; objects and arrays are walked, their keys and

@@ -19,6 +19,7 @@ times the database's own work. So each dialect gets the form its driver runs fas
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,7 +53,10 @@ class BulkInsert:
             for column in table.columns
             if column.name not in self.shared and not (column.primary_key and column.autoincrement is True)
         )
-        [self.row_key] = (column for column in table.primary_key.columns)
+        # SQLite tells the rows inserted by their keys (see above): an integer key that SQLite assigns.
+        [self.row_key] = table.primary_key.columns
+        assert isinstance(self.row_key.type, sa.Integer) and self.row_key.autoincrement is True
+        assert returning is None or returning in self.row_columns, "only a column the rows give is returned"
         self.skip_conflicts_on = skip_conflicts_on
         self.returning = returning
         self._postgres: tuple[DirectQuery, _RowParameters] | None = None
@@ -117,7 +121,10 @@ class BulkInsert:
             # Told apart by identity, which holds while the rows, which hold the documents, live.
             return _once_each(json_codec.dumps, key=id)
         if isinstance(column_type, UTCDateTime):
-            return _once_each(lambda value: str(column_type.process_bind_param(value, sa_dialect)))
+            return _once_each(
+                lambda value: str(column_type.process_bind_param(value, sa_dialect)),
+                key=lambda value: value.astimezone(UTC),  # equal local times may be other instants
+            )
         if as_text and isinstance(column_type, sa.Integer):
             return str
         return None

@@ -310,8 +310,9 @@ workflow_runs = sa.Table(
     sa.Column("position", sa.String(255)),
     # Per step ref, what its step produced (message ids), for `refs.*` conditions.
     sa.Column("step_results", JSONType, nullable=False),
-    # What happened in the run, oldest first: {id, event, status, step_ref, step_type, attempt, data,
-    # inserted_at} each.
+    # What happened in the run, oldest first: {event, inserted_at} each, with status, step_ref, step_type,
+    # attempt and data where they differ from their defaults, and the id it had before events moved onto
+    # runs, if any.
     sa.Column("events", JSONType, nullable=False),
     sa.Column("error_count", sa.Integer, nullable=False),
     *_timestamps(),
@@ -340,7 +341,8 @@ messages = sa.Table(
     sa.Column("source", JSONType, nullable=False),
     sa.Column("tenant", sa.String(255)),
     sa.Column("actors", JSONType, nullable=False),
-    # The triggers behind the message: {id, actor, data, inserted_at} each.
+    # The triggers behind the message: {actor, data, inserted_at} each (and an id, if stored before ids
+    # were derived when read).
     sa.Column("activities", JSONType, nullable=False),
     sa.Column("data", JSONType, nullable=False),
     sa.Column("content", JSONType, nullable=False),

@@ -241,3 +241,21 @@ def test_shared_renders_raise_as_the_renderer_does() -> None:
     for source in ("{% render 'missing' %}", "{{ data.park | no_such_filter }}", "{% if %}"):
         with pytest.raises(TemplateError):
             shared.render(source, SCOPE, name=NAME)
+
+
+def test_shared_renders_render_per_run_what_reads_a_name_computed_from_the_data() -> None:
+    renderer = CountingRenderer()
+    shared = SharedRenders(renderer)
+    data = {"who": "recipient"}
+    source = "{{ [data.who].name }}"
+    texts = [shared.render(source, {"data": data, "recipient": {"name": name}}) for name in ("Ann", "Bob")]
+    assert texts == ["Ann", "Bob"]
+    assert renderer.renders == 2
+
+
+def test_a_template_sees_every_name_of_the_scope_it_reads() -> None:
+    renderer = TemplateRenderer()
+    scope = {**SCOPE, "current_message": {"id": "m1"}}
+    source = "{{ current_message.id }} {{ recipient.name }} {% for d in data.dinosaurs %}{{ d }};{% endfor %}"
+    assert renderer.render(source, scope) == "m1 John Hammond T. rex;Velociraptor;"
+    assert renderer.render("{{ [data.park] }}|{{ data['park'] }}", scope) == "|Isla Nublar"
