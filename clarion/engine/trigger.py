@@ -306,7 +306,8 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             tenant=None if prepared.tenant is None else prepared.tenant.id,
             cancellation_key=args["request"].get("cancellation_key"),
             data=run_data(recipient),
-            settings={**settings, **({"subscription": via} if via is not None else {})},
+            # Shared by the runs that add nothing to it, like their data.
+            settings=settings if via is None else {**settings, "subscription": via},
             trigger_source=args["trigger_source"],
             status=RunStatus.QUEUED,
             position=FIRST_POSITION,
