@@ -64,8 +64,9 @@ logger = logging.getLogger(__name__)
 
 TRIGGER_ATTEMPTS = 8
 """A trigger job fails only while the store does: eight attempts, backed off, span about six minutes."""
-RUNS_PER_TRANSACTION = 500
-"""How many runs one transaction of a trigger's fan-out executes and writes at most."""
+RUNS_PER_TRANSACTION = 1000
+"""How many runs one transaction of a trigger's fan-out executes and writes at most: the recipients one
+trigger may name, so that only subscribers reached through objects make a fan-out take several."""
 SUBSCRIPTION_DEPTH = 2
 """Object recipients notify their subscribers, and subscribed objects theirs: parent → child → user."""
 
