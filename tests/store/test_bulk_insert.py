@@ -64,7 +64,9 @@ async def stored(runtime: Runtime) -> list[dict[str, Any]]:
 async def test_rows_are_written_as_given_with_their_shared_values(runtime: Runtime, table: None) -> None:
     batch = str(uuid.uuid4())
     rows = [
-        row("a", document={"nested": [1, "two", None], "text": 'quote " and \\ slash'}, count=7),
+        row(
+            "a", document={"nested": [1, "two", None], "text": 'quote " and \\ slash', "big": 2**70}, count=7
+        ),
         row("b", document=None, count=None),
         row("c", document=[], count=-(2**30)),
     ]
