@@ -179,7 +179,8 @@ class BulkInsert:
         for row in rows:
             values = template.copy()
             for index, name, convert in slots:
-                values[index] = _converted(row[name], convert)
+                value = row[name]
+                values[index] = value if convert is None or value is None else convert(value)
             parameters.append(tuple(values))
         count = (await connection.exec_driver_sql(statement, parameters)).rowcount
         if self.returning is None:
