@@ -76,19 +76,38 @@ def _statement(sql: str) -> sa.TextClause:
     )
 
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def _insert_environment(connection: Any) -> None:
+    await connection.execute(
+        _statement(
+            "INSERT INTO environments (id, name, enhanced_security, inserted_at) "
+            "VALUES ('env', 'env', false, :now)"
+        ),
+        {"now": NOW},
+    )
+
+
+async def _insert_message(connection: Any, message_id: str, source: dict[str, Any]) -> None:
+    """A message as the schema before 0006 and 0007 holds it: no trigger id, no events."""
+    await connection.execute(
+        _statement(
+            "INSERT INTO messages (id, environment_id, channel_id, recipient_collection, recipient_id, "
+            "workflow_key, run_id, step_ref, source, actors, activities, data, content, status, inserted_at, "
+            "updated_at) VALUES (:id, 'env', 'c', '$users', 'ada', 'w', :id, 's', :data, '[]', '[]', '{}', "
+            "'{}', 'delivered', :now, :now)"
+        ),
+        {"id": message_id, "data": source, "now": NOW},
+    )
+
+
 async def test_run_events_move_onto_their_runs_in_order(empty_database_url: str) -> None:
     database = create_database(empty_database_url)
-    now = datetime(2026, 1, 1, tzinfo=UTC)
     try:
         async with database.writer.begin() as connection:
             await connection.run_sync(_upgrade_to, "0004")
-            await connection.execute(
-                _statement(
-                    "INSERT INTO environments (id, name, enhanced_security, inserted_at) "
-                    "VALUES ('env', 'env', false, :now)"
-                ),
-                {"now": now},
-            )
+            await _insert_environment(connection)
             for run_id in ("run-1", "run-2"):
                 await connection.execute(
                     _statement(
@@ -98,7 +117,7 @@ async def test_run_events_move_onto_their_runs_in_order(empty_database_url: str)
                         "(:id, 'env', :id, 'w', 'v', '$users', :id, '{}', '{}', 'api', 'completed', NULL, "
                         "'{}', 0, :now, :now)"
                     ),
-                    {"id": run_id, "now": now},
+                    {"id": run_id, "now": NOW},
                 )
             # Recorded in this order (the old table's row order), at times that sort otherwise.
             for event, step_ref, attempt, at in RECORDED:
@@ -139,23 +158,8 @@ async def test_messages_stored_before_the_column_get_their_trigger_id(empty_data
     try:
         async with database.writer.begin() as connection:
             await connection.run_sync(_upgrade_to, "0005")
-            now = datetime(2026, 1, 1, tzinfo=UTC)
-            await connection.execute(
-                _statement(
-                    "INSERT INTO environments (id, name, enhanced_security, inserted_at) "
-                    "VALUES ('env', 'env', false, :now)"
-                ),
-                {"now": now},
-            )
-            await connection.execute(
-                _statement(
-                    "INSERT INTO messages (id, environment_id, channel_id, recipient_collection, "
-                    "recipient_id, workflow_key, run_id, step_ref, source, actors, activities, data, "
-                    "content, status, inserted_at, updated_at) VALUES ('m1', 'env', 'c', '$users', 'ada', "
-                    "'w', 'run-1', 's', :data, '[]', '[]', '{}', '{}', 'delivered', :now, :now)"
-                ),
-                {"data": {"key": "w", "workflow_run_id": "trigger-1"}, "now": now},
-            )
+            await _insert_environment(connection)
+            await _insert_message(connection, "m1", {"key": "w", "workflow_run_id": "trigger-1"})
         await migrate(database)
         async with database.reader.connect() as connection:
             stored = (await connection.execute(sa.select(messages.c.id, messages.c.workflow_run_id))).all()
@@ -175,24 +179,9 @@ async def test_message_events_move_onto_their_messages_in_order(empty_database_u
     try:
         async with database.writer.begin() as connection:
             await connection.run_sync(_upgrade_to, "0006")
-            now = datetime(2026, 1, 1, tzinfo=UTC)
-            await connection.execute(
-                _statement(
-                    "INSERT INTO environments (id, name, enhanced_security, inserted_at) "
-                    "VALUES ('env', 'env', false, :now)"
-                ),
-                {"now": now},
-            )
+            await _insert_environment(connection)
             for message_id in ("m1", "m2"):
-                await connection.execute(
-                    _statement(
-                        "INSERT INTO messages (id, environment_id, channel_id, recipient_collection, "
-                        "recipient_id, workflow_key, run_id, step_ref, source, actors, activities, data, "
-                        "content, status, inserted_at, updated_at) VALUES (:id, 'env', 'c', '$users', 'ada', "
-                        "'w', :id, 's', '{}', '[]', '[]', '{}', '{}', 'delivered', :now, :now)"
-                    ),
-                    {"id": message_id, "now": now},
-                )
+                await _insert_message(connection, message_id, {})
             for event_type, data, at in recorded:
                 await connection.execute(
                     _statement(
