@@ -7,8 +7,9 @@ compiled once per dialect, and executed here: on SQLite on one read-only connect
 `clarion.store.sqlite_driver` for why inline), on PostgreSQL on a few asyncpg connections of its own. Column
 types are converted with the same processors SQLAlchemy would apply, so rows look exactly like Core
 results. Reads go through here, and on PostgreSQL the writes that are one statement, atomic by itself
-(`clarion.store.db.Database.write_statement`); every other write runs in a SQLAlchemy transaction, where
-`fetch_in` runs a compiled query straight on the transaction's driver connection.
+(`clarion.store.db.Database.write_statement`; on SQLite those run on the writer's driver connection,
+`Database.write_on_driver`); every other write runs in a SQLAlchemy transaction, where `fetch_in` runs a
+compiled query straight on the transaction's driver connection.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class InlineCursor:
@@ -90,6 +92,18 @@ class InlineConnection:
     def begin_immediate(self) -> None:
         """Open a transaction holding the write lock from its start (see `clarion.store.db`)."""
         self._conn.execute("BEGIN IMMEDIATE")
+
+    def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the bare connection in a transaction of its own, holding the write lock from its start:
+        committed if it returns, rolled back if it raises."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self._conn)
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._conn.commit()
+        return result
 
     async def commit(self) -> None:
         self._conn.commit()

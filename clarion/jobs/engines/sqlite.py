@@ -15,7 +15,8 @@ the timestamps the store writes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.jobs.engines.base import Clock, Listener, SQLQueueEngine, WakeUp
+from clarion.jobs.job import Job, JobState
 from clarion.store.db import Database
 from clarion.store.tables import UTCDateTime, jobs
 
@@ -50,17 +52,33 @@ class SQLiteQueueEngine(SQLQueueEngine):
         entry = sa.func.json_object("attempt", jobs.c.attempt, "at", at, "error", error)
         return sa.func.json_insert(jobs.c.errors, "$[#]", entry)
 
+    async def enqueue_all(self, new_jobs: Sequence[Job]) -> None:
+        """`insert_all` in a transaction of its own on the writer's driver connection
+        (`Database.write_on_driver`): a group commit of triggers is one statement, which a SQLAlchemy
+        transaction would cost more than."""
+        query, row_parameters = self._insert_all_query("sqlite")
+        compiled = query.compiled_for(self.database.writer.dialect)
+        batches = [
+            compiled.parameters(parameters)
+            for parameters in self._insert_all_batches(new_jobs, row_parameters, self.database.writer.dialect)
+        ]
+
+        def insert(connection: sqlite3.Connection) -> set[str]:
+            rows = [row for batch in batches for row in connection.execute(compiled.sql, batch).fetchall()]
+            return {queue for queue, state in rows if state == JobState.AVAILABLE.value}
+
+        self._wake(sorted(await self.database.write_on_driver(insert)))
+
     async def _notify(self, connection: AsyncConnection, queues: Iterable[str]) -> None:
         names = list(queues)
+        # Fired as the commit starts; the calls run on the loop's next turn, after the inline commit.
+        event.listen(connection.sync_connection, "commit", lambda _connection: self._wake(names), once=True)
+
+    def _wake(self, queues: Sequence[str]) -> None:
         loop = asyncio.get_running_loop()
-
-        def wake(_connection: sa.Connection) -> None:
-            # Fired as the commit starts; the calls run on the loop's next turn, after the inline commit.
-            for queue in names:
-                for wake_up in list(self._listeners):
-                    loop.call_soon(wake_up, queue)
-
-        event.listen(connection.sync_connection, "commit", wake, once=True)
+        for queue in queues:
+            for wake_up in list(self._listeners):
+                loop.call_soon(wake_up, queue)
 
     async def listen(self, wake_up: WakeUp) -> Listener:
         self._listeners.append(wake_up)
