@@ -115,7 +115,12 @@ class Database:
             raw = await connection.get_raw_connection()
             inline = raw.driver_connection
             assert isinstance(inline, sqlite_driver.InlineConnection)
-            return inline.transaction(work)
+            try:
+                return inline.transaction(work)
+            except sqlite3.Error as exc:
+                # As SQLAlchemy raises the driver's errors, so that callers tell them apart as they do
+                # elsewhere (a refused row from a store that failed, `clarion.store.errors`).
+                raise sa.exc.DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
 
     def describe(self) -> str:
         """Where the data lives, for people: the SQLite file, or the PostgreSQL server and database."""

@@ -7,6 +7,7 @@ import sqlite3
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from clarion.errors import NotFoundError
 from clarion.runtime import Runtime
@@ -48,3 +49,16 @@ async def test_work_that_raises_leaves_nothing_and_the_writer_goes_on(
         await runtime.users.get(environment.id, "bob")
     await runtime.users.identify(environment.id, "cy", {"name": "Cy"})
     assert (await runtime.users.get(environment.id, "cy")).properties == {"name": "Cy"}
+
+
+async def test_the_drivers_errors_arrive_as_sqlalchemys(runtime: Runtime, sqlite_only: None) -> None:
+    environment = await runtime.environments.create(f"driver-{uuid.uuid4().hex[:8]}")
+
+    def insert_twice(connection: sqlite3.Connection) -> None:
+        connection.execute(INSERT_USER, (environment.id, "dee"))
+        connection.execute(INSERT_USER, (environment.id, "dee"))
+
+    with pytest.raises(sa.exc.IntegrityError):
+        await runtime.database.write_on_driver(insert_twice)
+    with pytest.raises(NotFoundError):
+        await runtime.users.get(environment.id, "dee")
