@@ -99,10 +99,10 @@ class InlineConnection:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             result = work(self._conn)
+            self._conn.commit()
         except BaseException:
-            self._conn.rollback()
+            self._conn.rollback()  # a no-op after a commit that failed and ended the transaction
             raise
-        self._conn.commit()
         return result
 
     async def commit(self) -> None:
