@@ -15,10 +15,9 @@ nothing the second time.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.store import dialect
 from clarion.store.batching import chunks
 from clarion.store.bulk_insert import BulkInsert
-from clarion.store.clock import utcnow
+from clarion.store.clock import utc_text, utcnow
 from clarion.store.db import Database
 from clarion.store.ids import stable_ksuid
 from clarion.store.pagination import Page, PageRequest, fetch_page, page_of_list
@@ -114,14 +113,8 @@ class MessageEventRecord:
 
 def _event_entry(event_type: str, data: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
     """An event as a message stores it; without data, the key is left out."""
-    entry = {"type": event_type, "inserted_at": _isoformat(at)}
+    entry = {"type": event_type, "inserted_at": utc_text(at)}
     return entry if data is None else {**entry, "data": data}
-
-
-@functools.lru_cache(maxsize=64)
-def _isoformat(moment: datetime) -> str:
-    """A moment's UTC text. The messages a fan-out makes in one pass share their moment."""
-    return moment.astimezone(UTC).isoformat()
 
 
 def _event_records(message_id: str, stored: Sequence[dict[str, Any]]) -> list[MessageEventRecord]:

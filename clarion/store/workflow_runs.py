@@ -13,10 +13,9 @@ once: the second worker's transaction finds the run moved on and rolls back. Sta
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store.batching import chunks
 from clarion.store.bulk_insert import BulkInsert
-from clarion.store.clock import utcnow
+from clarion.store.clock import utc_text, utcnow
 from clarion.store.db import Database
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import RecipientKey
@@ -105,7 +104,7 @@ class RunEventRecord:
         event = self.event
         entry: dict[str, Any] = {
             "event": event.event,
-            "inserted_at": _isoformat(self.inserted_at.astimezone(UTC)),
+            "inserted_at": utc_text(self.inserted_at),
         }
         if event.status != "ok":
             entry["status"] = event.status
@@ -120,13 +119,6 @@ class RunEventRecord:
         if self.id is not None:
             entry["id"] = self.id
         return entry
-
-
-@functools.lru_cache(maxsize=64)
-def _isoformat(moment: datetime) -> str:
-    """A UTC moment's text. A run's events of one pass share their moment, and a fan-out's runs their
-    pass's."""
-    return moment.isoformat()
 
 
 def run_record(row: sa.Row[Any]) -> RunRecord:
