@@ -60,7 +60,7 @@ class BulkInsert:
         self.skip_conflicts_on = skip_conflicts_on
         self.returning = returning
         self._postgres: DirectQuery | None = None
-        self._sqlite: tuple[str, tuple[str, ...], str] | None = None
+        self._sqlite: tuple[str, tuple[str, ...], str | None] | None = None
 
     def _insert(self, dialect_name: str) -> Any:
         statement = dialect.insert(self.table, dialect_name)
@@ -102,9 +102,9 @@ class BulkInsert:
         self._postgres = DirectQuery(statement)
         return self._postgres
 
-    def _sqlite_statements(self, sa_dialect: sa.Dialect) -> tuple[str, tuple[str, ...], str]:
-        """The single-row INSERT and the names of its parameters in order; and the query of the
-        `returning` column of the rows the last `executemany` of it inserted."""
+    def _sqlite_statements(self, sa_dialect: sa.Dialect) -> tuple[str, tuple[str, ...], str | None]:
+        """The single-row INSERT and the names of its parameters in order; and, with a `returning`
+        column, the query of it for the rows the last `executemany` of the INSERT inserted."""
         if self._sqlite is not None:
             return self._sqlite
         names = [*self.shared, *self.row_columns]
@@ -113,12 +113,14 @@ class BulkInsert:
             .values({name: sa.bindparam(name) for name in names})
             .compile(dialect=sa_dialect)
         )
-        inserted = (
-            sa.select(self.table.c[self.returning or self.row_key.name])
-            .where(self.row_key > sa.func.last_insert_rowid() - sa.bindparam("count"))
-            .order_by(self.row_key)
-        )
-        inserted_sql = inserted.compile(dialect=sa_dialect).string
+        inserted_sql = None
+        if self.returning is not None:
+            inserted = (
+                sa.select(self.table.c[self.returning])
+                .where(self.row_key > sa.func.last_insert_rowid() - sa.bindparam("count"))
+                .order_by(self.row_key)
+            )
+            inserted_sql = inserted.compile(dialect=sa_dialect).string
         self._sqlite = (compiled.string, tuple(compiled.positiontup or ()), inserted_sql)
         return self._sqlite
 
@@ -146,9 +148,7 @@ class BulkInsert:
         if connection.dialect.name == "sqlite":
             return await self._insert_sqlite(connection, rows, shared)
         query = self._postgres_query()
-        # One JSON document of all the rows, each an array of its values: documents nested as they are,
-        # timestamps as their text. asyncpg checks each element of an array parameter on its way out,
-        # which cost more than the database's work for a column per array.
+        # Each row an array of its values: documents nested as they are, timestamps as their text.
         columns = [
             (
                 name,
@@ -183,7 +183,7 @@ class BulkInsert:
                 values[index] = value if convert is None or value is None else convert(value)
             parameters.append(tuple(values))
         count = (await connection.exec_driver_sql(statement, parameters)).rowcount
-        if self.returning is None:
+        if self.returning is None or inserted_query is None:
             return []
         if count == len(rows):
             return [row[self.returning] for row in rows]
