@@ -43,9 +43,6 @@ class JobState(StrEnum):
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.DISCARDED})
 """States a job never leaves; the pruner deletes such jobs once they are old enough."""
 
-UNIQUE_RELEASING_STATES = frozenset({JobState.CANCELLED, JobState.DISCARDED})
-"""States in which a job no longer holds its unique key."""
-
 
 @dataclass(frozen=True)
 class Job:

@@ -213,8 +213,12 @@ bulk_operations = sa.Table(
     *_timestamps(),
 )
 
-JOBS_UNIQUE_KEY_HELD = sa.text("state NOT IN ('cancelled', 'discarded')")
-"""The jobs whose `unique_key` is unique: those not cancelled or discarded (`clarion.jobs.job`)."""
+JOBS_UNIQUE_KEY_HELD = sa.text("unique_key IS NOT NULL AND state NOT IN ('cancelled', 'discarded')")
+"""The jobs whose `unique_key` is unique: those with one, not cancelled or discarded (`clarion.jobs.job`).
+Queries of them use this very text: SQLite uses a partial index only for a query whose WHERE repeats the
+index's, constants included."""
+JOBS_WAITING = sa.text("state IN ('scheduled', 'retryable')")
+"""The jobs waiting to come due, which staging looks for (the same text in its query and its index)."""
 
 jobs = sa.Table(
     "jobs",
@@ -240,7 +244,9 @@ jobs = sa.Table(
     # Claiming: the available jobs of one queue in (priority, scheduled_at, id) order.
     sa.Index(None, "state", "queue", "priority", "scheduled_at", "id"),
     # Staging: the scheduled and retryable jobs of one queue that have come due.
-    sa.Index(None, "state", "queue", "scheduled_at"),
+    sa.Index(
+        None, "state", "queue", "scheduled_at", sqlite_where=JOBS_WAITING, postgresql_where=JOBS_WAITING
+    ),
     # A unique key is held by every job that has not been cancelled or discarded (clarion.jobs.job).
     sa.Index(
         None,

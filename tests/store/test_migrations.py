@@ -4,6 +4,7 @@ move or derive data keep it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,27 @@ async def test_the_migrated_schema_is_the_declared_one(runtime: Runtime) -> None
 
     async with runtime.database.reader.connect() as connection:
         assert await connection.run_sync(differences) == []
+
+
+async def test_the_jobs_unique_and_staging_indexes_hold_only_the_jobs_looked_for(runtime: Runtime) -> None:
+    """Alembic's comparison leaves out partial indexes' predicates; the store's own definitions hold them."""
+    if runtime.database.dialect_name == "sqlite":
+        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'"
+    else:
+        query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs'"
+    async with runtime.database.reader.connect() as connection:
+        definitions = {name: sql for name, sql in await connection.execute(sa.text(query))}
+
+    def predicate(name: str) -> str:
+        # SQLite keeps the text as written; PostgreSQL adds parentheses and casts and spells `IN (…)` as
+        # `= ANY (ARRAY[…])`.
+        where = definitions[name].partition(" WHERE ")[2].lower()
+        return " ".join(re.sub(r"[()]|::(text|character varying)(\[\])?", "", where).split())
+
+    unique, staging = predicate("ix_jobs_unique_key"), predicate("ix_jobs_state_queue_scheduled_at")
+    assert re.search(r"unique_key is not null and state (not in|<> all) .*cancelled.*discarded", unique)
+    assert re.search(r"state (in|= any) .*scheduled.*retryable", staging)
+    assert predicate("ix_jobs_state_queue_priority_scheduled_at_id") == "", "claiming reads every state"
 
 
 @pytest.fixture

@@ -35,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.errors import ConflictError
 from clarion.jobs.backoff import backoff_seconds
 from clarion.jobs.job import (
-    UNIQUE_RELEASING_STATES,
     DiscardHook,
     Job,
     JobRecord,
@@ -45,7 +44,7 @@ from clarion.store import dialect, json_codec
 from clarion.store.db import Database
 from clarion.store.direct import DirectQuery, fetch_in
 from clarion.store.recipients import RowParameters
-from clarion.store.tables import JOBS_UNIQUE_KEY_HELD, UTCDateTime, jobs
+from clarion.store.tables import JOBS_UNIQUE_KEY_HELD, JOBS_WAITING, UTCDateTime, jobs
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +61,6 @@ STAGE_LIMIT = 1_000
 
 UNIQUE_INSERT_TRIES = 5
 """How often `insert` tries again when the job holding a unique key lets go of it mid-insert."""
-
-_HOLDS_UNIQUE_KEY = jobs.c.state.not_in([state.value for state in UNIQUE_RELEASING_STATES])
-_WAITING = [JobState.SCHEDULED.value, JobState.RETRYABLE.value]
 
 
 class UniqueKeyContendedError(ConflictError):
@@ -267,7 +263,7 @@ class SQLQueueEngine(ABC):
     ) -> JobRecord | None:
         holder = (
             await connection.execute(
-                sa.select(jobs).where(jobs.c.unique_key == unique_key, _HOLDS_UNIQUE_KEY)
+                sa.select(jobs).where(jobs.c.unique_key == unique_key, JOBS_UNIQUE_KEY_HELD)
             )
         ).first()
         return None if holder is None else job_record(holder, conflict=True)
@@ -374,7 +370,7 @@ class SQLQueueEngine(ABC):
     # -- claiming -----------------------------------------------------------------------------------
 
     def _due(self, queue: str, until: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
-        return sa.and_(jobs.c.state.in_(_WAITING), jobs.c.queue == queue, jobs.c.scheduled_at <= until)
+        return sa.and_(JOBS_WAITING, jobs.c.queue == queue, jobs.c.scheduled_at <= until)
 
     def _stage_statement(self, queue: str, until: sa.ColumnElement[datetime]) -> sa.Update:
         due = (

@@ -609,3 +609,48 @@ async def test_sqlite_writes_the_database_clock_in_the_stored_layout(runtime: Ru
         ).one()
     for text in stored:
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", text), text
+
+
+async def test_sqlite_finds_jobs_through_indexes_without_scanning_the_table(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    """Every statement of a job's life (a unique key taken and refused, staging, claiming, retrying,
+    finishing, rescuing, pruning) reads the jobs through an index: the query plans SQLite makes for
+    them, with the parameters they ran with, never scan the table."""
+    if engine.database.dialect_name != "sqlite":
+        pytest.skip("SQLite's query plans; PostgreSQL plans a small table by its own costs")
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if "jobs" in statement and not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+            statements.append((statement, parameters))
+
+    target = engine.database.writer.sync_engine
+    sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        key = f"{queue}:unique"
+        await engine.enqueue(Job("k", queue=queue, unique_key=key))
+        assert (await engine.enqueue(Job("k", queue=queue, unique_key=key))).conflict
+        await engine.enqueue(Job("k", queue=queue, scheduled_at=clock.now + timedelta(seconds=5)))
+        clock.advance(10)
+        assert await engine.retry(await claim_one(engine, queue), "boom") is JobState.RETRYABLE
+        assert await engine.complete(await claim_one(engine, queue))
+        clock.advance(3600)
+        await claim_one(engine, queue, worker="worker-b")
+        clock.advance(3600)
+        rescued, _ = await engine.rescue()
+        assert rescued >= 1, "worker-b's job, its lease run out (other tests' jobs may be rescued too)"
+        await engine.prune(timedelta(minutes=1))
+    finally:
+        sa.event.remove(target, "before_cursor_execute", record)
+
+    assert len(statements) >= 8
+    async with engine.database.reader.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        for statement, parameters in statements:
+            cursor = driver.cursor()
+            await cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plan = [row[3] for row in await cursor.fetchall()]
+            assert not [step for step in plan if re.match(r"SCAN jobs\b", step)], (statement, plan)
