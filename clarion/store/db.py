@@ -112,8 +112,8 @@ class Database:
         every other writer (the pool's one connection). A transaction through SQLAlchemy's async engine
         costs ~250 µs whatever it writes (greenlet hand-offs, its transaction and result objects), more
         than a group commit's one statement. Here the connection is taken from the pool itself, in the one
-        greenlet the pool needs to wait in: an empty write costs ~100 µs so, ~250 µs through an engine
-        connection."""
+        greenlet the pool needs to wait in: an empty write costs ~100 µs this way and ~250 µs through an
+        engine connection."""
         pool = self.writer.sync_engine.pool
 
         def checked_out() -> T:
