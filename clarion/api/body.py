@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
+from clarion.api.headers import request_header
 from clarion.errors import FieldError, InvalidInputError
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -21,7 +22,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
+    declared = request_header(request, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
     # Straight from the ASGI messages: Starlette's `stream()` generator costs more than a small body.

@@ -18,16 +18,17 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starlette.requests import Request
 
+from clarion.api.headers import request_header
 from clarion.errors import AuthError
 from clarion.store.environments import Environment
 
-USER_TOKEN_HEADER = "x-knock-user-token"
+USER_TOKEN_HEADER = b"x-knock-user-token"
 
 
 def check_user_token(request: Request, environment: Environment) -> str | None:
     """Refuse a publishable-key request whose user token is missing (under enhanced security), invalid, or
     issued for another user than the one in the path; returns the token's user, if a token was sent."""
-    token = request.headers.get(USER_TOKEN_HEADER)
+    token = request_header(request, USER_TOKEN_HEADER)
     if not token:
         if environment.enhanced_security:
             raise AuthError(

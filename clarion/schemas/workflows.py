@@ -1,5 +1,5 @@
 """Workflow triggers and cancels on the wire: `TriggerWorkflowRequest` (and the legacy `/v1/notify`
-body), `TriggerWorkflowResponse`, `CancelWorkflowRequest`."""
+body) and `CancelWorkflowRequest`. Their responses are a single id each, written by the routes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from clarion.schemas.base import RequestModel, ResponseModel
+from clarion.schemas.base import RequestModel
 from clarion.schemas.bulk_operations import InlineTenantRequest
 from clarion.schemas.recipient_references import RecipientReference, RecipientRequest
 
@@ -40,14 +40,6 @@ class NotifyRequest(RequestModel):
     recipients: list[RecipientReference] = Field(max_length=MAX_TRIGGER_RECIPIENTS)
     data: dict[str, Any] | None = None
     cancellation_key: CancellationKey | None = None
-
-
-class TriggerWorkflowResponse(ResponseModel):
-    workflow_run_id: str
-
-
-class NotifyResponse(ResponseModel):
-    result_id: str
 
 
 class CancelWorkflowRequest(RequestModel):

@@ -112,6 +112,16 @@ async def test_recipient_trigger_data_is_merged_over_the_data_for_that_recipient
     assert "$trigger_data" not in (await env.get("/v1/users/ada")).json()
 
 
+async def test_the_trigger_data_reaches_the_messages_exactly_as_sent(env: EnvFixture, tmp_path: Path) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    data = {"text": "über", "order": 123456789012345678901234567890, "ratio": 0.1, "tags": [None, True, {}]}
+    await env.put("/v1/users/ada", json={"name": "Ada"})
+    response = await env.post("/v1/workflows/greeting/trigger", json={"recipients": ["ada"], "data": data})
+    assert response.status_code == 200, response.text
+    await run_workflow_jobs(env.runtime)
+    assert (await feed(env, "ada"))["entries"][0]["data"] == data
+
+
 async def test_object_recipients_fan_out_to_their_subscribers_once_and_never_to_the_actor(
     env: EnvFixture, tmp_path: Path
 ) -> None:
@@ -353,6 +363,16 @@ async def test_an_idempotency_key_replays_the_first_response_and_runs_once(
     assert second.json() == first.json()
     assert "idempotent-replayed" not in first.headers
     assert second.headers["idempotent-replayed"] == "true"
+    # The same request written otherwise (keys reordered, spaced out) is the same request.
+    rewritten = b'{ "data": {"text": "once"},\n  "recipients": [ {"id": "ada"} ] }'
+    third = await env.post(
+        "/v1/workflows/greeting/trigger",
+        content=rewritten,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert third.status_code == 200, third.text
+    assert third.json() == first.json()
+    assert third.headers["idempotent-replayed"] == "true"
     other = await env.post(
         "/v1/workflows/greeting/trigger", json={**body, "data": {"text": "twice"}}, headers=headers
     )
