@@ -26,7 +26,6 @@ discarding transaction with the error recorded on them.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -114,12 +113,13 @@ class RunProgress:
 
     def moved(self, now: datetime) -> RunRecord:
         """The run as it stands after this pass."""
-        return dataclasses.replace(
-            self.run,
+        run = self.run
+        return run.moved(
             position=None if self.index is None else str(self.index),
             status=self.status,
             step_results=self.step_results,
-            events=(*self.run.events, *(RunEventRecord(event, now) for event in self.events)),
+            events=(*run.events, *(RunEventRecord(event, now) for event in self.events)),
+            error_count=run.error_count,
             updated_at=now,
         )
 
@@ -330,10 +330,10 @@ async def step_discarded(queue: QueueEngine, connection: AsyncConnection, job: J
     )
     now = utcnow()
     for run in waiting:
-        halted = dataclasses.replace(
-            run,
+        halted = run.moved(
             position=None,
             status=RunStatus.COMPLETED,
+            step_results=run.step_results,
             events=(*run.events, RunEventRecord(failed, now)),
             error_count=run.error_count + 1,
             updated_at=now,

@@ -175,6 +175,12 @@ async def insert_messages(
     if not new:
         return
     now = utcnow()
+    # The messages of one step share their first events, as they share their moment: one list of them
+    # per kind, which the insert encodes once (`clarion.store.bulk_insert`).
+    first_events: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for message in new:
+        if message.events not in first_events:
+            first_events[message.events] = [_event_entry(event, None, now) for event in message.events]
     rows = [
         {
             "id": message.id,
@@ -199,7 +205,7 @@ async def insert_messages(
             "archived_at": None,
             "metadata": None,
             "scheduled_at": None,
-            "events": [_event_entry(event, None, now) for event in message.events],
+            "events": first_events[message.events],
         }
         for message in new
     ]

@@ -291,6 +291,10 @@ workflow_versions = sa.Table(
     sa.UniqueConstraint("environment_id", "workflow_key", "version"),
 )
 
+RUNS_CANCELLABLE = sa.text("cancellation_key IS NOT NULL")
+"""The runs that a cancel may look for, the only ones the cancelling index holds; a query using that index
+compares `cancellation_key` with a value, which implies this."""
+
 workflow_runs = sa.Table(
     "workflow_runs",
     metadata,
@@ -323,7 +327,15 @@ workflow_runs = sa.Table(
     sa.Column("error_count", sa.Integer, nullable=False),
     *_timestamps(),
     sa.UniqueConstraint("environment_id", "workflow_run_id", "recipient_collection", "recipient_id"),
-    sa.Index(None, "environment_id", "workflow_key", "cancellation_key"),
+    # Cancelling: most runs have no cancellation key, and nothing looks for those.
+    sa.Index(
+        None,
+        "environment_id",
+        "workflow_key",
+        "cancellation_key",
+        sqlite_where=RUNS_CANCELLABLE,
+        postgresql_where=RUNS_CANCELLABLE,
+    ),
     sa.Index(None, "environment_id", "pk"),
     # The runs list, filtered by recipient or by workflow, newest first.
     sa.Index(None, "environment_id", "recipient_collection", "recipient_id", "pk"),

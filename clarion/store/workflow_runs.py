@@ -66,6 +66,40 @@ class RunRecord:
     inserted_at: datetime
     updated_at: datetime
 
+    def moved(
+        self,
+        *,
+        position: str | None,
+        status: RunStatus,
+        step_results: dict[str, Any],
+        events: tuple[RunEventRecord, ...],
+        error_count: int,
+        updated_at: datetime,
+    ) -> RunRecord:
+        """The run where it stands now, with what it has recorded. Built field by field: once per run of a
+        fan-out, `dataclasses.replace` cost six times as much."""
+        return RunRecord(
+            id=self.id,
+            environment_id=self.environment_id,
+            workflow_run_id=self.workflow_run_id,
+            workflow_key=self.workflow_key,
+            version_id=self.version_id,
+            recipient=self.recipient,
+            actor=self.actor,
+            tenant=self.tenant,
+            cancellation_key=self.cancellation_key,
+            data=self.data,
+            settings=self.settings,
+            trigger_source=self.trigger_source,
+            status=status,
+            position=position,
+            step_results=step_results,
+            events=events,
+            error_count=error_count,
+            inserted_at=self.inserted_at,
+            updated_at=updated_at,
+        )
+
 
 @dataclass(slots=True)  # made per run: a frozen one costs four times as much
 class RunEvent:

@@ -39,25 +39,62 @@ async def test_the_migrated_schema_is_the_declared_one(runtime: Runtime) -> None
         assert await connection.run_sync(differences) == []
 
 
-async def test_the_jobs_unique_and_staging_indexes_hold_only_the_jobs_looked_for(runtime: Runtime) -> None:
-    """Alembic's comparison leaves out partial indexes' predicates; the store's own definitions hold them."""
+async def _index_predicates(runtime: Runtime, table: str) -> dict[str, str]:
+    """The WHERE of each index of `table` (empty for a full index), in one spelling for both stores.
+    Alembic's comparison leaves out partial indexes' predicates; the store's own definitions hold them."""
     if runtime.database.dialect_name == "sqlite":
-        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'"
+        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :table"
     else:
-        query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs'"
+        query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :table"
     async with runtime.database.reader.connect() as connection:
-        definitions = {name: sql for name, sql in await connection.execute(sa.text(query))}
+        definitions = {
+            name: sql or "" for name, sql in await connection.execute(sa.text(query), {"table": table})
+        }
 
-    def predicate(name: str) -> str:
+    def predicate(definition: str) -> str:
         # SQLite keeps the text as written; PostgreSQL adds parentheses and casts and spells `IN (…)` as
         # `= ANY (ARRAY[…])`.
-        where = definitions[name].partition(" WHERE ")[2].lower()
+        where = definition.partition(" WHERE ")[2].lower()
         return " ".join(re.sub(r"[()]|::(text|character varying)(\[\])?", "", where).split())
 
-    unique, staging = predicate("ix_jobs_unique_key"), predicate("ix_jobs_state_queue_scheduled_at")
+    return {name: predicate(definition) for name, definition in definitions.items()}
+
+
+async def test_the_jobs_unique_and_staging_indexes_hold_only_the_jobs_looked_for(runtime: Runtime) -> None:
+    predicates = await _index_predicates(runtime, "jobs")
+    unique, staging = predicates["ix_jobs_unique_key"], predicates["ix_jobs_state_queue_scheduled_at"]
     assert re.search(r"unique_key is not null and state (not in|<> all) .*cancelled.*discarded", unique)
     assert re.search(r"state (in|= any) .*scheduled.*retryable", staging)
-    assert predicate("ix_jobs_state_queue_priority_scheduled_at_id") == "", "claiming reads every state"
+    assert predicates["ix_jobs_state_queue_priority_scheduled_at_id"] == "", "claiming reads every state"
+
+
+async def test_the_runs_cancelling_index_holds_only_runs_with_a_key_and_serves_a_cancel(
+    runtime: Runtime,
+) -> None:
+    cancelling = "ix_workflow_runs_environment_id_workflow_key_cancellation_key"
+    predicates = await _index_predicates(runtime, "workflow_runs")
+    assert predicates[cancelling] == "cancellation_key is not null"
+    assert predicates["ix_workflow_runs_environment_id_workflow_key_pk"] == "", (
+        "the runs list reads every run"
+    )
+    if runtime.database.dialect_name != "sqlite":
+        return  # PostgreSQL plans a small table by its own costs
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    target = runtime.database.writer.sync_engine
+    sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        await runtime.workflow_runs.cancel("environment", "greeting", "order-1")
+    finally:
+        sa.event.remove(target, "before_cursor_execute", record)
+    [(lookup, parameters)] = statements
+    async with runtime.database.reader.connect() as connection:
+        plan = (await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + lookup, parameters)).all()
+    assert any(cancelling in str(step) for step in plan), plan
 
 
 @pytest.fixture
