@@ -22,7 +22,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 async def read_body(request: Request) -> bytes:
-    declared = request_header(request, b"content-length")
+    declared = request_header(request.scope, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
     # Straight from the ASGI messages: Starlette's `stream()` generator costs more than a small body.

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clarion.api.headers import request_header
+
 
 class BrowserCORSMiddleware:
     def __init__(self, app: ASGIApp, allow_origins: Sequence[str]) -> None:
@@ -26,7 +28,7 @@ class BrowserCORSMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(name == b"origin" for name, _ in scope["headers"]):
+        if scope["type"] == "http" and request_header(scope, b"origin") is not None:
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)

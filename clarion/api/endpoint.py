@@ -74,7 +74,7 @@ class Endpoint:
     async def respond(self, request: Request) -> Response:
         _refuse_nul(request)
         runtime: Runtime = request.app.state.runtime
-        api_key = await runtime.keys.authenticate(request_header(request, b"authorization"))
+        api_key = await runtime.keys.authenticate(request_header(request.scope, b"authorization"))
         token_user = None
         if api_key.kind is KeyKind.PUBLISHABLE:
             if not self.client:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 
-def request_header(request: HTTPConnection, name: bytes) -> str | None:
+def request_header(scope: Scope, name: bytes) -> str | None:
     """The first value of the header `name` (in lower case), if the request has it."""
-    headers: Iterable[tuple[bytes, bytes]] = request.scope["headers"]
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
     for key, value in headers:
         if key == name:
             return value.decode("latin-1")

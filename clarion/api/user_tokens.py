@@ -28,7 +28,7 @@ USER_TOKEN_HEADER = b"x-knock-user-token"
 def check_user_token(request: Request, environment: Environment) -> str | None:
     """Refuse a publishable-key request whose user token is missing (under enhanced security), invalid, or
     issued for another user than the one in the path; returns the token's user, if a token was sent."""
-    token = request_header(request, USER_TOKEN_HEADER)
+    token = request_header(request.scope, USER_TOKEN_HEADER)
     if not token:
         if environment.enhanced_security:
             raise AuthError(

@@ -25,7 +25,7 @@ MAX_IDEMPOTENCY_KEY = 255
 
 
 def _idempotency_key(request: Request) -> str | None:
-    key = request_header(request, IDEMPOTENCY_HEADER)
+    key = request_header(request.scope, IDEMPOTENCY_HEADER)
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
         raise InvalidInputError.field("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     return key
