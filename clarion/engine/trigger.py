@@ -193,7 +193,7 @@ async def accept_trigger(
             "workflow_key": key,
             "version_id": workflow.version_id,
             "trigger_source": source,
-            # The request as it came: it parsed, and re-encoding what it parsed into costs more.
+            # The request as it came and was checked, rather than the parsed model dumped again.
             "request": orjson.Fragment(body_json),
         },
     )
