@@ -32,16 +32,18 @@ class KeyResolver:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthError("The Authorization header must be 'Bearer <key>'", code="api_key_missing")
-        api_key = await self._lookup(token)
+        # A cached key is taken without awaiting anything: nearly every request finds its key here.
+        cached = self._cache.get(token)
+        if cached is not None and cached[0] > time.monotonic():
+            api_key = cached[1]
+        else:
+            api_key = await self._lookup(token)
         if api_key is None or api_key.revoked:
             raise AuthError("The API key is not valid")
         return api_key
 
     async def _lookup(self, token: str) -> ApiKey | None:
-        now = time.monotonic()
-        cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        """The key looked up in the store, one lookup shared by the requests that need it at once."""
         lookup = self._lookups.get(token)
         if lookup is None:
             lookup = asyncio.ensure_future(self._refresh(token))

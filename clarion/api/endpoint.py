@@ -82,8 +82,9 @@ class Endpoint:
                     "This endpoint needs a secret key; publishable keys may call only client-side endpoints"
                 )
             token_user = check_user_token(request, api_key.environment)
-        user_id = request.path_params.get("user_id")
-        await runtime.rate_limiter.check(api_key, self.tier, self.name, user_id)
+        if runtime.rate_limiter.applies_to(api_key):
+            user_id = request.path_params.get("user_id")
+            await runtime.rate_limiter.check(api_key, self.tier, self.name, user_id)
         return await self.handler(
             request, RequestContext(api_key=api_key, runtime=runtime, token_user=token_user)
         )

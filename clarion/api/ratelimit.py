@@ -53,8 +53,7 @@ class RateLimiter:
         return self.mode is RateLimitMode.KNOCK or api_key.kind is KeyKind.PUBLISHABLE
 
     async def check(self, api_key: ApiKey, tier: int, endpoint: str, user_id: str | None) -> None:
-        if not self.applies_to(api_key):
-            return
+        """Count a request of a key the limits apply to (`applies_to`), refusing it past its tier's limit."""
         scope = f"user:{user_id}" if api_key.kind is KeyKind.PUBLISHABLE and user_id else api_key.kind.value
         bucket = f"{api_key.environment.id}|{scope}|{endpoint}"
         limit = TIER_LIMITS[tier]
