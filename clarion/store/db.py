@@ -28,6 +28,7 @@ from clarion.store.direct import (
     SQLiteDirectReader,
 )
 from clarion.store.json_merge import deep_merge
+from clarion.store.wal_checkpointer import BACKSTOP_PAGES, WalCheckpointer
 
 T = TypeVar("T")
 
@@ -58,6 +59,9 @@ def _prepare_sqlite(engine: AsyncEngine, *, writer: bool) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        if writer:
+            # The checkpoints are the checkpointer's (`clarion.store.wal_checkpointer`), this one a backstop.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         cursor.close()
         dbapi_connection.create_function("clarion_deep_merge", 2, _sqlite_deep_merge, deterministic=True)
 
@@ -78,6 +82,8 @@ class Database:
     reader: AsyncEngine
     writer: AsyncEngine
     direct: DirectReader
+    checkpointer: WalCheckpointer | None = None
+    """SQLite's: checkpoints the write-ahead log in a thread of its own."""
 
     @property
     def dialect_name(self) -> str:
@@ -144,20 +150,27 @@ class Database:
         await self.writer.dispose()
         if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
 
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        connect = sqlite_driver.creator(path)
+        checkpointer = WalCheckpointer(path)
         writer = create_async_engine(
-            url, async_creator=connect, pool_size=1, max_overflow=0, pool_timeout=60, **_JSON_CODEC
+            url,
+            async_creator=sqlite_driver.creator(path, after_commit=checkpointer.nudge),
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            **_JSON_CODEC,
         )
         # Readers run in autocommit mode: no BEGIN is sent, so there is nothing to roll back either.
         reader = create_async_engine(
             url,
-            async_creator=connect,
+            async_creator=sqlite_driver.creator(path),
             pool_size=pool_size,
             max_overflow=0,
             isolation_level="AUTOCOMMIT",
@@ -166,7 +179,7 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         _prepare_sqlite(writer, writer=True)
         _prepare_sqlite(reader, writer=False)
         direct = SQLiteDirectReader(path, reader.dialect)
-        return Database(url=url, reader=reader, writer=writer, direct=direct)
+        return Database(url=url, reader=reader, writer=writer, direct=direct, checkpointer=checkpointer)
     db = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **_JSON_CODEC)
     # Reads share the pool but skip BEGIN/ROLLBACK: each read is one statement, one round trip.
     reader = db.execution_options(isolation_level="AUTOCOMMIT")

@@ -77,8 +77,11 @@ class _ImmediateQueue:
 
 
 class InlineConnection:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, after_commit: Callable[[], None] | None = None
+    ) -> None:
         self._conn = connection
+        self._after_commit = after_commit
         self._connection: sqlite3.Connection | None = connection
         self._tx = _ImmediateQueue()
 
@@ -99,14 +102,19 @@ class InlineConnection:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             result = work(self._conn)
-            self._conn.commit()
+            self._commit()
         except BaseException:
             self._conn.rollback()  # a no-op after a commit that failed and ended the transaction
             raise
         return result
 
-    async def commit(self) -> None:
+    def _commit(self) -> None:
         self._conn.commit()
+        if self._after_commit is not None:
+            self._after_commit()
+
+    async def commit(self) -> None:
+        self._commit()
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -123,10 +131,12 @@ class InlineConnection:
         self._conn.create_function(name, arity, function, **kw)
 
 
-def creator(path: str) -> Callable[[], Any]:
-    """The `async_creator` for `create_async_engine` opening `path` with this driver."""
+def creator(path: str, after_commit: Callable[[], None] | None = None) -> Callable[[], Any]:
+    """The `async_creator` for `create_async_engine` opening `path` with this driver; `after_commit` is
+    called after each commit of its connections."""
 
     async def connect() -> InlineConnection:
-        return InlineConnection(sqlite3.connect(path, isolation_level=None, check_same_thread=False))
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        return InlineConnection(connection, after_commit)
 
     return connect
