@@ -19,7 +19,7 @@ times the database's own work. So each dialect gets the form its driver runs fas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
@@ -32,6 +32,10 @@ from clarion.store.direct import DirectQuery, execute_in, fetch_in
 from clarion.store.tables import UTCDateTime
 
 _Convert = Callable[[Any], Any] | None
+
+PreparedRows = Callable[[AsyncConnection], Awaitable[list[Any]]]
+"""Rows of one `BulkInsert`, bound: called with a connection, inserts them in its transaction and returns
+the `returning` column of those inserted."""
 
 
 class BulkInsert:
@@ -143,34 +147,41 @@ class BulkInsert:
     ) -> list[Any]:
         """Insert `rows` (column name → value, for every row column) with the `shared` values; returns
         the `returning` column of the rows inserted, in their order (empty without one)."""
-        if not rows:
-            return []
-        if connection.dialect.name == "sqlite":
-            return await self._insert_sqlite(connection, rows, shared)
-        query = self._postgres_query()
+        return await self.prepare(connection.dialect, rows, **shared)(connection)
+
+    def prepare(
+        self, sa_dialect: sa.Dialect, rows: Sequence[Mapping[str, Any]], **shared: Any
+    ) -> PreparedRows:
+        """The rows bound as `insert` binds them, to be written later: the binding is this process's
+        work, and can be done while the database is busy with another statement."""
+        if sa_dialect.name == "sqlite":
+            return self._prepare_sqlite(sa_dialect, rows, shared)
         # Each row an array of its values: documents nested as they are, timestamps as their text.
         columns = [
             (
                 name,
-                None
-                if isinstance(self.table.c[name].type, sa.JSON)
-                else self._converter(name, connection.dialect),
+                None if isinstance(self.table.c[name].type, sa.JSON) else self._converter(name, sa_dialect),
             )
             for name in self.row_columns
         ]
-        found: list[Any] = []
-        for chunk in chunks(rows, ROWS_PER_STATEMENT):
-            parameters = {**shared, "rows": json_codec.dumps(_bound(chunk, columns))}
-            if self.returning is None:
-                await execute_in(connection, query, parameters)
-            else:
-                found.extend(row[self.returning] for row in await fetch_in(connection, query, parameters))
-        return found
+        query = self._postgres_query()
+        documents = [json_codec.dumps(_bound(chunk, columns)) for chunk in chunks(rows, ROWS_PER_STATEMENT)]
 
-    async def _insert_sqlite(
-        self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
-    ) -> list[Any]:
-        sa_dialect = connection.dialect
+        async def write(connection: AsyncConnection) -> list[Any]:
+            found: list[Any] = []
+            for document in documents:
+                parameters = {**shared, "rows": document}
+                if self.returning is None:
+                    await execute_in(connection, query, parameters)
+                else:
+                    found.extend(row[self.returning] for row in await fetch_in(connection, query, parameters))
+            return found
+
+        return write
+
+    def _prepare_sqlite(
+        self, sa_dialect: sa.Dialect, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
+    ) -> PreparedRows:
         statement, order, inserted_query = self._sqlite_statements(sa_dialect)
         converters = {name: self._converter(name, sa_dialect) for name in order}
         template = [_converted(shared[name], converters[name]) if name in shared else None for name in order]
@@ -182,15 +193,21 @@ class BulkInsert:
                 value = row[name]
                 values[index] = value if convert is None or value is None else convert(value)
             parameters.append(tuple(values))
-        count = (await connection.exec_driver_sql(statement, parameters)).rowcount
-        if self.returning is None or inserted_query is None:
-            return []
-        if count == len(rows):
-            return [row[self.returning] for row in rows]
-        if count == 0:
-            return []
-        result = await connection.exec_driver_sql(inserted_query, (count,))
-        return [value for (value,) in result]
+
+        async def write(connection: AsyncConnection) -> list[Any]:
+            if not parameters:
+                return []
+            count = (await connection.exec_driver_sql(statement, parameters)).rowcount
+            if self.returning is None or inserted_query is None:
+                return []
+            if count == len(rows):
+                return [row[self.returning] for row in rows]
+            if count == 0:
+                return []
+            result = await connection.exec_driver_sql(inserted_query, (count,))
+            return [value for (value,) in result]
+
+        return write
 
 
 def _once_each(

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store import dialect
 from clarion.store.batching import chunks
-from clarion.store.bulk_insert import BulkInsert
+from clarion.store.bulk_insert import BulkInsert, PreparedRows
 from clarion.store.clock import utc_text, utcnow
 from clarion.store.db import Database
 from clarion.store.ids import stable_ksuid
@@ -172,8 +172,11 @@ async def insert_messages(
 ) -> None:
     """Insert messages with their first events in the caller's transaction; a message whose (run, step,
     channel) already has one is skipped."""
-    if not new:
-        return
+    await prepare_messages(connection.dialect, environment_id, new)(connection)
+
+
+def prepare_messages(sa_dialect: sa.Dialect, environment_id: str, new: Sequence[NewMessage]) -> PreparedRows:
+    """`insert_messages`, its rows bound now and written when called with the connection."""
     now = utcnow()
     # The messages of one step share their first events, as they share their moment: one list of them
     # per kind, which the insert encodes once (`clarion.store.bulk_insert`).
@@ -209,8 +212,8 @@ async def insert_messages(
         }
         for message in new
     ]
-    await _MESSAGE_INSERT.insert(
-        connection, rows, environment_id=environment_id, inserted_at=now, updated_at=now
+    return _MESSAGE_INSERT.prepare(
+        sa_dialect, rows, environment_id=environment_id, inserted_at=now, updated_at=now
     )
 
 

@@ -13,8 +13,11 @@ import sqlalchemy as sa
 from clarion.engine import trigger
 from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.job import Job, JobState
+from clarion.store.clock import utcnow
 from clarion.store.environments import KeyKind
-from clarion.store.tables import jobs
+from clarion.store.recipient_resolution import RecipientKey
+from clarion.store.tables import jobs, messages
+from clarion.store.workflow_runs import RunRecord, RunStatus, insert_runs
 from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
 FEED_STEP = {
@@ -678,6 +681,55 @@ async def test_a_fan_out_larger_than_a_transaction_starts_every_run_once(
     assert {run["status"] for run in runs} == {"completed"}
     for n in range(5):
         assert len((await feed(env, f"sub-{n}"))["entries"]) == 1
+
+
+async def test_a_trigger_job_run_again_starts_only_the_recipients_without_a_run(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    """As after a crash between a large fan-out's transactions: one recipient already has its run (here
+    written beforehand, without messages), so the job inserts the other's run and messages alone."""
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    response = await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={"recipients": [{"id": "ada"}, {"id": "bob"}], "data": {"text": "x"}},
+    )
+    workflow_run_id = response.json()["workflow_run_id"]
+    current = await env.runtime.workflows.current(env.id, "greeting")
+    assert current is not None
+    now = utcnow()
+    started = RunRecord(
+        id=str(uuid.uuid4()),
+        environment_id=env.id,
+        workflow_run_id=workflow_run_id,
+        workflow_key="greeting",
+        version_id=current.version_id,
+        recipient=RecipientKey.user("bob"),
+        actor=None,
+        tenant=None,
+        cancellation_key=None,
+        data={"text": "x"},
+        settings={},
+        trigger_source="api",
+        status=RunStatus.COMPLETED,
+        position=None,
+        step_results={},
+        events=(),
+        error_count=0,
+        inserted_at=now,
+        updated_at=now,
+    )
+    async with env.runtime.database.writer.begin() as connection:
+        assert await insert_runs(connection, env.id, [started]) == [started.id]
+    await run_workflow_jobs(env.runtime)
+    runs = {run["recipient"]: run for run in await runs_of(env, "greeting")}
+    assert runs["bob"]["id"] == started.id
+    assert len((await feed(env, "ada"))["entries"]) == 1
+    assert (await feed(env, "bob"))["entries"] == []
+    async with env.runtime.database.reader.connect() as connection:
+        made = (
+            await connection.execute(sa.select(messages.c.run_id).where(messages.c.environment_id == env.id))
+        ).all()
+    assert [run_id for (run_id,) in made] == [runs["ada"]["id"]]
 
 
 async def step_jobs(env: EnvFixture) -> list[tuple[str, str]]:
