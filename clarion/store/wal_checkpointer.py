@@ -48,7 +48,12 @@ class WalCheckpointer:
                 self._thread = threading.Thread(
                     target=self._run, name="clarion-wal-checkpointer", daemon=True
                 )
-                self._thread.start()
+                try:
+                    self._thread.start()
+                except RuntimeError as exc:  # no thread to be had: the commit stands all the same
+                    logger.warning(
+                        "no WAL checkpointer for %s; only the writer's backstop will: %s", self.path, exc
+                    )
 
     def _run(self) -> None:
         try:
@@ -79,5 +84,5 @@ class WalCheckpointer:
             self._stopped.set()
             thread = self._thread
         self._nudged.set()
-        if thread is not None:
+        if thread is not None and thread.ident is not None:  # started
             thread.join()
