@@ -11,8 +11,9 @@ checkpoints at most once per `pause`, so that a stream of small commits does not
 fsyncs. Its connection is opened on the first nudge: a process that never writes never starts it.
 
 The writer keeps an automatic checkpoint as a backstop, far above the usual log (`BACKSTOP_PAGES`), for
-the case where this thread cannot keep up. A checkpoint that fails (another process holds the
-checkpoint lock, say) is logged and tried again at the next nudge: the log only grows meanwhile.
+the case where this thread cannot keep up. Another process's checkpoint under way makes this one a
+no-op; one that fails (the file cannot be read, say) is logged and tried again at the next nudge: the
+log only grows meanwhile.
 """
 
 from __future__ import annotations
