@@ -42,7 +42,7 @@ def user_record(row: sa.Row[Any] | Mapping[str, Any]) -> RecipientRecord:
     return RecipientRecord(USERS_COLLECTION, m["id"], m["properties"], m["inserted_at"], m["updated_at"])
 
 
-_GET_USERS = DirectQuery(
+USERS_BY_IDS = DirectQuery(
     lambda dialect_name: dialect.select_by_keys(
         [users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at],
         users.c.id,
@@ -51,6 +51,7 @@ _GET_USERS = DirectQuery(
         users.c.environment_id == sa.bindparam("environment_id"),
     )
 )
+"""The users of `environment_id` among `ids`, as `user_record` reads them."""
 
 
 async def upsert_users(
@@ -95,7 +96,7 @@ class UserStore:
         self._identifies = GroupCommitter(
             functools.partial(identify_batch, database), gathers_one_turn=database.write_batches_gather
         )
-        self._gets = CoalescedReads(database.direct, _GET_USERS)
+        self._gets = CoalescedReads(database.direct, USERS_BY_IDS)
 
     async def identify(
         self,

@@ -16,7 +16,7 @@ from clarion.runtime import Runtime
 from clarion.store.direct import DirectQuery, PostgresDirectReader
 from clarion.store.recipients import InlineRecipientData
 from clarion.store.tables import users
-from clarion.store.users import _GET_USERS
+from clarion.store.users import USERS_BY_IDS
 
 STATEMENT = (
     sa.select(users.c.id, users.c.properties, users.c.inserted_at, users.c.updated_at)
@@ -111,7 +111,7 @@ async def test_postgres_batched_get_looks_each_id_up_in_the_index_even_in_a_gene
     await runtime.users.identify_many(
         environment.id, [(f"u{n}", {"n": n}, InlineRecipientData()) for n in range(500)]
     )
-    sql = _GET_USERS.compiled_for(runtime.database.writer.dialect).sql
+    sql = USERS_BY_IDS.compiled_for(runtime.database.writer.dialect).sql
     connection = await asyncpg.connect(database_url)
     try:
         await connection.execute("SET plan_cache_mode = force_generic_plan")
