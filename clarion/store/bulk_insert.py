@@ -44,18 +44,22 @@ class BulkInsert:
         table: sa.Table,
         *,
         shared: Sequence[str] = (),
+        unset: Sequence[str] = (),
         skip_conflicts_on: Sequence[str] | None = None,
         returning: str | None = None,
     ) -> None:
-        """Inserts rows of `table`: every column but its autoincrement key, those in `shared` given once
-        for all rows. Rows conflicting on the unique key `skip_conflicts_on` are skipped; `returning`
-        names the column whose values of the inserted rows `insert` returns."""
+        """Inserts rows of `table`: every column but its autoincrement key and those in `unset`, which the
+        rows leave NULL; those in `shared` given once for all rows. Rows conflicting on the unique key
+        `skip_conflicts_on` are skipped; `returning` names the column whose values of the inserted rows
+        `insert` returns."""
         self.table = table
         self.shared = tuple(shared)
         self.row_columns = tuple(
             column.name
             for column in table.columns
-            if column.name not in self.shared and not (column.primary_key and column.autoincrement is True)
+            if column.name not in self.shared
+            and column.name not in unset
+            and not (column.primary_key and column.autoincrement is True)
         )
         # SQLite tells the rows inserted by their keys (see above): an integer key that SQLite assigns.
         [self.row_key] = table.primary_key.columns
