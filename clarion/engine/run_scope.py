@@ -131,6 +131,13 @@ class RunNamespaces(Mapping[str, Any]):
             return self._extra[name]
         return self._namespaces[name](self._context)
 
+    def get(self, name: str, default: Any = None) -> Any:
+        # What `SharedRenders` asks of every run's scope: the mixin's version goes through a KeyError.
+        if name in self._extra:
+            return self._extra[name]
+        namespace = self._namespaces.get(name)
+        return default if namespace is None else namespace(self._context)
+
     def __iter__(self) -> Iterator[str]:
         yield from self._extra
         yield from (name for name in self._namespaces if name not in self._extra)

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import jsonschema
@@ -74,6 +75,16 @@ class ChannelStep:
     template: Mapping[str, Any]
     conditions: ConditionGroup | None
     type: Literal["channel"] = "channel"
+
+    @cached_property
+    def texts(self) -> tuple[tuple[str, str, str], ...]:
+        """The template's Liquid text fields that it has: (field, source, the name errors give it)."""
+        required, optional = TEMPLATE_FIELDS[self.channel_type]
+        return tuple(
+            (name, source, f"{self.ref}.{name}")
+            for name in (*required, *optional)
+            if isinstance(source := self.template.get(name), str)
+        )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,7 +38,7 @@ from clarion.engine.preference_evaluation import (
 from clarion.engine.run_scope import RunContext
 from clarion.engine.steps.result import StepResult
 from clarion.engine.templates import SharedRenders, TemplateError, render_markdown
-from clarion.engine.workflow_definition import TEMPLATE_FIELDS, ChannelStep
+from clarion.engine.workflow_definition import ChannelStep
 from clarion.schemas.base import format_timestamp
 from clarion.store.channel_data import read_channel_data
 from clarion.store.ids import new_ksuid
@@ -136,12 +137,7 @@ def render_content(
 ) -> dict[str, Any]:
     """The message's rendered template, shaped per channel type as Knock's message content API returns
     it (`MessageEmailContent`, `MessageInAppFeedContent`, …)."""
-    required, optional = TEMPLATE_FIELDS[step.channel_type]
-    text = {
-        name: renderer.render(step.template[name], scope, name=f"{step.ref}.{name}")
-        for name in (*required, *optional)
-        if isinstance(step.template.get(name), str)
-    }
+    text = {name: renderer.render(source, scope, name=label) for name, source, label in step.texts}
     data = channel_data or {}
     if step.channel_type == "in_app_feed":
         return {"__typename": "MessageInAppFeedContent", "blocks": _feed_blocks(renderer, step, scope, text)}
@@ -279,6 +275,28 @@ class _Sending:
     channel: Channel
     send: SendContext
     renders: SharedRenders
+    triggers: dict[tuple[RecipientKey | None, int, datetime], _Trigger] = field(default_factory=dict)
+    """The trigger behind the messages, per actor, data and moment: one for all the runs of a trigger."""
+
+    def trigger(self, run: RunRecord, now: datetime) -> _Trigger:
+        # The data told apart by identity, which holds while the entry, which keeps it, lives.
+        key = (run.actor, id(run.data), now)
+        trigger = self.triggers.get(key)
+        if trigger is None:
+            actor = None if run.actor is None else run.actor.reference()
+            activities = [{"actor": actor, "data": run.data, "inserted_at": format_timestamp(now)}]
+            trigger = self.triggers[key] = _Trigger(run.data, [] if actor is None else [actor], activities)
+        return trigger
+
+
+@dataclass(frozen=True)
+class _Trigger:
+    """A message's actors and activities, one list of each for all the messages of a trigger's runs, which
+    their insert encodes once (`clarion.store.bulk_insert`)."""
+
+    data: dict[str, Any]
+    actors: list[Any]
+    activities: list[dict[str, Any]]
 
 
 async def _channel_step(
@@ -292,13 +310,15 @@ async def _channel_step(
     properties = {} if context.recipient is None else context.recipient.properties
     if not _has_required_data(channel.type, properties, data):
         return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
-    decision = await evaluate_preferences(
-        effective_preferences(layers),
-        sending.send,
-        lambda conditions: conditions_hold(parse_condition_list(list(conditions)), scope),
-    )
-    if not decision.allowed:
-        return StepResult.skipped(step.ref, "channel", "preferences", preference=decision.reason)
+    preferences = effective_preferences(layers)
+    if preferences:  # most recipients of a fan-out have set nothing, which allows every send
+        decision = await evaluate_preferences(
+            preferences,
+            sending.send,
+            lambda conditions: conditions_hold(parse_condition_list(list(conditions)), scope),
+        )
+        if not decision.allowed:
+            return StepResult.skipped(step.ref, "channel", "preferences", preference=decision.reason)
     message = _message(sending, context, data)
     return StepResult(
         events=[
@@ -318,7 +338,7 @@ def _message(sending: _Sending, context: RunContext, channel_data: Mapping[str, 
     content = render_content(sending.renders, step, channel, scope, channel_data)
     sandbox = bool(run.settings.get("sandbox_mode"))
     status = "not_sent" if sandbox else "delivered" if channel.type == "in_app_feed" else "queued"
-    actors: Sequence[Any] = [] if run.actor is None else [run.actor.reference()]
+    trigger = sending.trigger(run, context.now)
     return NewMessage(
         id=message_id,
         channel_id=channel.id,
@@ -337,14 +357,8 @@ def _message(sending: _Sending, context: RunContext, channel_data: Mapping[str, 
             "workflow_recipient_run_id": run.id,
         },
         tenant=run.tenant,
-        actors=list(actors),
-        activities=[
-            {
-                "actor": None if run.actor is None else run.actor.reference(),
-                "data": run.data,
-                "inserted_at": format_timestamp(context.now),
-            }
-        ],
+        actors=trigger.actors,
+        activities=trigger.activities,
         data=run.data,
         content=content,
         status=status,
