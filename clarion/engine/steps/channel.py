@@ -279,7 +279,6 @@ class _Sending:
     """The trigger behind the messages, per actor, data and moment: one for all the runs of a trigger."""
 
     def trigger(self, run: RunRecord, now: datetime) -> _Trigger:
-        # The data told apart by identity, which holds while the entry, which keeps it, lives.
         key = (run.actor, id(run.data), now)
         trigger = self.triggers.get(key)
         if trigger is None:
@@ -295,6 +294,7 @@ class _Trigger:
     their insert encodes once (`clarion.store.bulk_insert`)."""
 
     data: dict[str, Any]
+    """The trigger's data, kept alive with the entry that its identity keys."""
     actors: list[Any]
     activities: list[dict[str, Any]]
 
