@@ -111,27 +111,30 @@ def select_by_keys(
 def bound_rows(
     names: Sequence[str], dialect_name: str
 ) -> tuple[sa.Subquery, Callable[[Sequence[Sequence[str | None]]], dict[str, Any]]]:
-    """A source of rows bound as parameters of fixed number, whatever the number of rows: a subquery with
-    the text columns `names` and `bound_row` (each row's place in the list), and the function giving the
-    parameters for a list of rows. Arrays zipped by `unnest` on PostgreSQL, a JSON array of rows read by
-    `json_each` on SQLite. One statement thus serves every batch size and is prepared once."""
+    """A source of rows bound as one parameter, whatever the number of rows: a subquery with the text
+    columns `names` and `bound_row` (each row's place in the list), and the function giving the parameter
+    for a list of rows. The rows are a JSON array of arrays, taken apart by `jsonb_array_elements` on
+    PostgreSQL and `json_each` on SQLite. One statement thus serves every batch size and is prepared once.
+    (An array per column, zipped by `unnest`, cost asyncpg a check of every element as it encoded them:
+    95 µs of this process's CPU for a statement of six jobs, against 76 for the document.)"""
     if dialect_name == "postgresql":
-        arrays = [sa.bindparam(f"rows_{name}", type_=postgresql.ARRAY(sa.Text)) for name in names]
-        unnested = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="bound_row").render_derived()
-        source = sa.select(*(unnested.c[name] for name in names), unnested.c.bound_row).subquery("bound_rows")
-
-        def array_parameters(rows: Sequence[Sequence[str | None]]) -> dict[str, Any]:
-            return {f"rows_{name}": [row[i] for row in rows] for i, name in enumerate(names)}
-
-        return source, array_parameters
-    each = sa.func.json_each(sa.bindparam("rows", type_=sa.String)).table_valued("value", "key")
-    source = sa.select(
-        *(
+        elements = (
+            sa.func.jsonb_array_elements(json_from_text(sa.bindparam("rows", type_=sa.Text), dialect_name))
+            .table_valued("value", with_ordinality="bound_row")
+            .render_derived(name="elements")
+        )
+        columns = [
+            elements.c.value.op("->>")(sa.literal_column(str(i))).label(name) for i, name in enumerate(names)
+        ]
+        place: sa.ColumnElement[Any] = elements.c.bound_row
+    else:
+        each = sa.func.json_each(sa.bindparam("rows", type_=sa.String)).table_valued("value", "key")
+        columns = [
             sa.func.json_extract(each.c.value, sa.literal_column(f"'$[{i}]'")).label(name)
             for i, name in enumerate(names)
-        ),
-        each.c.key.label("bound_row"),
-    ).subquery("bound_rows")
+        ]
+        place = each.c.key
+    source = sa.select(*columns, place.label("bound_row")).subquery("bound_rows")
 
     def json_parameters(rows: Sequence[Sequence[str | None]]) -> dict[str, Any]:
         return {"rows": json_codec.dumps([list(row) for row in rows])}
