@@ -8,8 +8,9 @@ times the database's own work. So each dialect gets the form its driver runs fas
 - PostgreSQL: INSERT … SELECT from the rows bound as one JSONB document, an array of each row's values
   (documents nested as they are, timestamps as text), taken apart by `jsonb_array_elements` and cast
   back per column; the values every row shares (the environment, the time) bound once; RETURNING gives
-  the rows inserted. (An array per column, `dialect.bound_rows`, cost 15 % more of this process's time
-  in a fan-out: asyncpg checks every element of an array parameter as it encodes it.)
+  the rows inserted. (An array per column, zipped by `unnest`, cost 15 % more of this process's time in
+  a fan-out: asyncpg checks every element of an array parameter as it encodes it.) `dialect.bound_rows`
+  binds its rows the same way, as text only.
 - SQLite: one prepared single-row INSERT run for every row by the driver's `executemany`, in C. (Rows
   bound as one JSON array read by `json_each` cost three times as much: the documents are escaped into
   the array and unescaped by SQLite.) `executemany` returns no rows, so the inserted rows are known from
@@ -79,13 +80,7 @@ class BulkInsert:
     def _postgres_query(self) -> DirectQuery:
         if self._postgres is not None:
             return self._postgres
-        each = (
-            sa.func.jsonb_array_elements(
-                dialect.json_from_text(sa.bindparam("rows", type_=sa.Text), "postgresql")
-            )
-            .table_valued("value", with_ordinality="bound_row")
-            .render_derived(name="bound_rows")
-        )
+        each = dialect.bound_json_elements("bound_rows")
 
         def source(index: int, name: str) -> Any:
             column_type = self.table.c[name].type
