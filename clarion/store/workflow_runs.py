@@ -183,7 +183,18 @@ def run_record(row: sa.Row[Any]) -> RunRecord:
 
 _RUN_INSERT = BulkInsert(
     workflow_runs,
-    shared=["environment_id"],
+    # What a trigger gives all its runs.
+    shared=[
+        "environment_id",
+        "workflow_run_id",
+        "workflow_key",
+        "version_id",
+        "actor_collection",
+        "actor_id",
+        "tenant",
+        "cancellation_key",
+        "trigger_source",
+    ],
     skip_conflicts_on=["environment_id", "workflow_run_id", "recipient_collection", "recipient_id"],
     returning="id",
 )
@@ -194,21 +205,18 @@ async def insert_runs(
 ) -> list[str]:
     """Insert runs of one trigger, as they stand, in the caller's transaction, skipping recipients that
     already have a run of it (a trigger job resumed after a crash). Returns the ids of the runs inserted."""
+    if not runs:
+        return []
+    trigger = runs[0]
+    if any(run.workflow_run_id != trigger.workflow_run_id for run in runs):
+        raise ValueError("runs of one trigger are inserted together")
     rows = [
         {
             "id": run.id,
-            "workflow_run_id": run.workflow_run_id,
-            "workflow_key": run.workflow_key,
-            "version_id": run.version_id,
             "recipient_collection": run.recipient.collection,
             "recipient_id": run.recipient.id,
-            "actor_collection": None if run.actor is None else run.actor.collection,
-            "actor_id": None if run.actor is None else run.actor.id,
-            "tenant": run.tenant,
-            "cancellation_key": run.cancellation_key,
             "data": run.data,
             "settings": run.settings,
-            "trigger_source": run.trigger_source,
             "status": run.status.value,
             "position": run.position,
             "step_results": run.step_results,
@@ -219,9 +227,20 @@ async def insert_runs(
         }
         for run in runs
     ]
-    return [
-        str(run_id) for run_id in await _RUN_INSERT.insert(connection, rows, environment_id=environment_id)
-    ]
+    inserted = await _RUN_INSERT.insert(
+        connection,
+        rows,
+        environment_id=environment_id,
+        workflow_run_id=trigger.workflow_run_id,
+        workflow_key=trigger.workflow_key,
+        version_id=trigger.version_id,
+        actor_collection=None if trigger.actor is None else trigger.actor.collection,
+        actor_id=None if trigger.actor is None else trigger.actor.id,
+        tenant=trigger.tenant,
+        cancellation_key=trigger.cancellation_key,
+        trigger_source=trigger.trigger_source,
+    )
+    return [str(run_id) for run_id in inserted]
 
 
 async def advance(connection: AsyncConnection, run: RunRecord, moved: RunRecord) -> bool:

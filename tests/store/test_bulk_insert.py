@@ -26,10 +26,13 @@ items = sa.Table(
     sa.Column("key", sa.String(32), nullable=False, unique=True),
     sa.Column("document", JSONType),
     sa.Column("count", sa.Integer),
+    sa.Column("note", sa.String(32)),
     sa.Column("at", UTCDateTime, nullable=False),
 )
 INSERT = BulkInsert(items, shared=["batch", "at"], skip_conflicts_on=["key"], returning="key")
 PLAIN = BulkInsert(items, shared=["batch", "at"])
+NOTED = BulkInsert(items, shared=["batch", "at", "note"])
+UNCOUNTED = BulkInsert(items, shared=["batch", "at"], unset=["count", "note"])
 AT = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
 
@@ -45,7 +48,12 @@ async def table(runtime: Runtime) -> AsyncIterator[None]:
 
 
 def row(key: str, **values: Any) -> dict[str, Any]:
-    return {"key": key, "document": values.get("document"), "count": values.get("count")}
+    return {
+        "key": key,
+        "document": values.get("document"),
+        "count": values.get("count"),
+        "note": values.get("note"),
+    }
 
 
 async def insert(runtime: Runtime, inserter: BulkInsert, rows: list[dict[str, Any]], batch: str) -> list[Any]:
@@ -54,9 +62,9 @@ async def insert(runtime: Runtime, inserter: BulkInsert, rows: list[dict[str, An
 
 
 async def stored(runtime: Runtime) -> list[dict[str, Any]]:
-    query = sa.select(items.c.batch, items.c.key, items.c.document, items.c.count, items.c.at).order_by(
-        items.c.pk
-    )
+    query = sa.select(
+        items.c.batch, items.c.key, items.c.document, items.c.count, items.c.note, items.c.at
+    ).order_by(items.c.pk)
     async with runtime.database.reader.connect() as connection:
         return [dict(r._mapping) for r in await connection.execute(query)]
 
@@ -108,3 +116,22 @@ async def test_rows_sharing_a_document_each_store_it(runtime: Runtime, table: No
     rows = [row("a", document=shared), row("b", document=shared), row("c", document={"other": True})]
     await insert(runtime, INSERT, rows, str(uuid.uuid4()))
     assert [r["document"] for r in await stored(runtime)] == [shared, shared, {"other": True}]
+
+
+async def test_a_shared_null_and_the_columns_left_unset_are_stored_as_null(
+    runtime: Runtime, table: None
+) -> None:
+    """On SQLite a NULL shared by every row is left out of the statement rather than bound for each."""
+    async with runtime.database.writer.begin() as connection:
+        await NOTED.insert(
+            connection, [{"key": "a", "document": None, "count": 1}], batch="b", at=AT, note=None
+        )
+        await NOTED.insert(
+            connection, [{"key": "b", "document": None, "count": 2}], batch="b", at=AT, note="n"
+        )
+        await UNCOUNTED.insert(connection, [{"key": "c", "document": {"d": 1}}], batch="b", at=AT)
+    assert [(r["key"], r["count"], r["note"], r["document"]) for r in await stored(runtime)] == [
+        ("a", 1, None, None),
+        ("b", 2, "n", None),
+        ("c", None, None, {"d": 1}),
+    ]
