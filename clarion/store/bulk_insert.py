@@ -55,6 +55,9 @@ class BulkInsert:
         `insert` returns."""
         self.table = table
         self.shared = tuple(shared)
+        # Left out of a statement, a column takes its server default: NULL only where it has none.
+        assert all(table.c[name].server_default is None for name in unset), "an unset column must be NULL"
+        self._nullable_shared = tuple(name for name in self.shared if table.c[name].server_default is None)
         self.row_columns = tuple(
             column.name
             for column in table.columns
@@ -189,9 +192,9 @@ class BulkInsert:
     def _prepare_sqlite(
         self, sa_dialect: sa.Dialect, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
     ) -> PreparedRows:
-        # A NULL every row shares is left to the column's default rather than bound for each row: Python
+        # A NULL every row shares is left out rather than bound for each row: Python
         # 3.11's sqlite3 binds a None through an AttributeError it formats and drops, ~220 ns each.
-        left_null = frozenset(name for name in self.shared if shared[name] is None)
+        left_null = frozenset(name for name in self._nullable_shared if shared[name] is None)
         statement, order, inserted_query = self._sqlite_statements(sa_dialect, left_null)
         converters = {name: self._converter(name, sa_dialect) for name in order}
         template = [_converted(shared[name], converters[name]) if name in shared else None for name in order]
