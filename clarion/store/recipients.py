@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clarion.store import dialect, json_codec
+from clarion.store import dialect
 from clarion.store.batching import ROWS_PER_STATEMENT, ordered_chunks, rounds
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
@@ -59,7 +59,7 @@ RecipientEntry = tuple[str, dict[str, Any], InlineRecipientData]
 RECORD_COLUMNS = ("collection", "id", "properties", "inserted_at", "updated_at")
 """The columns a `RecipientRecord` is read from (users have no `collection`: theirs is implied)."""
 
-RowParameters = Callable[[Sequence[Sequence[str | None]]], dict[str, Any]]
+RowParameters = Callable[[Sequence[Sequence[Any]]], dict[str, Any]]
 
 
 def _recipient_table(collection: str) -> tuple[sa.Table, dict[str, Any], list[str]]:
@@ -78,7 +78,7 @@ def _upsert_query(table: sa.Table, dialect_name: str) -> tuple[DirectQuery, RowP
     table and dialect, the same statement for every batch size, and run on the driver within the caller's
     transaction: SQLAlchemy's per-row parameter and result handling for a many-row upsert cost more than
     the database's work."""
-    rows, row_parameters = dialect.bound_rows(["id", "properties"], dialect_name)
+    rows, row_parameters = dialect.bound_rows(["id", "properties"], dialect_name, json_names={"properties"})
     scope = [sa.bindparam("collection", type_=sa.String)] if "collection" in table.c else []
     now = sa.bindparam("now", type_=UTCDateTime)
     source = (
@@ -86,7 +86,7 @@ def _upsert_query(table: sa.Table, dialect_name: str) -> tuple[DirectQuery, RowP
             sa.bindparam("environment_id", type_=sa.String),
             *scope,
             rows.c.id,
-            dialect.json_from_text(rows.c.properties, dialect_name),
+            rows.c.properties,
             now,
             now,
         )
@@ -115,10 +115,14 @@ def _upsert_query(table: sa.Table, dialect_name: str) -> tuple[DirectQuery, RowP
 
 
 def upsert_statement(
-    environment_id: str, collection: str, rows: Sequence[tuple[str, str]], now: datetime, dialect_name: str
+    environment_id: str,
+    collection: str,
+    rows: Sequence[tuple[str, dict[str, Any]]],
+    now: datetime,
+    dialect_name: str,
 ) -> tuple[DirectQuery, dict[str, Any]]:
-    """The upsert (`_upsert_query`) of `rows` (id, properties as JSON text; in key order, distinct ids, at
-    most one statement's worth) and its parameters."""
+    """The upsert (`_upsert_query`) of `rows` (id, properties; in key order, distinct ids, at most one
+    statement's worth) and its parameters."""
     table, scope, _ = _recipient_table(collection)
     query, row_parameters = _upsert_query(table, dialect_name)
     return query, {"environment_id": environment_id, **scope, "now": now, **row_parameters(rows)}
@@ -133,9 +137,9 @@ def _single_statement_upsert(
         inline.channel_data or inline.preferences for _, _, inline in entries
     ):
         return None
-    rows = sorted((recipient_id, json_codec.dumps(properties)) for recipient_id, properties, _ in entries)
-    if len({recipient_id for recipient_id, _ in rows}) < len(rows):
+    if len({recipient_id for recipient_id, _, _ in entries}) < len(entries):
         return None
+    rows = sorted(((entry[0], entry[1]) for entry in entries), key=lambda row: row[0])
     return upsert_statement(environment_id, collection, rows, utcnow(), dialect_name)
 
 
@@ -152,9 +156,7 @@ async def upsert_entries(
     dialect_name = connection.dialect.name
     found: dict[int, RecipientRecord] = {}
     for round_positions in rounds([recipient_id for recipient_id, _, _ in entries]):
-        round_rows = [
-            (entries[position][0], json_codec.dumps(entries[position][1])) for position in round_positions
-        ]
+        round_rows = [(entries[position][0], entries[position][1]) for position in round_positions]
         written: dict[str, RecipientRecord] = {}
         for chunk in ordered_chunks(round_rows, key=lambda row: (row[0],)):
             query, parameters = upsert_statement(environment_id, collection, chunk, now, dialect_name)

@@ -40,7 +40,7 @@ from clarion.jobs.job import (
     JobRecord,
     JobState,
 )
-from clarion.store import dialect, json_codec
+from clarion.store import dialect
 from clarion.store.db import Database
 from clarion.store.direct import DirectQuery, fetch_in
 from clarion.store.recipients import RowParameters
@@ -281,7 +281,7 @@ class SQLQueueEngine(ABC):
         CONFLICT DO NOTHING RETURNING queue, state: one statement whatever the number of jobs. Compiling a
         multi-row VALUES insert per batch cost more than writing the batch."""
         names = ["queue", "kind", "args", "priority", "max_attempts", "unique_key", "scheduled_at"]
-        rows, row_parameters = dialect.bound_rows(names, dialect_name)
+        rows, row_parameters = dialect.bound_rows(names, dialect_name, json_names={"args"})
         now = self._now() if self.clock is None else sa.bindparam("now", type_=UTCDateTime)
         scheduled_at = sa.func.coalesce(sa.cast(rows.c.scheduled_at, UTCDateTime), now)
         state = sa.case((scheduled_at > now, JobState.SCHEDULED.value), else_=JobState.AVAILABLE.value)
@@ -289,7 +289,7 @@ class SQLQueueEngine(ABC):
             sa.select(
                 rows.c.queue,
                 rows.c.kind,
-                dialect.json_from_text(rows.c.args, dialect_name),
+                rows.c.args,
                 state,
                 sa.cast(rows.c.priority, sa.SmallInteger),
                 sa.literal_column("0"),
@@ -322,7 +322,7 @@ class SQLQueueEngine(ABC):
                 (
                     job.queue,
                     job.kind,
-                    json_codec.dumps(job.args),
+                    job.args,
                     str(job.priority),
                     str(job.max_attempts),
                     job.unique_key,
