@@ -3,13 +3,13 @@
 
 Versions never change, so parsed versions are kept for good (bounded); which version is current, and
 whether the workflow is active, is cached for `cache_seconds`, so a trigger costs no query and a push
-reaches every process within that time. Pushing reads nothing from the cache: it commits through
+reaches every process within that time; the triggers that find an entry expired share one lookup
+(`clarion.expiring_lookups`). Pushing reads nothing from the cache: it commits through
 `clarion.store.workflows` and refreshes this process's entries at once.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from clarion.channels import ChannelRegistry
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.workflow_definition import WorkflowDefinition, parse_workflow
 from clarion.engine.workflow_files import LoadedWorkflow, read_workflows
+from clarion.expiring_lookups import ExpiringLookups
 from clarion.store.workflows import CommitResult, WorkflowStore
 
 PARSED_VERSIONS = 1_000
@@ -45,8 +46,9 @@ class WorkflowCatalog:
         self.store = store
         self.channels = channels
         self.renderer = renderer
-        self.cache_seconds = cache_seconds
-        self._current: OrderedDict[tuple[str, str], tuple[float, CurrentWorkflow | None]] = OrderedDict()
+        self._current: ExpiringLookups[tuple[str, str], CurrentWorkflow | None] = ExpiringLookups(
+            self._look_up_current, cache_seconds, CURRENT_ENTRIES
+        )
         self._versions: OrderedDict[str, WorkflowDefinition] = OrderedDict()
 
     def _remember(self, version_id: str, definition: WorkflowDefinition) -> None:
@@ -56,23 +58,16 @@ class WorkflowCatalog:
             self._versions.popitem(last=False)
 
     async def current(self, environment_id: str, key: str) -> CurrentWorkflow | None:
-        """The workflow's current version, or None when the environment has none by that key."""
-        cached = self._current.get((environment_id, key))
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        record = await self.store.get(environment_id, key)
-        found = None
-        if record is not None:
-            definition = self._parsed(record.current.id, record.current.document)
-            found = CurrentWorkflow(record.key, record.active, record.current.id, definition)
-        self._current[(environment_id, key)] = (now + self.cache_seconds, found)
-        self._current.move_to_end((environment_id, key))
-        # Unknown keys are cached too (a burst of triggers of a missing workflow costs one query), so
-        # the cache is bounded like the parsed versions.
-        while len(self._current) > CURRENT_ENTRIES:
-            self._current.popitem(last=False)
-        return found
+        """The workflow's current version, or None when the environment has none by that key (unknown
+        keys are remembered too: a burst of triggers of a missing workflow costs one query)."""
+        return await self._current.get((environment_id, key))
+
+    async def _look_up_current(self, wanted: tuple[str, str]) -> CurrentWorkflow | None:
+        record = await self.store.get(*wanted)
+        if record is None:
+            return None
+        definition = self._parsed(record.current.id, record.current.document)
+        return CurrentWorkflow(record.key, record.active, record.current.id, definition)
 
     async def definition(self, environment_id: str, version_id: str) -> WorkflowDefinition | None:
         """The definition of a version committed to the environment, or None when it has none by that id.
@@ -107,9 +102,9 @@ class WorkflowCatalog:
             results[environment_id] = await self.store.commit(environment_id, [w.document for w in loaded])
             for workflow, result in zip(loaded, results[environment_id], strict=True):
                 self._remember(result.version.id, workflow.definition)
-                self._current.pop((environment_id, workflow.definition.key), None)
+                self._current.forget((environment_id, workflow.definition.key))
         return results
 
     def forget(self, environment_id: str, key: str) -> None:
         """Drop the cached current version of one workflow (after it was switched on or off here)."""
-        self._current.pop((environment_id, key), None)
+        self._current.forget((environment_id, key))

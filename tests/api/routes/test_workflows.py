@@ -3,6 +3,7 @@ the runs and messages the worker makes of them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from clarion.store.environments import KeyKind
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import jobs, messages
 from clarion.store.workflow_runs import RunRecord, RunStatus, insert_runs
+from clarion.store.workflows import WorkflowRecord
 from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
 FEED_STEP = {
@@ -402,6 +404,28 @@ async def test_unknown_and_inactive_workflows_and_unknown_actors(env: EnvFixture
     assert_error(inactive, 422, "workflow_inactive")
     await run_workflow_jobs(env.runtime)
     assert await runs_of(env, "greeting") == []
+
+
+async def test_triggers_arriving_together_share_one_lookup_of_their_workflow(
+    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    store = env.runtime.workflows.store
+    looked_up = 0
+    get = store.get
+
+    async def counted_get(environment_id: str, key: str) -> WorkflowRecord | None:
+        nonlocal looked_up
+        looked_up += 1
+        return await get(environment_id, key)
+
+    monkeypatch.setattr(store, "get", counted_get)
+    env.runtime.workflows.forget(env.id, "greeting")
+    responses = await asyncio.gather(
+        *(env.post("/v1/workflows/greeting/trigger", json={"recipients": [f"u{n}"]}) for n in range(10))
+    )
+    assert [response.status_code for response in responses] == [200] * 10
+    assert looked_up == 1
 
 
 @pytest.mark.parametrize(
