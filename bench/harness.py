@@ -1,6 +1,6 @@
 """What the benchmarks share: free ports, server processes whose output is shown when they fail, `wrk`
-runs, the bare framework's hello-world to divide by, a running `clarion` server with its secret key, and a
-throw-away PostgreSQL database."""
+runs, the bare framework's hello-world to divide by (at one or more load levels), a running `clarion`
+server with its secret key, and a throw-away PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,15 +84,59 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
     return float(match.group(1))
 
 
+Rate = Callable[[int, int], float]
+"""A server's rate measured by wrk for a number of seconds at a number of connections."""
+
+TURN_SECONDS = 2
+"""A measurement alternates with hello-world's in turns this long: the machine's speed drifts within
+minutes, by a quarter and more, so both must see the same minutes."""
+
+
 @contextmanager
-def hello_world(connections: int) -> Iterator[Callable[[int], float]]:
-    """A running hello-world server, and a function measuring its rate for a number of seconds."""
+def hello_world() -> Iterator[Rate]:
+    """A running hello-world server, and the function measuring its rate."""
     port = free_port()
     with process([sys.executable, str(ROOT / "bench" / "hello.py"), str(port)]):
         url = f"http://127.0.0.1:{port}/"
         wait_until_up(url)
-        wrk(url, 2, connections)  # warm-up
-        yield lambda seconds: wrk(url, seconds, connections)
+        wrk(url, 2, 32)  # warm-up
+        yield lambda seconds, connections: wrk(url, seconds, connections)
+
+
+@dataclass(frozen=True)
+class LoadLevel:
+    connections: int
+    rate: float
+    hello: float
+    """hello-world's rate at as many connections, in the same minutes."""
+
+
+def at_load_levels(measure: Rate, hello: Rate, seconds: int, levels: Sequence[int]) -> list[LoadLevel]:
+    """`measure` and hello-world for `seconds` each at every level, alternated turn by turn."""
+    measured = []
+    turns = max(1, seconds // TURN_SECONDS)
+    for connections in levels:
+        rates = [(measure(TURN_SECONDS, connections), hello(TURN_SECONDS, connections)) for _ in range(turns)]
+        measured.append(
+            LoadLevel(
+                connections, sum(rate for rate, _ in rates) / turns, sum(rate for _, rate in rates) / turns
+            )
+        )
+    return measured
+
+
+def best_ratio(levels: Sequence[LoadLevel]) -> tuple[float, float]:
+    """The rate and ratio to hello-world at the level where that ratio is highest. Rates at different
+    levels were measured in different minutes and do not compare; a ratio compares within its minutes."""
+    best = max(levels, key=lambda level: level.rate / level.hello)
+    return best.rate, best.rate / best.hello
+
+
+def describe_levels(levels: Sequence[LoadLevel]) -> str:
+    return "; ".join(
+        f"{level.connections}: {level.rate:,.0f}/{level.hello:,.0f} = {level.rate / level.hello:.1%}"
+        for level in levels
+    )
 
 
 @dataclass(frozen=True)
@@ -161,13 +205,18 @@ def postgres_database(server_url: str) -> Iterator[str]:
 
 
 def benchmark_arguments(description: str | None, seconds: int) -> argparse.ArgumentParser:
-    """The options every benchmark takes: seconds per measurement, wrk connections, the PostgreSQL server
-    and the stores to measure."""
+    """The options every benchmark takes: seconds per measurement, wrk connections (the load levels), the
+    PostgreSQL server and the stores to measure."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=seconds)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--connections",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[32],
+        help="wrk connections, or load levels separated by commas: the best ratio of them is the result",
+    )
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     parser.add_argument("--stores", default="sqlite,postgres")
     return parser
