@@ -17,8 +17,7 @@ KEYS_REMEMBERED = 10_000
 
 class KeyResolver:
     def __init__(self, environments: EnvironmentStore, cache_seconds: float) -> None:
-        self.environments = environments
-        self.keys: ExpiringLookups[str, ApiKey | None] = ExpiringLookups(
+        self.lookups: ExpiringLookups[str, ApiKey | None] = ExpiringLookups(
             environments.find_key, cache_seconds, KEYS_REMEMBERED
         )
 
@@ -31,7 +30,7 @@ class KeyResolver:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthError("The Authorization header must be 'Bearer <key>'", code="api_key_missing")
-        api_key = await self.keys.get(token)
+        api_key = await self.lookups.get(token)
         if api_key is None or api_key.revoked:
             raise AuthError("The API key is not valid")
         return api_key

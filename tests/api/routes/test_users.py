@@ -150,7 +150,7 @@ async def test_publishable_key_reaches_only_client_endpoints(env: EnvFixture) ->
 
 async def test_revoked_key_is_refused(env: EnvFixture) -> None:
     await env.runtime.environments.revoke_key(env.secret_key)
-    env.runtime.keys.keys.forget(env.secret_key)
+    env.runtime.keys.lookups.forget(env.secret_key)
     assert_error(await env.get("/v1/users"), 401, "authentication_required")
 
 
