@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from clarion.api.cors import BrowserCORSMiddleware
 from clarion.api.errors import EXCEPTION_HANDLERS
+from clarion.api.openapi import openapi_route
 from clarion.api.routes import ROUTE_MODULES
 from clarion.api.routing import KnownRouteDispatch, RouteIndex
 from clarion.jobs.worker import Worker
@@ -42,7 +43,8 @@ def create_app(runtime: Runtime, *, worker: Worker | None = None) -> Starlette:
             await worker.stop()
 
     cors = Middleware(BrowserCORSMiddleware, allow_origins=list(runtime.settings.cors_origins))
-    index = RouteIndex(all_routes())
+    routes = all_routes()
+    index = RouteIndex([*routes, openapi_route(routes)])
     app = Starlette(
         routes=[index],
         middleware=[cors, Middleware(KnownRouteDispatch, index=index)],

@@ -12,15 +12,16 @@ every other exception still reaches the app's handlers (`clarion.api.errors`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from clarion.api.contract import Contract, QueryParameter
 from clarion.api.errors import clarion_error_response
 from clarion.api.headers import request_header
 from clarion.api.user_tokens import check_user_token
@@ -46,20 +47,33 @@ class RequestContext:
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 
 
-def route(path: str, method: str, handler: Handler, *, tier: int, client: bool = False) -> Route:
+def route(
+    path: str,
+    method: str,
+    handler: Handler,
+    *,
+    tier: int,
+    client: bool = False,
+    body: Any = None,
+    response: Any = None,
+    query: Sequence[QueryParameter] = (),
+    note: str = "",
+) -> Route:
     """A Starlette route for `handler`. `client=True` lets publishable keys call it (Knock's client-side
-    endpoints); `tier` is the spec's `x-ratelimit-tier`."""
-    return Route(
-        path, Endpoint(handler, f"{method} {path}", tier, client), methods=[method], name=handler.__name__
-    )
+    endpoints); `tier` is the spec's `x-ratelimit-tier`. `body`, `response`, `query` and `note` describe it
+    in Clarion's OpenAPI document (`clarion.api.contract`)."""
+    contract = Contract(body=body, response=response, query=tuple(query), note=note)
+    endpoint = Endpoint(handler, f"{method} {path}", tier, client, contract)
+    return Route(path, endpoint, methods=[method], name=handler.__name__)
 
 
 class Endpoint:
-    def __init__(self, handler: Handler, name: str, tier: int, client: bool) -> None:
+    def __init__(self, handler: Handler, name: str, tier: int, client: bool, contract: Contract) -> None:
         self.handler = handler
         self.name = name
         self.tier = tier
         self.client = client
+        self.contract = contract
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)

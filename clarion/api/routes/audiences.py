@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.body import read_json
+from clarion.api.contract import PAGINATION, flag
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.pagination import page_info, page_request
 from clarion.api.query import query_bool
@@ -55,7 +56,22 @@ async def remove_members(request: Request, context: RequestContext) -> Response:
 
 
 routes = [
-    route("/v1/audiences/{key}/members", "GET", list_members, tier=4),
-    route("/v1/audiences/{key}/members", "POST", add_members, tier=3),
-    route("/v1/audiences/{key}/members", "DELETE", remove_members, tier=3),
+    route(
+        "/v1/audiences/{key}/members",
+        "GET",
+        list_members,
+        tier=4,
+        query=PAGINATION,
+        response=ListAudienceMembersResponse,
+    ),
+    route(
+        "/v1/audiences/{key}/members",
+        "POST",
+        add_members,
+        tier=3,
+        query=[flag("create_audience", "Create the audience when it does not exist (a static audience).")],
+        body=AddAudienceMembersRequest,
+        note="Only static audiences exist; dynamic audiences are not supported.",
+    ),
+    route("/v1/audiences/{key}/members", "DELETE", remove_members, tier=3, body=RemoveAudienceMembersRequest),
 ]

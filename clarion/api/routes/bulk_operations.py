@@ -27,5 +27,5 @@ async def get_bulk_operation(request: Request, context: RequestContext) -> Respo
 
 
 routes = [
-    route("/v1/bulk_operations/{id}", "GET", get_bulk_operation, tier=4),
+    route("/v1/bulk_operations/{id}", "GET", get_bulk_operation, tier=4, response=BulkOperation),
 ]

@@ -87,10 +87,18 @@ USER_PATH = "/v1/users/{user_id}/channel_data/{channel_id}"
 OBJECT_PATH = "/v1/objects/{collection}/{object_id}/channel_data/{channel_id}"
 
 routes = [
-    route(USER_PATH, "GET", get_user_channel_data, tier=4, client=True),
-    route(USER_PATH, "PUT", set_user_channel_data, tier=3, client=True),
+    route(USER_PATH, "GET", get_user_channel_data, tier=4, client=True, response=ChannelData),
+    route(
+        USER_PATH,
+        "PUT",
+        set_user_channel_data,
+        tier=3,
+        client=True,
+        body=ChannelDataRequest,
+        response=ChannelData,
+    ),
     route(USER_PATH, "DELETE", unset_user_channel_data, tier=3, client=True),
-    route(OBJECT_PATH, "GET", get_object_channel_data, tier=4),
-    route(OBJECT_PATH, "PUT", set_object_channel_data, tier=3),
+    route(OBJECT_PATH, "GET", get_object_channel_data, tier=4, response=ChannelData),
+    route(OBJECT_PATH, "PUT", set_object_channel_data, tier=3, body=ChannelDataRequest, response=ChannelData),
     route(OBJECT_PATH, "DELETE", unset_object_channel_data, tier=3),
 ]

@@ -4,10 +4,12 @@ newest first with badge counts, and the feed's settings."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from clarion.api.contract import FEED_FILTERS, QueryParameter
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.message_query import feed_filter
 from clarion.api.pagination import encode_cursor, page_info, page_request
@@ -16,6 +18,7 @@ from clarion.channels import ChannelType
 from clarion.engine.run_scope import serialise_recipient
 from clarion.errors import InvalidInputError, NotFoundError
 from clarion.schemas.feeds import MAX_EXCLUDE_DEPTH, feed_item, feed_response, referenced_keys
+from clarion.schemas.plain_responses import Feed, FeedSettings
 from clarion.store.recipient_resolution import RecipientKey, read_recipients
 
 MAX_FEED_PAGE_SIZE = 200
@@ -70,6 +73,30 @@ async def get_feed_settings(request: Request, context: RequestContext) -> Respon
 
 
 routes = [
-    route("/v1/users/{user_id}/feeds/{channel_id}", "GET", get_feed, tier=2, client=True),
-    route("/v1/users/{user_id}/feeds/{channel_id}/settings", "GET", get_feed_settings, tier=4, client=True),
+    route(
+        "/v1/users/{user_id}/feeds/{channel_id}",
+        "GET",
+        get_feed,
+        tier=2,
+        client=True,
+        query=[
+            QueryParameter("after", str, "The cursor of the page to read after."),
+            QueryParameter("before", str, "The cursor of the page to read before."),
+            QueryParameter("page_size", int, f"Items per page, 1 to {MAX_FEED_PAGE_SIZE} (default 50)."),
+            *FEED_FILTERS,
+            QueryParameter("mode", Literal["rich", "compact"], "compact drops activities and nested data."),
+            QueryParameter("exclude", str, "Comma-separated dotted paths of fields to leave out."),
+            QueryParameter("locale", str, "Accepted and ignored (no translations yet)."),
+        ],
+        response=Feed,
+        note="`locale` is accepted and ignored; `vars` is empty; the realtime socket is not served.",
+    ),
+    route(
+        "/v1/users/{user_id}/feeds/{channel_id}/settings",
+        "GET",
+        get_feed_settings,
+        tier=4,
+        client=True,
+        response=FeedSettings,
+    ),
 ]

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.body import parse_json, read_body, read_json
+from clarion.api.contract import MESSAGE_FILTERS, PAGINATION, QueryParameter
 from clarion.api.endpoint import Handler, RequestContext, path_param, route
 from clarion.api.message_query import message_list_filter
 from clarion.api.pagination import page_info, page_request
@@ -22,6 +23,7 @@ from clarion.engine.bulk import start_message_update
 from clarion.engine.run_scope import serialise_recipient
 from clarion.errors import InvalidInputError, NotFoundError
 from clarion.schemas.base import empty_page_info
+from clarion.schemas.bulk_operations import BulkOperation
 from clarion.schemas.feeds import activities, referenced_keys
 from clarion.schemas.messages import (
     MAX_BATCH_MESSAGES,
@@ -37,6 +39,7 @@ from clarion.schemas.messages import (
     MessageInteractedRequest,
 )
 from clarion.schemas.objects import validate_collection
+from clarion.schemas.plain_responses import MessageActivities, MessageDeliveryLogs
 from clarion.store.messages import Engagement, MessageRecord
 from clarion.store.recipient_resolution import RecipientKey, read_recipients
 
@@ -226,17 +229,64 @@ BATCH_PATHS: list[tuple[str, Engagement, bool]] = [
 
 
 routes = [
-    route("/v1/messages", "GET", list_messages, tier=4),
-    route("/v1/messages/batch/content", "GET", batch_get_message_contents, tier=4),
+    route(
+        "/v1/messages",
+        "GET",
+        list_messages,
+        tier=4,
+        query=[*PAGINATION, *MESSAGE_FILTERS],
+        response=ListMessagesResponse,
+    ),
+    route(
+        "/v1/messages/batch/content",
+        "GET",
+        batch_get_message_contents,
+        tier=4,
+        query=[QueryParameter("message_ids[]", list[str], f"The messages, 1 to {MAX_BATCH_MESSAGES}.")],
+        response=list[MessageContents],
+    ),
     *(
-        route(f"/v1/messages/batch/{name}", "POST", _batch_endpoint(engagement, on=on), tier=3, client=True)
+        route(
+            f"/v1/messages/batch/{name}",
+            "POST",
+            _batch_endpoint(engagement, on=on),
+            tier=3,
+            client=True,
+            body=BatchMessagesInteractedRequest
+            if engagement is Engagement.INTERACTED
+            else BatchMessagesRequest,
+            response=list[Message],
+        )
         for name, engagement, on in BATCH_PATHS
     ),
-    route("/v1/messages/{message_id}", "GET", get_message, tier=4),
-    route("/v1/messages/{message_id}/events", "GET", list_message_events, tier=3),
-    route("/v1/messages/{message_id}/activities", "GET", list_message_activities, tier=4),
-    route("/v1/messages/{message_id}/content", "GET", get_message_content, tier=4),
-    route("/v1/messages/{message_id}/delivery_logs", "GET", list_message_delivery_logs, tier=3),
+    route("/v1/messages/{message_id}", "GET", get_message, tier=4, response=Message),
+    route(
+        "/v1/messages/{message_id}/events",
+        "GET",
+        list_message_events,
+        tier=3,
+        query=PAGINATION,
+        response=ListMessageEventsResponse,
+    ),
+    route(
+        "/v1/messages/{message_id}/activities",
+        "GET",
+        list_message_activities,
+        tier=4,
+        query=PAGINATION,
+        response=MessageActivities,
+        note="A message's activities are the one trigger that made it, on one page.",
+    ),
+    route("/v1/messages/{message_id}/content", "GET", get_message_content, tier=4, response=MessageContents),
+    route(
+        "/v1/messages/{message_id}/delivery_logs",
+        "GET",
+        list_message_delivery_logs,
+        tier=3,
+        query=PAGINATION,
+        response=MessageDeliveryLogs,
+        note="Always empty: Clarion does not deliver through providers yet.",
+    ),
     *(
         route(
             f"/v1/messages/{{message_id}}/{name}",
@@ -244,6 +294,8 @@ routes = [
             _status_endpoint(engagement, on=on),
             tier=2,
             client=True,
+            body=MessageInteractedRequest | None if engagement is Engagement.INTERACTED and on else None,
+            response=Message,
         )
         for method, name, engagement, on in STATUS_PATHS
     ),
@@ -253,7 +305,25 @@ routes = [
         bulk_update_channel_messages,
         tier=2,
         client=True,
+        body=BulkUpdateMessagesForChannelRequest | None,
+        response=BulkOperation,
+        note="`action` is one of seen, unseen, read, unread, archived, unarchived, interacted, archive,"
+        " unarchive, delete. `user_ids` and `recipient_ids` both name users; no body selects every message.",
     ),
-    route("/v1/users/{user_id}/messages", "GET", list_user_messages, tier=4),
-    route("/v1/objects/{collection}/{id}/messages", "GET", list_object_messages, tier=4),
+    route(
+        "/v1/users/{user_id}/messages",
+        "GET",
+        list_user_messages,
+        tier=4,
+        query=[*PAGINATION, *MESSAGE_FILTERS],
+        response=ListMessagesResponse,
+    ),
+    route(
+        "/v1/objects/{collection}/{id}/messages",
+        "GET",
+        list_object_messages,
+        tier=4,
+        query=[*PAGINATION, *MESSAGE_FILTERS],
+        response=ListMessagesResponse,
+    ),
 ]

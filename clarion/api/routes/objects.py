@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.body import read_json
+from clarion.api.contract import INCLUDE_PREFERENCES, PAGINATION
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.pagination import page_info, page_request
 from clarion.api.responses import JSONResponse, no_content
@@ -19,6 +20,7 @@ from clarion.api.routes.preferences import included_preferences
 from clarion.engine.bulk import BulkKind, start_bulk_operation
 from clarion.schemas.bulk_operations import (
     BulkDeleteObjectsRequest,
+    BulkOperation,
     BulkSetObjectsRequest,
     check_inline_channel_data,
 )
@@ -96,10 +98,31 @@ async def bulk_delete_objects(request: Request, context: RequestContext) -> Resp
 
 
 routes = [
-    route("/v1/objects/{collection}/bulk/set", "POST", bulk_set_objects, tier=1),
-    route("/v1/objects/{collection}/bulk/delete", "POST", bulk_delete_objects, tier=1),
-    route("/v1/objects/{collection}", "GET", list_objects, tier=4),
-    route("/v1/objects/{collection}/{id}", "GET", get_object, tier=4),
-    route("/v1/objects/{collection}/{id}", "PUT", set_object, tier=3),
+    route(
+        "/v1/objects/{collection}/bulk/set",
+        "POST",
+        bulk_set_objects,
+        tier=1,
+        body=BulkSetObjectsRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/objects/{collection}/bulk/delete",
+        "POST",
+        bulk_delete_objects,
+        tier=1,
+        body=BulkDeleteObjectsRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/objects/{collection}",
+        "GET",
+        list_objects,
+        tier=4,
+        query=(*PAGINATION, INCLUDE_PREFERENCES),
+        response=ListObjectsResponse,
+    ),
+    route("/v1/objects/{collection}/{id}", "GET", get_object, tier=4, response=Object),
+    route("/v1/objects/{collection}/{id}", "PUT", set_object, tier=3, body=SetObjectRequest, response=Object),
     route("/v1/objects/{collection}/{id}", "DELETE", delete_object, tier=3),
 ]

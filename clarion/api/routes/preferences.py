@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.body import read_json
+from clarion.api.contract import QueryParameter
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.query import query_choices
 from clarion.api.responses import JSONResponse, no_content
@@ -141,25 +142,106 @@ async def update_channel_type(request: Request, context: RequestContext) -> Resp
 
 USER_SETS = "/v1/users/{user_id}/preferences"
 OBJECT_SETS = "/v1/objects/{collection}/{object_id}/preferences"
+TENANT = (QueryParameter("tenant", str, "A tenant whose default preference set lies under the recipient's."),)
+SECTION_NOTE = (
+    "Deprecated in Knock, whose document leaves the body out; Clarion reads the body the SDKs send."
+)
 
 routes = [
-    route(USER_SETS, "GET", list_preference_sets, tier=4, client=True),
-    route(USER_SETS + "/{id}", "GET", get_preference_set, tier=4, client=True),
-    route(USER_SETS + "/{id}", "PUT", update_preference_set, tier=3, client=True),
+    route(USER_SETS, "GET", list_preference_sets, tier=4, client=True, response=list[PreferenceSet]),
+    route(
+        USER_SETS + "/{id}",
+        "GET",
+        get_preference_set,
+        tier=4,
+        client=True,
+        query=TENANT,
+        response=PreferenceSet,
+    ),
+    route(
+        USER_SETS + "/{id}",
+        "PUT",
+        update_preference_set,
+        tier=3,
+        client=True,
+        body=PreferenceSetRequest,
+        response=PreferenceSet,
+    ),
     route(USER_SETS + "/{id}", "DELETE", delete_preference_set, tier=3),
-    route(OBJECT_SETS, "GET", list_preference_sets, tier=4),
-    route(OBJECT_SETS + "/{id}", "GET", get_preference_set, tier=4),
-    route(OBJECT_SETS + "/{id}", "PUT", update_preference_set, tier=3),
+    route(OBJECT_SETS, "GET", list_preference_sets, tier=4, response=list[PreferenceSet]),
+    route(OBJECT_SETS + "/{id}", "GET", get_preference_set, tier=4, query=TENANT, response=PreferenceSet),
+    route(
+        OBJECT_SETS + "/{id}",
+        "PUT",
+        update_preference_set,
+        tier=3,
+        body=PreferenceSetRequest,
+        response=PreferenceSet,
+    ),
     route(OBJECT_SETS + "/{id}", "DELETE", delete_preference_set, tier=3),
 ]
 # Knock's browser SDK updates a user's set section by section with the publishable key, so the user
 # routes are client-side; the object ones are not.
 for prefix, client in ((USER_SETS, True), (OBJECT_SETS, False)):
     routes += [
-        route(prefix + "/{id}/workflows", "PUT", update_workflows, tier=3, client=client),
-        route(prefix + "/{id}/workflows/{key}", "PUT", update_workflow, tier=3, client=client),
-        route(prefix + "/{id}/categories", "PUT", update_categories, tier=3, client=client),
-        route(prefix + "/{id}/categories/{key}", "PUT", update_category, tier=3, client=client),
-        route(prefix + "/{id}/channel_types", "PUT", update_channel_types, tier=3, client=client),
-        route(prefix + "/{id}/channel_types/{type}", "PUT", update_channel_type, tier=3, client=client),
+        route(
+            prefix + "/{id}/workflows",
+            "PUT",
+            update_workflows,
+            tier=3,
+            client=client,
+            body=PreferenceSetWorkflows,
+            response=PreferenceSet,
+            note=SECTION_NOTE,
+        ),
+        route(
+            prefix + "/{id}/workflows/{key}",
+            "PUT",
+            update_workflow,
+            tier=3,
+            client=client,
+            body=WorkflowCategorySettingRequest,
+            response=PreferenceSet,
+            note=SECTION_NOTE,
+        ),
+        route(
+            prefix + "/{id}/categories",
+            "PUT",
+            update_categories,
+            tier=3,
+            client=client,
+            body=PreferenceSetWorkflows,
+            response=PreferenceSet,
+            note=SECTION_NOTE,
+        ),
+        route(
+            prefix + "/{id}/categories/{key}",
+            "PUT",
+            update_category,
+            tier=3,
+            client=client,
+            body=WorkflowCategorySettingRequest,
+            response=PreferenceSet,
+            note=SECTION_NOTE,
+        ),
+        route(
+            prefix + "/{id}/channel_types",
+            "PUT",
+            update_channel_types,
+            tier=3,
+            client=client,
+            body=PreferenceSetChannelTypes,
+            response=PreferenceSet,
+            note=SECTION_NOTE,
+        ),
+        route(
+            prefix + "/{id}/channel_types/{type}",
+            "PUT",
+            update_channel_type,
+            tier=3,
+            client=client,
+            body=ChannelTypeSettingRequest,
+            response=PreferenceSet,
+            note=SECTION_NOTE,
+        ),
     ]

@@ -7,11 +7,14 @@ on the job queue (`clarion.engine.bulk`, through `SubscriptionStore.add_many/del
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.body import field_errors, read_json
+from clarion.api.contract import PAGINATION, QueryParameter
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.pagination import page_info, page_request
 from clarion.api.query import query_references
@@ -21,6 +24,7 @@ from clarion.engine.bulk import BulkKind, start_bulk_operation
 from clarion.errors import FieldError, InvalidInputError
 from clarion.schemas.bulk_operations import (
     BulkDeleteSubscriptionsRequest,
+    BulkOperation,
     BulkUpsertSubscriptionsRequest,
     check_subscription_recipients,
 )
@@ -162,10 +166,62 @@ async def bulk_delete_subscriptions(request: Request, context: RequestContext) -
 
 
 routes = [
-    route("/v1/objects/{collection}/bulk/subscriptions/add", "POST", bulk_add_subscriptions, tier=1),
-    route("/v1/objects/{collection}/bulk/subscriptions/delete", "POST", bulk_delete_subscriptions, tier=1),
-    route("/v1/objects/{collection}/{object_id}/subscriptions", "GET", list_subscriptions, tier=4),
-    route("/v1/objects/{collection}/{object_id}/subscriptions", "POST", add_subscriptions, tier=3),
-    route("/v1/objects/{collection}/{object_id}/subscriptions", "DELETE", delete_subscriptions, tier=3),
-    route("/v1/users/{user_id}/subscriptions", "GET", list_user_subscriptions, tier=4),
+    route(
+        "/v1/objects/{collection}/bulk/subscriptions/add",
+        "POST",
+        bulk_add_subscriptions,
+        tier=1,
+        body=BulkUpsertSubscriptionsRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/objects/{collection}/bulk/subscriptions/delete",
+        "POST",
+        bulk_delete_subscriptions,
+        tier=1,
+        body=BulkDeleteSubscriptionsRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/objects/{collection}/{object_id}/subscriptions",
+        "GET",
+        list_subscriptions,
+        tier=4,
+        query=[
+            *PAGINATION,
+            QueryParameter(
+                "mode", Literal["object", "recipient"], "The object's subscribers, or its subscriptions."
+            ),
+            QueryParameter(
+                "recipients[]", list[str], "Only these subscribers (users by id), in `object` mode."
+            ),
+            QueryParameter("objects[]", list[str], "Only these objects, in `recipient` mode."),
+            QueryParameter("include[]", list[str], "Accepted and ignored."),
+        ],
+        response=ListSubscriptionsResponse,
+    ),
+    route(
+        "/v1/objects/{collection}/{object_id}/subscriptions",
+        "POST",
+        add_subscriptions,
+        tier=3,
+        body=UpsertSubscriptionsRequest,
+        response=list[Subscription],
+    ),
+    route(
+        "/v1/objects/{collection}/{object_id}/subscriptions",
+        "DELETE",
+        delete_subscriptions,
+        tier=3,
+        body=DeleteSubscriptionsRequest,
+        response=list[Subscription],
+    ),
+    route(
+        "/v1/users/{user_id}/subscriptions",
+        "GET",
+        list_user_subscriptions,
+        tier=4,
+        query=[*PAGINATION, QueryParameter("objects[]", list[str], "Only subscriptions to these objects.")],
+        response=ListSubscriptionsResponse,
+    ),
 ]

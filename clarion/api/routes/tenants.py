@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.body import read_json
+from clarion.api.contract import PAGINATION, QueryParameter, flag
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.pagination import page_info, page_request
 from clarion.api.query import query_bool, query_list
@@ -15,7 +16,12 @@ from clarion.api.responses import JSONResponse, no_content
 from clarion.api.routes.bulk_operations import bulk_operation_response
 from clarion.engine.bulk import BulkKind, start_bulk_operation
 from clarion.errors import InvalidInputError
-from clarion.schemas.bulk_operations import MAX_BULK_ENTRIES, BulkSetTenantsRequest, check_inline_channel_data
+from clarion.schemas.bulk_operations import (
+    MAX_BULK_ENTRIES,
+    BulkOperation,
+    BulkSetTenantsRequest,
+    check_inline_channel_data,
+)
 from clarion.schemas.channel_data import validate_inline_channel_data
 from clarion.schemas.tenants import ListTenantsResponse, SetTenantRequest, Tenant
 
@@ -94,10 +100,50 @@ async def bulk_delete_tenants(request: Request, context: RequestContext) -> Resp
 
 
 routes = [
-    route("/v1/tenants/bulk/set", "POST", bulk_set_tenants, tier=1),
-    route("/v1/tenants/bulk/delete", "POST", bulk_delete_tenants, tier=1),
-    route("/v1/tenants", "GET", list_tenants, tier=4),
-    route("/v1/tenants/{id}", "GET", get_tenant, tier=4),
-    route("/v1/tenants/{id}", "PUT", set_tenant, tier=3),
+    route(
+        "/v1/tenants/bulk/set",
+        "POST",
+        bulk_set_tenants,
+        tier=1,
+        body=BulkSetTenantsRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/tenants/bulk/delete",
+        "POST",
+        bulk_delete_tenants,
+        tier=1,
+        query=[QueryParameter("tenant_ids[]", list[str], "The tenants to delete, 1 to 1,000.")],
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/tenants",
+        "GET",
+        list_tenants,
+        tier=4,
+        query=[
+            *PAGINATION,
+            QueryParameter("name", str, "Only tenants of this name."),
+            QueryParameter("tenant_id", str, "Only the tenant of this id."),
+        ],
+        response=ListTenantsResponse,
+    ),
+    route(
+        "/v1/tenants/{id}",
+        "GET",
+        get_tenant,
+        tier=4,
+        query=[flag("resolve_full_preference_settings", "Accepted; Clarion has no environment default set.")],
+        response=Tenant,
+    ),
+    route(
+        "/v1/tenants/{id}",
+        "PUT",
+        set_tenant,
+        tier=3,
+        query=[flag("resolve_full_preference_settings", "Accepted; Clarion has no environment default set.")],
+        body=SetTenantRequest,
+        response=Tenant,
+    ),
     route("/v1/tenants/{id}", "DELETE", delete_tenant, tier=2),
 ]

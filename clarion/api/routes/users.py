@@ -7,13 +7,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.body import read_json
+from clarion.api.contract import INCLUDE_PREFERENCES, PAGINATION
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.pagination import page_info, page_request
 from clarion.api.responses import JSONResponse, no_content
 from clarion.api.routes.bulk_operations import bulk_operation_response
 from clarion.api.routes.preferences import included_preferences
 from clarion.engine.bulk import BulkKind, start_bulk_operation
-from clarion.schemas.bulk_operations import BulkSetUserPreferencesRequest, check_inline_channel_data
+from clarion.schemas.bulk_operations import (
+    BulkOperation,
+    BulkSetUserPreferencesRequest,
+    check_inline_channel_data,
+)
 from clarion.schemas.channel_data import validate_inline_channel_data
 from clarion.schemas.users import (
     BulkDeleteUsersRequest,
@@ -99,12 +104,48 @@ async def bulk_set_user_preferences(request: Request, context: RequestContext) -
 
 
 routes = [
-    route("/v1/users/bulk/identify", "POST", bulk_identify_users, tier=1),
-    route("/v1/users/bulk/delete", "POST", bulk_delete_users, tier=1),
-    route("/v1/users/bulk/preferences", "POST", bulk_set_user_preferences, tier=1),
-    route("/v1/users", "GET", list_users, tier=4),
-    route("/v1/users/{user_id}", "GET", get_user, tier=4, client=True),
-    route("/v1/users/{user_id}", "PUT", identify_user, tier=3, client=True),
+    route(
+        "/v1/users/bulk/identify",
+        "POST",
+        bulk_identify_users,
+        tier=1,
+        body=BulkIdentifyUsersRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/users/bulk/delete",
+        "POST",
+        bulk_delete_users,
+        tier=1,
+        body=BulkDeleteUsersRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/users/bulk/preferences",
+        "POST",
+        bulk_set_user_preferences,
+        tier=1,
+        body=BulkSetUserPreferencesRequest,
+        response=BulkOperation,
+    ),
+    route(
+        "/v1/users",
+        "GET",
+        list_users,
+        tier=4,
+        query=(*PAGINATION, INCLUDE_PREFERENCES),
+        response=ListUsersResponse,
+    ),
+    route("/v1/users/{user_id}", "GET", get_user, tier=4, client=True, response=User),
+    route(
+        "/v1/users/{user_id}",
+        "PUT",
+        identify_user,
+        tier=3,
+        client=True,
+        body=IdentifyUserRequest,
+        response=User,
+    ),
     route("/v1/users/{user_id}", "DELETE", delete_user, tier=2),
-    route("/v1/users/{user_id}/merge", "POST", merge_user, tier=2),
+    route("/v1/users/{user_id}/merge", "POST", merge_user, tier=2, body=MergeUserRequest, response=User),
 ]

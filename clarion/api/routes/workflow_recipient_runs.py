@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from clarion.api.contract import PAGINATION, QueryParameter, choices, flag
 from clarion.api.endpoint import RequestContext, path_param, route
 from clarion.api.message_query import timestamp_param
 from clarion.api.pagination import page_info, page_request
@@ -76,6 +77,33 @@ async def get_run(request: Request, context: RequestContext) -> Response:
 
 
 routes = [
-    route("/v1/workflow_recipient_runs", "GET", list_runs, tier=2),
-    route("/v1/workflow_recipient_runs/{id}", "GET", get_run, tier=2),
+    route(
+        "/v1/workflow_recipient_runs",
+        "GET",
+        list_runs,
+        tier=2,
+        query=[
+            *PAGINATION,
+            QueryParameter("workflow", str, "Only runs of this workflow key."),
+            QueryParameter(
+                "recipient", str, "Only runs of this user (or `recipient[id]`, `recipient[collection]`)."
+            ),
+            QueryParameter("tenant", str, "Only runs of this tenant."),
+            QueryParameter(
+                "status[]", choices(s.value for s in RunStatus), "Only runs with one of these statuses."
+            ),
+            flag("has_errors", "Only runs with (true) or without (false) errors."),
+            QueryParameter("starting_at", str, "Only runs inserted at or after this ISO-8601 time."),
+            QueryParameter("ending_at", str, "Only runs inserted at or before this ISO-8601 time."),
+        ],
+        response=ListWorkflowRecipientRunsResponse,
+    ),
+    route(
+        "/v1/workflow_recipient_runs/{id}",
+        "GET",
+        get_run,
+        tier=2,
+        response=WorkflowRecipientRunDetail,
+        note="The run's events are Clarion's own (docs/compatibility.md lists them).",
+    ),
 ]

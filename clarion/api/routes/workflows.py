@@ -12,6 +12,7 @@ from clarion.api.headers import request_header
 from clarion.api.responses import JSONResponse, encode_json, no_content
 from clarion.engine.trigger import accept_trigger
 from clarion.errors import InvalidInputError
+from clarion.schemas.plain_responses import NotifyAccepted, TriggerAccepted
 from clarion.schemas.recipient_references import recipient_key
 from clarion.schemas.workflows import (
     CancelWorkflowRequest,
@@ -75,8 +76,17 @@ async def cancel_notify(request: Request, context: RequestContext) -> Response:
 
 
 routes = [
-    route("/v1/workflows/{key}/trigger", "POST", trigger_workflow, tier=5),
-    route("/v1/workflows/{key}/cancel", "POST", cancel_workflow, tier=5),
-    route("/v1/notify", "POST", notify, tier=3),
-    route("/v1/notify/cancel", "POST", cancel_notify, tier=3),
+    route(
+        "/v1/workflows/{key}/trigger",
+        "POST",
+        trigger_workflow,
+        tier=5,
+        body=TriggerWorkflowRequest,
+        response=TriggerAccepted,
+        note="Runs are made by a background job right after the answer. An `Idempotency-Key` header (1 to 255"
+        " characters) reused within 24 hours answers the first run's id with `idempotent-replayed: true`.",
+    ),
+    route("/v1/workflows/{key}/cancel", "POST", cancel_workflow, tier=5, body=CancelWorkflowRequest),
+    route("/v1/notify", "POST", notify, tier=3, body=NotifyRequest, response=NotifyAccepted),
+    route("/v1/notify/cancel", "POST", cancel_notify, tier=3, body=LegacyCancelRequest),
 ]
