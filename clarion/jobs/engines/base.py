@@ -1,24 +1,25 @@
 """The queue engine: the `QueueEngine` protocol every store implements, and `SQLQueueEngine`, the SQLAlchemy
 Core implementation both engines share.
 
-Guarantees: a job is claimed by one worker at a time (`claim` hands each available job to exactly one
-caller); a claim carries a lease (`lease_expires_at`) that the worker extends while the job runs, and a job
-whose lease expires is rescued by `rescue` (at-least-once: a worker that stalls past its lease may see its
-job run twice). Lease extensions and acknowledgements (`complete`, `retry`, `snooze`, `cancel`) name the
-attempt they are for and change a job only while it still executes that attempt for that worker, so a late
-acknowledgement of a rescued job changes nothing, even when the same worker has claimed the job again. A
-job is discarded in one transaction with its kind's `DiscardHook`, whether its last attempt failed
-(`retry`) or its lease expired on the last attempt (`rescue`). `insert` runs in the caller's transaction:
-the job exists, and wakes a worker, only if that transaction commits.
+Guarantees: a job is claimed by one worker at a time (`claim` hands each available job to exactly one caller);
+a claim carries a lease (`lease_expires_at`) that the worker extends while the job runs, and a job whose lease
+expires, or whose worker is dead (its heartbeat, `beat`, silent too long, or named dead by the caller), is
+rescued by `rescue` (at-least-once: a worker that stalls past its lease or its heartbeats may see its job run
+twice). Lease extensions and acknowledgements (`complete`, `retry`, `snooze`, `cancel`) name the attempt they
+are for and change a job only while it still executes that attempt for that worker, so a late acknowledgement
+of a rescued job changes nothing, even when the same worker has claimed the job again. A job is discarded in
+one transaction with its kind's `DiscardHook`, whether its last attempt failed (`retry`) or it was rescued on
+its last attempt (`rescue`). `insert` runs in the caller's transaction: the job exists, and wakes a worker,
+only if that transaction commits.
 
-Time is the database's: every instant the queue stores or compares (due times, leases, rescues, prune
-cutoffs) comes from the store's own clock, so workers on hosts whose clocks disagree still agree on whose
-lease has run out. Only instants a caller passes in (`Job.scheduled_at`, `stage(until=…)`) are the caller's
-host time. Tests may hand the engine a clock to move time themselves.
+Time is the database's: every instant the queue stores or compares (due times, leases, heartbeats, rescues,
+prune cutoffs) comes from the store's own clock, so workers on hosts whose clocks disagree still agree on
+whose lease has run out and whose heartbeat is silent. Only instants a caller passes in (`Job.scheduled_at`,
+`stage(until=…)`) are the caller's host time. Tests may hand the engine a clock to move time themselves.
 
 What differs per store (the locking update, wake-ups, the clock and JSON expressions) lives in
-`engines/postgres.py` and `engines/sqlite.py`; the loops that call the engine live in
-`clarion.jobs.producer`, `lifeline` and `pruner`.
+`engines/postgres.py` and `engines/sqlite.py`; the loops that call the engine live in `clarion.jobs.producer`,
+`heartbeat`, `lifeline` and `pruner`.
 """
 
 from __future__ import annotations
