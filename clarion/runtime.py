@@ -83,8 +83,8 @@ def create_queue_engine(database: Database, *, clock: Clock | None = None) -> Qu
 def process_locks(database: Database) -> ProcessLocks | None:
     """The workers' process locks, beside the SQLite file; None on PostgreSQL, whose workers may live on
     other hosts and are known dead by their heartbeats alone."""
-    if database.dialect_name != "sqlite" or not database.writer.url.database:
-        return None
+    if database.dialect_name != "sqlite" or database.writer.url.database in (None, "", ":memory:"):
+        return None  # a database in memory is this process's alone
     return ProcessLocks.beside(Path(database.writer.url.database))
 
 
