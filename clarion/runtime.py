@@ -143,15 +143,14 @@ YOUNG_COLLECTION_THRESHOLD = 20_000
 
 def freeze_startup_heap() -> None:
     """Take every object made so far out of the cyclic collector's sight, once a serving process has built
-    its runtime. They live as long as the process (modules, schemas, compiled statements: some 140,000
-    objects), and each full collection would otherwise walk them all, about 90 ms during which no request
-    or step runs; a trigger's fan-out allocates enough to cause one or two.
+    its runtime. They live as long as the process (modules, schemas, compiled statements), and each full
+    collection would otherwise walk them all, while no request or step runs; a trigger's fan-out
+    allocates enough to cause one or two (docs/decisions.md).
 
     Then collect the youngest generation less often. A fan-out's runs, messages and rows live until its
     transaction commits, and at Python's default every 700 allocations found them alive, moved them to the
-    older generations and walked them again there: 10 ms of each 1,000-recipient fan-out, where this
-    threshold leaves 4. The garbage the collector exists for, reference cycles, is rare here; it waits a
-    few thousand allocations longer."""
+    older generations and walked them again there, a good part of the fan-out's time. The garbage the
+    collector exists for, reference cycles, is rare here; it waits a few thousand allocations longer."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

@@ -259,8 +259,8 @@ async def _insert_created(
     connection: AsyncConnection, environment_id: str, progress: Sequence[RunProgress], now: datetime
 ) -> list[RunProgress]:
     """Insert new runs and their messages; returns those inserted. The runs' INSERT is sent first, and the
-    messages' rows are bound while the database runs it: on PostgreSQL the two overlap (6 to 8 ms of a
-    1,000-recipient fan-out); on SQLite, whose calls run inline, they follow each other as before."""
+    messages' rows are bound while the database runs it: on PostgreSQL the two overlap; on SQLite, whose
+    calls run inline, they follow each other."""
     runs = [each.moved(now) for each in progress]
     insertion = asyncio.ensure_future(insert_runs(connection, environment_id, runs))
     try:

@@ -139,7 +139,8 @@ class SharedRenders:
     same objects under every key it reads, as a trigger's runs share its data, actor and tenant, so that a
     fan-out of a template that reads nothing of its recipient renders it once. Objects are told apart by
     identity, which holds while they live, and each result keeps the objects it was rendered from alive:
-    an instance is for one step's runs, then dropped."""
+    an instance is for one step's runs, then dropped. Identity stands for content because what runs share
+    is frozen (`clarion.engine.frozen`): no run can change it after another has rendered from it."""
 
     def __init__(self, renderer: TemplateRenderer) -> None:
         self.renderer = renderer
