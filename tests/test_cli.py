@@ -19,16 +19,19 @@ from tests.conftest import write_workflow
 
 @pytest.fixture
 def cli_env(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    environ = {"CLARION_DATA_DIR": str(tmp_path)}
+    """The settings of a store made by `clarion migrate`, with a workflows folder of the test's own."""
+    environ = {"CLARION_DATA_DIR": str(tmp_path), "CLARION_WORKFLOWS_DIR": str(tmp_path / "workflows")}
     if store == "postgres":
         environ["CLARION_DATABASE_URL"] = request.getfixturevalue("postgres_database_url")
+    run(environ, "migrate")
     return environ
 
 
 def run(cli_env: dict[str, str], *args: str) -> str:
+    """The command's standard output; it must succeed."""
     result = CliRunner().invoke(main, list(args), env=cli_env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def key_lines(cli_env: dict[str, str]) -> list[list[str]]:
