@@ -174,7 +174,8 @@ async def _open_existing_store(settings: Settings) -> Database:
         found = await holds_schema(database)
     except (sa.exc.DBAPIError, OSError) as exc:
         await database.dispose()
-        raise StoreMissingError(f"cannot open the Clarion store in {database.describe()}: {exc}") from exc
+        reason = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        raise StoreMissingError(f"cannot open the Clarion store in {database.describe()}: {reason}") from exc
     if not found:
         await database.dispose()
         raise StoreMissingError(

@@ -309,3 +309,13 @@ def test_an_environment_created_while_serving_runs_the_workflows_folder(
         assert entry["blocks"][0]["content"] == "Welcome, Ada"
     finally:
         server.stop()
+
+
+def test_a_command_names_the_postgres_database_it_cannot_open(postgres_database_url: str) -> None:
+    missing = postgres_database_url.rsplit("/", 1)[0] + f"/clarion_missing_{uuid.uuid4().hex[:8]}"
+    result = CliRunner().invoke(
+        main, ["keys", "list"], env=without_clarion_settings(CLARION_DATABASE_URL=missing)
+    )
+    assert result.exit_code == 1
+    assert "cannot open the Clarion store in PostgreSQL (" in result.output
+    assert "does not exist" in result.output
