@@ -187,6 +187,7 @@ async def test_runtime_loads_the_default_file_from_its_data_dir(runtime: Runtime
 
 def test_cli_channels_list_prints_one_line_per_channel(tmp_path: Path) -> None:
     environ = {"CLARION_DATA_DIR": str(tmp_path)}
+    write_default_channels(tmp_path / "channels.yml")  # as `clarion serve` does at its first start
     result = CliRunner().invoke(main, ["channels", "list"], env=environ, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     lines = [line.split("\t") for line in result.output.splitlines()]
