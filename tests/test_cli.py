@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from clarion.cli import main
 from clarion.config import settings_from_env
 from clarion.runtime import build_runtime
-from clarion.store.environments import Environment
+from clarion.store.environments import Environment, KeyKind
 from tests.compat.live_server import IN_APP_FEED_CHANNEL_ID, LiveServer, _parse_keys
 from tests.conftest import fresh_postgres_database, write_workflow
 
@@ -319,3 +319,26 @@ def test_a_command_names_the_postgres_database_it_cannot_open(postgres_database_
     assert result.exit_code == 1
     assert "cannot open the Clarion store in PostgreSQL (" in result.output
     assert "does not exist" in result.output
+
+
+def test_environment_create_with_an_invalid_workflows_folder_creates_nothing(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = f"refused-{tmp_path.name}"
+    write_workflow(
+        tmp_path / "workflows", "broken", {"steps": [{"ref": "x", "type": "batch", "settings": {}}]}
+    )
+    result = CliRunner().invoke(main, ["environments", "create", name], env=cli_env)
+    assert result.exit_code == 1
+    assert f"invalid workflows in {tmp_path / 'workflows'}, nothing created" in result.output
+    assert "'batch' steps are not supported by Clarion yet" in result.output
+    assert name not in run(cli_env, "keys", "list")
+
+
+def test_environment_create_without_a_workflows_folder_says_so(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(main, ["environments", "create", f"bare-{tmp_path.name}"], env=cli_env)
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == len(KeyKind)
+    assert f"no workflows folder at {tmp_path / 'workflows'}" in result.stderr
