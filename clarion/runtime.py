@@ -13,6 +13,9 @@ import gc
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
 from clarion.api.auth import KeyResolver
 from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
@@ -24,6 +27,7 @@ from clarion.engine.templates import TemplateRenderer
 from clarion.engine.trigger import TriggerIntake, start_runs
 from clarion.engine.workflow_catalog import WorkflowCatalog
 from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
+from clarion.errors import ClarionError
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome
@@ -35,7 +39,7 @@ from clarion.store.channel_data import ChannelDataStore
 from clarion.store.db import Database, create_database
 from clarion.store.environments import EnvironmentStore
 from clarion.store.messages import MessageStore
-from clarion.store.migrate import migrate
+from clarion.store.migrate import holds_schema, migrate
 from clarion.store.objects import ObjectStore
 from clarion.store.preferences import PreferenceStore
 from clarion.store.rate_limits import DatabaseRateCounter
@@ -98,10 +102,27 @@ def worker_options(settings: Settings) -> WorkerOptions:
     )
 
 
-async def build_runtime(settings: Settings, *, apply_migrations: bool = True) -> Runtime:
-    # Read before touching the database, so a broken channels file fails the start at once.
-    channels = load_channels(settings.resolved_channels_file, create=True)
-    database = create_database(settings.resolved_database_url)
+class StoreMissingError(ClarionError):
+    """A command that works on an existing store found none where its settings point."""
+
+
+async def build_runtime(
+    settings: Settings, *, apply_migrations: bool = True, create_store: bool = True
+) -> Runtime:
+    """The runtime on the store `settings` point at. Only the commands that run Clarion (serve, api,
+    worker, migrate) create a missing store and channels file; the others pass `create_store=False` and
+    get a `StoreMissingError` instead of an empty store made wherever they happened to be run."""
+    if create_store:
+        # Read before touching the database, so a broken channels file fails the start at once.
+        channels = load_channels(settings.resolved_channels_file, create=True)
+        database = create_database(settings.resolved_database_url)
+    else:
+        database = await _open_existing_store(settings)
+        try:
+            channels = load_channels(settings.resolved_channels_file)
+        except ClarionError:
+            await database.dispose()
+            raise
     if apply_migrations:
         await migrate(database)
     counter: RateCounter = (
@@ -134,6 +155,35 @@ async def build_runtime(settings: Settings, *, apply_migrations: bool = True) ->
         messages=MessageStore(database),
         trigger_intake=TriggerIntake(database, queue),
     )
+
+
+def _require_sqlite_file(settings: Settings) -> None:
+    """Checked before connecting, since opening a SQLite file creates it."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+        raise StoreMissingError(
+            f"no Clarion store at {url.database}; start `clarion serve --data-dir {settings.data_dir}` "
+            "first, or give this command the --data-dir (or CLARION_DATABASE_URL) of an existing store"
+        )
+
+
+async def _open_existing_store(settings: Settings) -> Database:
+    _require_sqlite_file(settings)
+    database = create_database(settings.resolved_database_url)
+    try:
+        found = await holds_schema(database)
+    except (sa.exc.DBAPIError, OSError) as exc:
+        await database.dispose()
+        reason = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        raise StoreMissingError(f"cannot open the Clarion store in {database.describe()}: {reason}") from exc
+    if not found:
+        await database.dispose()
+        raise StoreMissingError(
+            f"no Clarion store in {database.describe()}; start `clarion serve` (or run `clarion "
+            "migrate`) with this CLARION_DATABASE_URL first, or set the CLARION_DATABASE_URL of an "
+            "existing store"
+        )
+    return database
 
 
 YOUNG_COLLECTION_THRESHOLD = 20_000

@@ -12,6 +12,7 @@ from alembic.config import Config
 
 from clarion.store.db import Database
 
+_VERSION_TABLE = "alembic_version"  # Alembic's default, which `migrations/env.py` keeps
 _MIGRATION_LOCK = 7_244_001  # arbitrary, constant advisory-lock id for "clarion schema upgrade"
 
 
@@ -26,6 +27,16 @@ def _upgrade(connection: sa.Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _MIGRATION_LOCK})
     command.upgrade(_alembic_config(connection), "head")
+
+
+async def holds_schema(database: Database) -> bool:
+    """Whether migrations ever ran on this database, that is, whether it holds a Clarion store."""
+
+    def version_table_exists(connection: sa.Connection) -> bool:
+        return sa.inspect(connection).has_table(_VERSION_TABLE)
+
+    async with database.reader.connect() as connection:
+        return await connection.run_sync(version_table_exists)
 
 
 async def migrate(database: Database) -> None:
