@@ -27,6 +27,7 @@ from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEn
 from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome
 from clarion.jobs.worker import Worker, WorkerOptions
+from clarion.observability.metrics import Metrics
 from clarion.store.audiences import AudienceStore
 from clarion.store.bulk_operations import BulkOperationStore
 from clarion.store.channel_data import ChannelDataStore
@@ -66,6 +67,7 @@ class Runtime:
     workflow_runs: WorkflowRunStore
     messages: MessageStore
     trigger_intake: TriggerIntake
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -113,6 +115,7 @@ async def build_runtime(settings: Settings, *, apply_migrations: bool = True) ->
         workflow_runs=WorkflowRunStore(database),
         messages=MessageStore(database),
         trigger_intake=TriggerIntake(database, queue),
+        metrics=Metrics(database, channels),
     )
 
 
@@ -159,4 +162,5 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         chosen,
         on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: functools.partial(step_discarded, runtime.queue)},
         housekeeping=[IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)],
+        observer=runtime.metrics,
     )

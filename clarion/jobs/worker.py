@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from clarion.jobs.engines.base import Listener, QueueEngine
-from clarion.jobs.executor import Executor
+from clarion.jobs.executor import Executor, JobObserver
 from clarion.jobs.job import DEFAULT_QUEUE, DiscardHook, JobHandler, JobState
 from clarion.jobs.lifeline import Lifeline
 from clarion.jobs.looper import Looper
@@ -63,11 +63,12 @@ class Worker:
         options: WorkerOptions | None = None,
         on_discarded: Mapping[str, DiscardHook] | None = None,
         housekeeping: Sequence[Looper] = (),
+        observer: JobObserver | None = None,
     ) -> None:
         self.engine = engine
         self.options = options or WorkerOptions()
         self.id = worker_id()
-        self.executor = Executor(engine, handlers, on_discarded)
+        self.executor = Executor(engine, handlers, on_discarded, observer)
         self.producers = {
             queue: Producer(
                 engine,
