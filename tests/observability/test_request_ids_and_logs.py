@@ -23,7 +23,7 @@ from tests.api.test_operations import unreachable_runtime  # noqa: F401 (a fixtu
 from tests.conftest import EnvFixture, push_workflow, run_workflow_jobs
 from tests.observability.test_metrics import feed_workflow
 
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+GENERATED = re.compile(r"[0-9a-f]{28}")
 
 
 async def test_each_response_gets_a_fresh_request_id(env: EnvFixture) -> None:
@@ -37,7 +37,7 @@ async def test_each_response_gets_a_fresh_request_id(env: EnvFixture) -> None:
     ]
     assert [r.status_code for r in responses] == [200, 422, 401, 404, 405, 200]
     ids = [r.headers["x-request-id"] for r in responses]
-    assert all(UUID.fullmatch(request_id) for request_id in ids), ids
+    assert all(GENERATED.fullmatch(request_id) for request_id in ids), ids
     assert len(set(ids)) == len(ids)
 
 
@@ -45,7 +45,7 @@ async def test_a_browser_request_gets_its_id_beside_the_cors_headers(env: EnvFix
     response = await env.get("/v1/users/nobody", headers={"Origin": "https://app.example"})
     assert response.status_code == 404
     assert response.headers["access-control-allow-origin"] == "*"
-    assert UUID.fullmatch(response.headers["x-request-id"])
+    assert GENERATED.fullmatch(response.headers["x-request-id"])
 
 
 @pytest.mark.parametrize("given", ["req-42", "0f9c:trace/7+a=b.c_d", "A" * 128])
@@ -56,8 +56,8 @@ async def test_a_sane_client_request_id_is_kept(env: EnvFixture, given: str) -> 
 
 @pytest.mark.parametrize("given", ["", "A" * 129, "has space", 'quote"d', "new\tline", "é"])
 async def test_an_odd_client_request_id_is_replaced(env: EnvFixture, given: str) -> None:
-    response = await env.client.get("/healthz", headers={"x-request-id": given.encode("utf-8")})
-    assert UUID.fullmatch(response.headers["x-request-id"])
+    response = await env.client.get("/healthz", headers={b"x-request-id": given.encode("utf-8")})
+    assert GENERATED.fullmatch(response.headers["x-request-id"])
 
 
 async def test_a_server_error_carries_a_request_id_too(unreachable_runtime: Any) -> None:  # noqa: F811
