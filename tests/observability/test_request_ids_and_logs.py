@@ -19,7 +19,7 @@ from clarion.api.app import create_app
 from clarion.config import LogFormat, Settings, settings_from_env
 from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.observability.logging_setup import JsonFormatter, uvicorn_log_config
-from tests.api.test_operations import unreachable_runtime  # noqa: F401 (a fixture)
+from clarion.runtime import Runtime
 from tests.conftest import EnvFixture, push_workflow, run_workflow_jobs
 from tests.observability.test_metrics import feed_workflow
 
@@ -60,7 +60,7 @@ async def test_an_odd_client_request_id_is_replaced(env: EnvFixture, given: str)
     assert GENERATED.fullmatch(response.headers["x-request-id"])
 
 
-async def test_a_server_error_carries_a_request_id_too(unreachable_runtime: Any) -> None:  # noqa: F811
+async def test_a_server_error_carries_a_request_id_too(unreachable_runtime: Runtime) -> None:
     transport = httpx.ASGITransport(app=create_app(unreachable_runtime), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://clarion.test") as client:
         response = await client.get(

@@ -3,7 +3,6 @@ unreachable) and who may read `/metrics`."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,37 +62,6 @@ async def test_readyz_refuses_a_store_whose_schema_is_behind(
     assert body["failed_check"] == "migrations"
     assert body["checks"] == {"database": "ok", "migrations": "failed"}
     assert "clarion migrate" in body["message"]
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def _replace_with_folder(path: Path) -> None:
-    for leftover in path.parent.glob(path.name + "*"):  # the file, its write-ahead log and index
-        leftover.unlink()
-    path.mkdir()
-
-
-@pytest.fixture
-async def unreachable_runtime(store: str, tmp_path: Path) -> AsyncIterator[Runtime]:
-    """A runtime whose database cannot be reached: PostgreSQL at a port nothing listens on, or an SQLite
-    file that became a folder after the start."""
-    if store == "postgres":
-        url = f"postgresql://postgres@127.0.0.1:{_closed_port()}/clarion"
-        runtime = await build_runtime(make_settings(store, tmp_path, url), apply_migrations=False)
-    else:
-        path = tmp_path / "gone.db"
-        runtime = await build_runtime(make_settings(store, tmp_path, f"sqlite:///{path}"))
-        await runtime.database.reader.dispose()  # its pooled connections would still read the old file
-        _replace_with_folder(path)
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
 
 
 async def test_readyz_refuses_when_the_database_is_unreachable(unreachable_runtime: Runtime) -> None:
