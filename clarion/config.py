@@ -45,6 +45,9 @@ class Settings:
     key_cache_seconds: float = 2.0
     workflow_cache_seconds: float = 2.0
     cors_origins: tuple[str, ...] = ("*",)
+    job_lease_seconds: float = 60.0
+    heartbeat_seconds: float = 2.0
+    rescue_seconds: float = 2.0
     metrics: str = METRICS_OFF
     """`GET /metrics`: `off` (not served), `open` (no authentication), else the bearer token it needs."""
     log_format: LogFormat = LogFormat.TEXT
@@ -100,6 +103,9 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         channels_file=Path(channels_file) if channels_file else None,
         workflows_dir=Path(env.get("CLARION_WORKFLOWS_DIR", "workflows")),
         cors_origins=cors_origins,
+        job_lease_seconds=float(env.get("CLARION_JOB_LEASE_SECONDS", "60")),
+        heartbeat_seconds=float(env.get("CLARION_HEARTBEAT_SECONDS", "2")),
+        rescue_seconds=float(env.get("CLARION_RESCUE_SECONDS", "2")),
         metrics=metrics,
         log_format=LogFormat(log_format),
     )

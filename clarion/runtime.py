@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gc
 from dataclasses import dataclass
+from pathlib import Path
 
 from clarion.api.auth import KeyResolver
 from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
@@ -26,6 +27,7 @@ from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome
+from clarion.jobs.process_locks import ProcessLocks
 from clarion.jobs.worker import Worker, WorkerOptions
 from clarion.observability.metrics import Metrics
 from clarion.store.audiences import AudienceStore
@@ -78,6 +80,24 @@ def create_queue_engine(database: Database, *, clock: Clock | None = None) -> Qu
     if database.dialect_name == "postgresql":
         return PostgresQueueEngine(database, clock=clock)
     return SQLiteQueueEngine(database, clock=clock)
+
+
+def process_locks(database: Database) -> ProcessLocks | None:
+    """The workers' process locks, beside the SQLite file; None on PostgreSQL, whose workers may live on
+    other hosts and are known dead by their heartbeats alone."""
+    if database.dialect_name != "sqlite" or database.writer.url.database in (None, "", ":memory:"):
+        return None  # a database in memory is this process's alone
+    return ProcessLocks.beside(Path(database.writer.url.database))
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    """Clarion's queues, with the lease, heartbeat and rescue intervals of `settings`."""
+    return WorkerOptions(
+        queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2, WORKFLOW_QUEUE: 20},
+        lease_seconds=settings.job_lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        rescue_seconds=settings.rescue_seconds,
+    )
 
 
 async def build_runtime(settings: Settings, *, apply_migrations: bool = True) -> Runtime:
@@ -155,12 +175,13 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         TRIGGER_JOB: run_trigger,
         STEP_JOB: run_step,
     }
-    chosen = options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2, WORKFLOW_QUEUE: 20})
+    chosen = options or worker_options(runtime.settings)
     return Worker(
         runtime.queue,
         handlers,
         chosen,
         on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: functools.partial(step_discarded, runtime.queue)},
         housekeeping=[IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)],
+        locks=process_locks(runtime.database),
         observer=runtime.metrics,
     )
