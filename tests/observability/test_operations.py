@@ -132,3 +132,13 @@ async def test_open_metrics_need_no_token(store: str, database_url: str, tmp_pat
         await runtime.close()
     assert response.status_code == 200
     assert "clarion_database_up 1.0" in response.text
+
+
+async def test_metrics_still_answer_when_the_database_is_unreachable(unreachable_runtime: Runtime) -> None:
+    async with await _client(unreachable_runtime) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    assert [sample.value for sample in families["clarion_database_up"].samples] == [0]
+    assert "clarion_jobs" not in families  # unknown, rather than a misleading zero
+    assert "clarion_http_request_duration_seconds" in families
