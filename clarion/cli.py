@@ -18,6 +18,7 @@ from clarion.channels import load_channels
 from clarion.config import Settings, settings_from_env
 from clarion.engine.workflow_files import LoadedWorkflow, WorkflowFilesError, read_workflows
 from clarion.errors import ClarionError
+from clarion.observability.logging_setup import configure_logging, uvicorn_log_config
 from clarion.runtime import Runtime, build_runtime, build_worker, freeze_startup_heap
 from clarion.store.environments import KeyKind
 
@@ -98,7 +99,9 @@ def worker(data_dir: Path | None) -> None:
         freeze_startup_heap()
         await build_worker(runtime).run_until_signalled()
 
-    _with_runtime(_settings(data_dir=data_dir), work, create_store=True)
+    settings = _settings(data_dir=data_dir)
+    configure_logging(settings.log_format)
+    _with_runtime(settings, work, create_store=True)
 
 
 def _read_workflows_dir(runtime: Runtime) -> list[LoadedWorkflow] | None:
@@ -124,6 +127,8 @@ async def _push_workflows_dir(
 
 
 def _serve_http(settings: Settings, *, with_worker: bool) -> None:
+    configure_logging(settings.log_format)
+
     async def run() -> None:
         runtime = await build_runtime(settings)
         try:
@@ -147,6 +152,7 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
                 host=settings.host,
                 port=settings.port,
                 log_level="warning",
+                log_config=uvicorn_log_config(settings.log_format),
                 access_log=False,
                 http="httptools",
             )

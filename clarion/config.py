@@ -21,6 +21,18 @@ class RateLimitMode(StrEnum):
     OFF = "off"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"  # Python's plain lines, warnings and errors only
+    JSON = "json"  # one JSON object per line: every request, every job outcome, and the rest
+
+
+METRICS_OFF = "off"
+METRICS_OPEN = "open"
+MIN_METRICS_TOKEN_LENGTH = 16
+"""A shorter `CLARION_METRICS` value is refused rather than taken as a token: it is likelier a typo of
+`off` or `open` (or `true`) than a secret."""
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".clarion")
@@ -36,6 +48,9 @@ class Settings:
     job_lease_seconds: float = 60.0
     heartbeat_seconds: float = 2.0
     rescue_seconds: float = 2.0
+    metrics: str = METRICS_OFF
+    """`GET /metrics`: `off` (not served), `open` (no authentication), else the bearer token it needs."""
+    log_format: LogFormat = LogFormat.TEXT
 
     @property
     def resolved_database_url(self) -> str:
@@ -69,6 +84,15 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         choices = ", ".join(m.value for m in RateLimitMode)
         raise ValueError(f"CLARION_RATE_LIMIT must be one of {choices}, not {mode!r}") from None
     channels_file = env.get("CLARION_CHANNELS_FILE")
+    metrics = env.get("CLARION_METRICS", METRICS_OFF)
+    if metrics not in (METRICS_OFF, METRICS_OPEN) and len(metrics) < MIN_METRICS_TOKEN_LENGTH:
+        raise ValueError(
+            f"CLARION_METRICS must be {METRICS_OFF}, {METRICS_OPEN} or a bearer token of at least"
+            f" {MIN_METRICS_TOKEN_LENGTH} characters"
+        )
+    log_format = env.get("CLARION_LOG_FORMAT", LogFormat.TEXT.value)
+    if log_format not in set(LogFormat):
+        raise ValueError(f"CLARION_LOG_FORMAT must be text or json, not {log_format!r}")
     cors_origins = tuple(o.strip() for o in env.get("CLARION_CORS_ORIGINS", "*").split(",") if o.strip())
     return Settings(
         data_dir=Path(env.get("CLARION_DATA_DIR", ".clarion")),
@@ -82,4 +106,6 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         job_lease_seconds=float(env.get("CLARION_JOB_LEASE_SECONDS", "60")),
         heartbeat_seconds=float(env.get("CLARION_HEARTBEAT_SECONDS", "2")),
         rescue_seconds=float(env.get("CLARION_RESCUE_SECONDS", "2")),
+        metrics=metrics,
+        log_format=LogFormat(log_format),
     )

@@ -33,6 +33,7 @@ from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome
 from clarion.jobs.process_locks import ProcessLocks
 from clarion.jobs.worker import Worker, WorkerOptions
+from clarion.observability.metrics import Metrics
 from clarion.store.audiences import AudienceStore
 from clarion.store.bulk_operations import BulkOperationStore
 from clarion.store.channel_data import ChannelDataStore
@@ -72,6 +73,7 @@ class Runtime:
     workflow_runs: WorkflowRunStore
     messages: MessageStore
     trigger_intake: TriggerIntake
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -154,6 +156,7 @@ async def build_runtime(
         workflow_runs=WorkflowRunStore(database),
         messages=MessageStore(database),
         trigger_intake=TriggerIntake(database, queue),
+        metrics=Metrics(database, channels),
     )
 
 
@@ -229,4 +232,5 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: functools.partial(step_discarded, runtime.queue)},
         housekeeping=[IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)],
         locks=process_locks(runtime.database),
+        observer=runtime.metrics,
     )

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.engine.frozen import FrozenDict, freeze, freeze_object
-from clarion.engine.run_executor import execute_runs, record_progress
+from clarion.engine.run_executor import RunProgress, count_committed, execute_runs, record_progress
 from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
@@ -327,11 +327,13 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             updated_at=now,
         )
 
-    async def start(connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]) -> None:
+    async def start(
+        connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]
+    ) -> list[RunProgress]:
         now = utcnow()  # each chunk's own: its delays count from when its runs start
         runs = [new_run(recipient, via, now) for recipient, via in reached]
         progress = await execute_runs(runtime, connection, runs, definition, active=active, now=now)
-        await record_progress(connection, runtime.queue, progress, created=True, now=now)
+        return await record_progress(connection, runtime.queue, progress, created=True, now=now)
 
     async with runtime.database.writer.begin() as connection:
         inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
@@ -342,20 +344,23 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             else:
                 await ensure_recipients(connection, environment_id, TENANTS_COLLECTION, [prepared.tenant.id])
         reached = await _fan_out(connection, environment_id, [key_of(r) for r in prepared.recipients], actor)
-        await start(connection, reached[:RUNS_PER_TRANSACTION])
-        if len(reached) <= RUNS_PER_TRANSACTION:
-            if not await runtime.queue.complete_in(connection, job):
-                raise Superseded
-            return Acknowledged()
+        written = await start(connection, reached[:RUNS_PER_TRANSACTION])
+        finished = len(reached) <= RUNS_PER_TRANSACTION
+        if finished and not await runtime.queue.complete_in(connection, job):
+            raise Superseded
+    count_committed(runtime.metrics, written, created=True)
+    if finished:
+        return Acknowledged()
     # A large fan-out commits its runs a chunk at a time, so that no transaction (SQLite's single writer
     # least of all) grows with it. A job that stops midway starts the rest when run again: runs are
     # unique per (trigger, recipient), so those already started are skipped.
     rest = reached[RUNS_PER_TRANSACTION:]
     for offset in range(0, len(rest), RUNS_PER_TRANSACTION):
         async with runtime.database.writer.begin() as connection:
-            await start(connection, rest[offset : offset + RUNS_PER_TRANSACTION])
+            written = await start(connection, rest[offset : offset + RUNS_PER_TRANSACTION])
             if offset + RUNS_PER_TRANSACTION >= len(rest) and not await runtime.queue.complete_in(
                 connection, job
             ):
                 raise Superseded
+        count_committed(runtime.metrics, written, created=True)
     return Acknowledged()

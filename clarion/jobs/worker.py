@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from clarion.jobs.engines.base import Listener, QueueEngine
-from clarion.jobs.executor import Executor
+from clarion.jobs.executor import Executor, JobObserver
 from clarion.jobs.heartbeat import Heartbeat, dead_after
 from clarion.jobs.job import DEFAULT_QUEUE, DiscardHook, JobHandler, JobState
 from clarion.jobs.lifeline import Lifeline
@@ -75,12 +75,13 @@ class Worker:
         on_discarded: Mapping[str, DiscardHook] | None = None,
         housekeeping: Sequence[Looper] = (),
         locks: ProcessLocks | None = None,
+        observer: JobObserver | None = None,
     ) -> None:
         """`locks`: the process locks of the workers sharing this store, on SQLite (`process_locks.py`)."""
         self.engine = engine
         self.options = options or WorkerOptions()
         self.id = worker_id()
-        self.executor = Executor(engine, handlers, on_discarded)
+        self.executor = Executor(engine, handlers, on_discarded, observer)
         self.producers = {
             queue: Producer(
                 engine,
