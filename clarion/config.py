@@ -33,6 +33,8 @@ class Settings:
     key_cache_seconds: float = 2.0
     workflow_cache_seconds: float = 2.0
     cors_origins: tuple[str, ...] = ("*",)
+    retention_days: int = 90
+    """Days messages and finished workflow runs are kept (`clarion.store.retention`); 0 keeps them all."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -57,6 +59,16 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _whole_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise ValueError(f"CLARION_RETENTION_DAYS must be a whole number of days (0: keep all), not {text!r}")
+    return days
+
+
 def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     mode = env.get("CLARION_RATE_LIMIT", RateLimitMode.CLIENT.value)
@@ -66,6 +78,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         choices = ", ".join(m.value for m in RateLimitMode)
         raise ValueError(f"CLARION_RATE_LIMIT must be one of {choices}, not {mode!r}") from None
     channels_file = env.get("CLARION_CHANNELS_FILE")
+    retention_days = _whole_days(env.get("CLARION_RETENTION_DAYS", "90"))
     cors_origins = tuple(o.strip() for o in env.get("CLARION_CORS_ORIGINS", "*").split(",") if o.strip())
     return Settings(
         data_dir=Path(env.get("CLARION_DATA_DIR", ".clarion")),
@@ -76,4 +89,5 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         channels_file=Path(channels_file) if channels_file else None,
         workflows_dir=Path(env.get("CLARION_WORKFLOWS_DIR", "workflows")),
         cors_origins=cors_origins,
+        retention_days=retention_days,
     )

@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import gc
 from dataclasses import dataclass
+from datetime import timedelta
 
 from clarion.api.auth import KeyResolver
 from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
-from clarion.engine.housekeeping import IdempotencyKeyPruner
+from clarion.engine.housekeeping import IdempotencyKeyPruner, RetentionPruner
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.trigger import TriggerIntake, start_runs
@@ -26,6 +27,7 @@ from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome
+from clarion.jobs.looper import Looper
 from clarion.jobs.worker import Worker, WorkerOptions
 from clarion.store.audiences import AudienceStore
 from clarion.store.bulk_operations import BulkOperationStore
@@ -153,10 +155,14 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         STEP_JOB: run_step,
     }
     chosen = options or WorkerOptions(queues={DEFAULT_QUEUE: 10, BULK_QUEUE: 2, WORKFLOW_QUEUE: 20})
+    housekeeping: list[Looper] = [IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)]
+    if runtime.settings.retention_days:
+        retention = timedelta(days=runtime.settings.retention_days)
+        housekeeping.append(RetentionPruner(runtime.database, chosen.prune_seconds, retention))
     return Worker(
         runtime.queue,
         handlers,
         chosen,
         on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: functools.partial(step_discarded, runtime.queue)},
-        housekeeping=[IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)],
+        housekeeping=housekeeping,
     )
