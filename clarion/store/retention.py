@@ -32,8 +32,9 @@ from clarion.store.db import Database
 from clarion.store.tables import bulk_operations, messages, workflow_runs
 from clarion.store.workflow_runs import FINISHED
 
-BATCH = 200
-"""Rows per delete. On SQLite every statement runs on the event loop; 200 messages take a few ms there."""
+BATCH = 100
+"""Rows per delete. On SQLite every statement runs on the event loop: a batch of 100 messages costs a few
+ms there (`bench/disk.py` prints it)."""
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,32 @@ def test_the_retention_setting_defaults_to_90_days_and_0_keeps_everything(runtim
 
     assert retention_of(30) == [timedelta(days=30)]
     assert retention_of(0) == []
+
+
+async def test_sqlite_reuses_the_pages_pruning_freed(
+    store: str, private_env: EnvFixture, tmp_path: Path
+) -> None:
+    if store != "sqlite":
+        pytest.skip("about SQLite's file")
+    env = private_env
+    await push_workflow(env, tmp_path, "notice", {"name": "Notice", "steps": [FEED_STEP]})
+
+    async def fill() -> int:
+        for n in range(30):
+            body = {"recipients": [{"id": f"user-{n}"}], "data": {"text": "hello"}}
+            assert (await env.post("/v1/workflows/notice/trigger", json=body)).status_code == 200
+        await drain(env.runtime)
+        while await env.runtime.queue.prune(timedelta(0)):
+            pass
+        return await pages(env, "page_count")
+
+    full = await fill()
+    await prune(env, utcnow() + RETENTION)
+    assert await messages_of(env, "user-0") == []
+    assert await pages(env, "freelist_count") > 0
+    assert await fill() <= full
+
+
+async def pages(env: EnvFixture, pragma: str) -> int:
+    async with env.runtime.database.reader.connect() as connection:
+        return int((await connection.exec_driver_sql(f"PRAGMA {pragma}")).scalar_one())
