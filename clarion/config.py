@@ -59,13 +59,19 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _whole_days(text: str) -> int:
+MAX_RETENTION_DAYS = 36_500
+
+
+def _retention_days(text: str) -> int:
     try:
         days = int(text)
     except ValueError:
         days = -1
-    if days < 0:
-        raise ValueError(f"CLARION_RETENTION_DAYS must be a whole number of days (0: keep all), not {text!r}")
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"CLARION_RETENTION_DAYS must be a whole number of days from 0 (keep everything) to"
+            f" {MAX_RETENTION_DAYS}, not {text!r}"
+        )
     return days
 
 
@@ -78,7 +84,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         choices = ", ".join(m.value for m in RateLimitMode)
         raise ValueError(f"CLARION_RATE_LIMIT must be one of {choices}, not {mode!r}") from None
     channels_file = env.get("CLARION_CHANNELS_FILE")
-    retention_days = _whole_days(env.get("CLARION_RETENTION_DAYS", "90"))
+    retention_days = _retention_days(env.get("CLARION_RETENTION_DAYS", "90"))
     cors_origins = tuple(o.strip() for o in env.get("CLARION_CORS_ORIGINS", "*").split(",") if o.strip())
     return Settings(
         data_dir=Path(env.get("CLARION_DATA_DIR", ".clarion")),

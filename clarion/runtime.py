@@ -39,6 +39,7 @@ from clarion.store.migrate import migrate
 from clarion.store.objects import ObjectStore
 from clarion.store.preferences import PreferenceStore
 from clarion.store.rate_limits import DatabaseRateCounter
+from clarion.store.retention import PASS_SECONDS
 from clarion.store.subscriptions import SubscriptionStore
 from clarion.store.tenants import TenantStore
 from clarion.store.users import UserStore
@@ -158,7 +159,7 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
     housekeeping: list[Looper] = [IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)]
     if runtime.settings.retention_days:
         retention = timedelta(days=runtime.settings.retention_days)
-        housekeeping.append(RetentionPruner(runtime.database, chosen.prune_seconds, retention))
+        housekeeping.append(RetentionPruner(runtime.database, PASS_SECONDS, retention))
     return Worker(
         runtime.queue,
         handlers,

@@ -177,7 +177,7 @@ async def test_a_finished_run_is_kept_for_the_retention_after_it_finishes(
 def test_the_retention_setting_defaults_to_90_days_and_0_keeps_everything(runtime: Runtime) -> None:
     assert settings_from_env({}).retention_days == 90
     assert settings_from_env({"CLARION_RETENTION_DAYS": "30"}).retention_days == 30
-    for bad in ("-1", "30d", "1.5", ""):
+    for bad in ("-1", "30d", "1.5", "", "36501"):
         with pytest.raises(ValueError, match="CLARION_RETENTION_DAYS must be a whole number of days"):
             settings_from_env({"CLARION_RETENTION_DAYS": bad})
 
