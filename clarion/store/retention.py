@@ -36,8 +36,8 @@ PASS_SECONDS = 600.0
 """How often a worker runs a pass. The retention counts in days, and each pass reads again the old rows it
 must keep (those of runs still waiting), so more often buys nothing."""
 
-BATCH = 100
-"""Rows per delete. On SQLite every statement runs on the event loop: a batch of 100 messages costs a few
+BATCH = 50
+"""Rows per delete. On SQLite every statement runs on the event loop: a batch of 50 messages costs a few
 ms there (`bench/disk.py` prints it)."""
 
 
