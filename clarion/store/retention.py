@@ -5,7 +5,7 @@ queue's own business: its pruner deletes them an hour after they finish (`clario
 
 What stays whatever its age:
 - a run that has not finished (waiting at a delay, say), and every message of such a run, which its
-  later steps' `refs.*` conditions may read; both go once the run has finished and aged out;
+  later steps' `refs.*` conditions may read; the messages go once the run has finished;
 - a finished run until its last change (`updated_at`, when it finished) is older than the retention too,
   so a run that waited long is kept for the whole retention after it ends.
 
@@ -37,8 +37,8 @@ PASS_SECONDS = 600.0
 must keep (those of runs still waiting), so more often buys nothing."""
 
 BATCH = 50
-"""Rows per delete. On SQLite every statement runs on the event loop: a batch of 50 messages costs a few
-ms there (`bench/disk.py` prints it)."""
+"""Rows per delete. On SQLite every statement runs on the event loop: a batch of 50 messages held it 8 ms at
+most on a busy 2-core machine, most of it the batch's fixed cost (`bench/disk.py` prints it)."""
 
 
 @dataclass(frozen=True)
