@@ -51,6 +51,8 @@ class Settings:
     metrics: str = METRICS_OFF
     """`GET /metrics`: `off` (not served), `open` (no authentication), else the bearer token it needs."""
     log_format: LogFormat = LogFormat.TEXT
+    retention_days: int = 90
+    """Days messages and finished workflow runs are kept (`clarion.store.retention`); 0 keeps them all."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -75,6 +77,22 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+MAX_RETENTION_DAYS = 36_500
+
+
+def _retention_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"CLARION_RETENTION_DAYS must be a whole number of days from 0 (keep everything) to"
+            f" {MAX_RETENTION_DAYS}, not {text!r}"
+        )
+    return days
+
+
 def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     mode = env.get("CLARION_RATE_LIMIT", RateLimitMode.CLIENT.value)
@@ -93,6 +111,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
     log_format = env.get("CLARION_LOG_FORMAT", LogFormat.TEXT.value)
     if log_format not in set(LogFormat):
         raise ValueError(f"CLARION_LOG_FORMAT must be text or json, not {log_format!r}")
+    retention_days = _retention_days(env.get("CLARION_RETENTION_DAYS", "90"))
     cors_origins = tuple(o.strip() for o in env.get("CLARION_CORS_ORIGINS", "*").split(",") if o.strip())
     return Settings(
         data_dir=Path(env.get("CLARION_DATA_DIR", ".clarion")),
@@ -108,4 +127,5 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         rescue_seconds=float(env.get("CLARION_RESCUE_SECONDS", "2")),
         metrics=metrics,
         log_format=LogFormat(log_format),
+        retention_days=retention_days,
     )

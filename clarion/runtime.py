@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gc
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
-from clarion.engine.housekeeping import IdempotencyKeyPruner
+from clarion.engine.housekeeping import IdempotencyKeyPruner, RetentionPruner
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.trigger import TriggerIntake, start_runs
@@ -31,6 +32,7 @@ from clarion.errors import ClarionError
 from clarion.jobs.engines import PostgresQueueEngine, QueueEngine, SQLiteQueueEngine
 from clarion.jobs.engines.base import Clock
 from clarion.jobs.job import DEFAULT_QUEUE, JobHandler, JobRecord, Outcome
+from clarion.jobs.looper import Looper
 from clarion.jobs.process_locks import ProcessLocks
 from clarion.jobs.worker import Worker, WorkerOptions
 from clarion.observability.metrics import Metrics
@@ -44,6 +46,7 @@ from clarion.store.migrate import holds_schema, migrate
 from clarion.store.objects import ObjectStore
 from clarion.store.preferences import PreferenceStore
 from clarion.store.rate_limits import DatabaseRateCounter
+from clarion.store.retention import PASS_SECONDS
 from clarion.store.subscriptions import SubscriptionStore
 from clarion.store.tenants import TenantStore
 from clarion.store.users import UserStore
@@ -225,12 +228,16 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         STEP_JOB: run_step,
     }
     chosen = options or worker_options(runtime.settings)
+    housekeeping: list[Looper] = [IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)]
+    if runtime.settings.retention_days:
+        retention = timedelta(days=runtime.settings.retention_days)
+        housekeeping.append(RetentionPruner(runtime.database, PASS_SECONDS, retention))
     return Worker(
         runtime.queue,
         handlers,
         chosen,
         on_discarded={**BULK_DISCARD_HOOKS, STEP_JOB: functools.partial(step_discarded, runtime.queue)},
-        housekeeping=[IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)],
+        housekeeping=housekeeping,
         locks=process_locks(runtime.database),
         observer=runtime.metrics,
     )
