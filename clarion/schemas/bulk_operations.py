@@ -17,6 +17,7 @@ from clarion.channels import ChannelRegistry
 from clarion.errors import FieldError, InvalidInputError
 from clarion.schemas.base import RequestModel, ResponseModel, Timestamp, TypedResponseModel
 from clarion.schemas.channel_data import validate_inline_channel_data
+from clarion.schemas.omittable import Omittable
 from clarion.schemas.preferences import PreferenceSetRequest
 from clarion.schemas.recipient_references import RecipientReference, RecipientRequest, recipient_inputs
 from clarion.schemas.recipients import RecipientUpsertRequest
@@ -71,7 +72,7 @@ class BulkPreferenceSetRequest(PreferenceSetRequest):
     """A whole preference set for every user of the request; `id` names the set (`default` or a tenant
     id) and the set always replaces the stored one."""
 
-    id: RecipientId | None = None
+    id: Omittable[RecipientId] = None
 
 
 class BulkSetUserPreferencesRequest(RequestModel):

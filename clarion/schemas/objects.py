@@ -13,7 +13,8 @@ from pydantic import ConfigDict, Field
 
 from clarion.errors import InvalidInputError
 from clarion.schemas.base import PageInfo, ResponseModel, Timestamp, TypedResponseModel
-from clarion.schemas.recipients import RecipientUpsertRequest
+from clarion.schemas.omittable import Omittable
+from clarion.schemas.recipients import InlineChannelData, InlinePreferences, RecipientUpsertRequest
 from clarion.store.recipients import RecipientRecord
 from clarion.store.tables import TENANTS_COLLECTION
 
@@ -35,6 +36,9 @@ def validate_collection(collection: str, *, field: str = "collection") -> str:
 
 class SetObjectRequest(RecipientUpsertRequest):
     """Set an object: everything beyond `channel_data` and `preferences` is a custom property."""
+
+    channel_data: Omittable[InlineChannelData] = None
+    preferences: Omittable[InlinePreferences] = None
 
 
 class Object(TypedResponseModel):

@@ -18,8 +18,9 @@ from clarion.schemas.base import (
     TypedResponseModel,
     custom_properties,
 )
+from clarion.schemas.omittable import Omittable
 from clarion.schemas.preferences import PreferenceSet, PreferenceSetRequest
-from clarion.schemas.recipients import RecipientUpsertRequest
+from clarion.schemas.recipients import InlineChannelData, InlinePreferences, RecipientUpsertRequest
 from clarion.schemas.users import RecipientId
 from clarion.store.preferences import DEFAULT_SET_ID, PersistenceStrategy, PreferenceSetRecord
 from clarion.store.recipients import InlineRecipientData
@@ -43,7 +44,7 @@ class TenantSettingsRequest(RequestModel):
 
 
 class SetTenantRequest(RecipientUpsertRequest):
-    settings: TenantSettingsRequest | None = None
+    settings: Omittable[TenantSettingsRequest] = None
 
     def entry(self, tenant_id: str) -> TenantEntry:
         properties = self.properties(exclude=frozenset({"settings"}))
@@ -74,6 +75,8 @@ class SetTenantRequest(RecipientUpsertRequest):
 
 class TenantRequest(SetTenantRequest):
     id: RecipientId
+    channel_data: Omittable[InlineChannelData] = None
+    preferences: Omittable[InlinePreferences] = None
 
     def properties(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         return super().properties(exclude=exclude | {"id"})
