@@ -33,6 +33,8 @@ class Settings:
     key_cache_seconds: float = 2.0
     workflow_cache_seconds: float = 2.0
     cors_origins: tuple[str, ...] = ("*",)
+    request_read_timeout: float = 30.0
+    """Seconds an unfinished HTTP request may go without a byte before it is refused with a 408."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -76,4 +78,5 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         channels_file=Path(channels_file) if channels_file else None,
         workflows_dir=Path(env.get("CLARION_WORKFLOWS_DIR", "workflows")),
         cors_origins=cors_origins,
+        request_read_timeout=float(env.get("CLARION_REQUEST_READ_TIMEOUT", "30")),
     )
