@@ -14,7 +14,7 @@ from clarion.api.app import all_routes
 from clarion.api.body import MAX_BODY_BYTES, parse_json, read_body
 from clarion.errors import InvalidInputError
 from clarion.schemas.workflows import TriggerWorkflowRequest
-from tests.conftest import EnvFixture, assert_error, push_workflow, run_workflow_jobs
+from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
 
 def _request(*messages: Message) -> Request:
@@ -141,3 +141,54 @@ async def test_no_endpoint_answers_a_bad_body_with_a_server_error(env: EnvFixtur
                     method, path, content=raw, headers={"content-type": "application/json"}
                 )
                 assert response.status_code < 500, (method, path, raw[:20], response.text)
+
+
+async def test_the_deepest_body_accepted_passes_every_later_walk_of_its_data(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    def nested(depth: int, leaf: str) -> str:
+        return '{"a": ' * depth + f'"{leaf}"' + "}" * depth
+
+    deepest = 199  # with the body's own object, the 200 levels Pydantic's parser reads
+    for leaf in ("first", "second"):  # the second identify deep-merges into the first
+        response = await env.put(
+            "/v1/users/deep",
+            content=f'{{"name": "Deep", "p": {nested(deepest, leaf)}}}',
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 200, response.text
+    stored = (await env.get("/v1/users/deep")).json()["p"]
+    for _ in range(deepest):
+        stored = stored["a"]
+    assert stored == "second"
+    too_deep = await env.put(
+        "/v1/users/deeper",
+        content=f'{{"p": {nested(deepest + 1, "x")}}}',
+        headers={"content-type": "application/json"},
+    )
+    assert_error(too_deep, 400, "invalid_json")
+
+    steps = [
+        {
+            "ref": "in_app_feed_1",
+            "type": "channel",
+            "channel_key": "in-app-feed",
+            "conditions": {"all": [{"variable": "data.a.a.a", "operator": "exists", "argument": ""}]},
+            "template": {"markdown_body": "{{ data | json | size }} {{ recipient.p | json | size }}"},
+        }
+    ]
+    await push_workflow(env, tmp_path, "deep", {"name": "Deep", "steps": steps})
+    trigger = await env.post(
+        "/v1/workflows/deep/trigger",
+        content=f'{{"recipients": ["deep"], "data": {nested(deepest - 1, "leaf")}}}',
+        headers={"content-type": "application/json"},
+    )
+    assert trigger.status_code == 200, trigger.text
+    await run_workflow_jobs(env.runtime)
+    feed = await env.get(f"/v1/users/deep/feeds/{feed_channel_id(env.runtime)}")
+    [item] = feed.json()["entries"]
+    # The `json` filter writes what was sent, spacing included: the whole document reached the template.
+    assert item["blocks"][0]["content"].split() == [
+        str(len(nested(deepest - 1, "leaf"))),
+        str(len(nested(deepest, "second"))),
+    ]
