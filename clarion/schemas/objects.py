@@ -13,8 +13,7 @@ from pydantic import ConfigDict, Field
 
 from clarion.errors import InvalidInputError
 from clarion.schemas.base import PageInfo, ResponseModel, Timestamp, TypedResponseModel
-from clarion.schemas.omittable import Omittable
-from clarion.schemas.recipients import InlineChannelData, InlinePreferences, RecipientUpsertRequest
+from clarion.schemas.recipients import ObjectUpsertRequest
 from clarion.store.recipients import RecipientRecord
 from clarion.store.tables import TENANTS_COLLECTION
 
@@ -34,11 +33,8 @@ def validate_collection(collection: str, *, field: str = "collection") -> str:
     )
 
 
-class SetObjectRequest(RecipientUpsertRequest):
+class SetObjectRequest(ObjectUpsertRequest):
     """Set an object: everything beyond `channel_data` and `preferences` is a custom property."""
-
-    channel_data: Omittable[InlineChannelData] = None
-    preferences: Omittable[InlinePreferences] = None
 
 
 class Object(TypedResponseModel):

@@ -20,7 +20,7 @@ from clarion.schemas.base import (
 )
 from clarion.schemas.omittable import Omittable
 from clarion.schemas.preferences import PreferenceSet, PreferenceSetRequest
-from clarion.schemas.recipients import InlineChannelData, InlinePreferences, RecipientUpsertRequest
+from clarion.schemas.recipients import ObjectUpsertRequest, RecipientUpsertRequest
 from clarion.schemas.users import RecipientId
 from clarion.store.preferences import DEFAULT_SET_ID, PersistenceStrategy, PreferenceSetRecord
 from clarion.store.recipients import InlineRecipientData
@@ -73,10 +73,8 @@ class SetTenantRequest(RecipientUpsertRequest):
         )
 
 
-class TenantRequest(SetTenantRequest):
+class TenantRequest(ObjectUpsertRequest, SetTenantRequest):
     id: RecipientId
-    channel_data: Omittable[InlineChannelData] = None
-    preferences: Omittable[InlinePreferences] = None
 
     def properties(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         return super().properties(exclude=exclude | {"id"})

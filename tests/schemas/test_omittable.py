@@ -33,6 +33,18 @@ NULLS = [
         "tenants.0.tenant.channel_data",
     ),
     ("POST", "/v1/notify/cancel", {"name": "w", "cancellation_key": "k", "recipients": None}, "recipients"),
+    (
+        "POST",
+        "/v1/objects/things/bulk/set",
+        {"objects": [{"id": "t1", "preferences": None}]},
+        "objects.0.preferences",
+    ),
+    (
+        "POST",
+        "/v1/workflows/w/trigger",
+        {"recipients": [{"id": "t1", "collection": "things", "name": "T", "channel_data": None}]},
+        "recipients.0.object.channel_data",
+    ),
 ]
 
 
