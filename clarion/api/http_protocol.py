@@ -9,10 +9,11 @@ task waiting for the body, forever. Here an unfinished request must keep arrivin
 seconds without a byte of it, the client gets a 408 in Knock's body (unless a response to it has begun)
 and the connection is closed, which ends the waiting task as a disconnect.
 
-The class keeps to the hooks uvicorn's protocol exposes without a leading underscore: httptools' parser
-callbacks, asyncio's `data_received`/`connection_lost`, `send_400_response`, and the request cycle's
-`response_started`/`response_complete`. uvicorn and httptools are pinned, and tests/api/test_http_protocol.py
-drives a real server over sockets. The application's own errors are answered by `clarion.api.errors`.
+The class keeps to what uvicorn's protocol exposes without a leading underscore: httptools' parser
+callbacks, asyncio's `data_received`/`connection_lost`, `send_400_response`, `flow.read_paused` and the
+request cycle's `response_started`/`response_complete`. uvicorn and httptools are pinned, and
+tests/api/test_http_protocol.py drives a real server over sockets. The application's own errors are
+answered by `clarion.api.errors`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class KnockHTTPProtocol(HttpToolsProtocol):
     def request_stalled(self) -> None:
         self.stall_timer = None
         if self.transport.is_closing():
+            return
+        if self.flow.read_paused:
+            # uvicorn stopped reading until the application takes the body it holds: the wait is ours.
+            self.stall_timer = self.loop.call_later(self.read_timeout, self.request_stalled)
             return
         if self._may_answer_stalled_request():
             self.transport.write(
