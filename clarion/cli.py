@@ -14,6 +14,7 @@ import uvicorn
 import uvloop
 
 from clarion.api.app import create_app
+from clarion.api.http_protocol import knock_http_protocol
 from clarion.channels import load_channels
 from clarion.config import Settings, settings_from_env
 from clarion.engine.workflow_files import LoadedWorkflow, WorkflowFilesError, read_workflows
@@ -154,7 +155,7 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
                 log_level="warning",
                 log_config=uvicorn_log_config(settings.log_format),
                 access_log=False,
-                http="httptools",
+                http=knock_http_protocol(settings.request_read_timeout),
             )
             await uvicorn.Server(config).serve()
         finally:

@@ -53,6 +53,8 @@ class Settings:
     log_format: LogFormat = LogFormat.TEXT
     retention_days: int = 90
     """Days messages and finished workflow runs are kept (`clarion.store.retention`); 0 keeps them all."""
+    request_read_timeout: float = 30.0
+    """Seconds an unfinished HTTP request may go without a byte before it is refused with a 408."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -128,4 +130,5 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         metrics=metrics,
         log_format=LogFormat(log_format),
         retention_days=retention_days,
+        request_read_timeout=float(env.get("CLARION_REQUEST_READ_TIMEOUT", "30")),
     )
