@@ -113,6 +113,10 @@ async def execute_in(connection: AsyncConnection, query: DirectQuery, parameters
 class DirectReader(Protocol):
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]: ...
 
+    def usage(self) -> tuple[int, int]:
+        """(connections running a statement now, connections it may hold), for monitoring."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -128,6 +132,10 @@ class SQLiteDirectReader:
         rows = self._connection.execute(compiled.sql, compiled.parameters(parameters)).fetchall()
         return [compiled.row(raw) for raw in rows]
 
+    def usage(self) -> tuple[int, int]:
+        # Its one connection's statements run inline, so none is ever seen running from outside.
+        return 0, 1
+
     async def close(self) -> None:
         self._connection.close()
 
@@ -141,8 +149,10 @@ class PostgresDirectReader:
     def __init__(self, dsn: str, dialect: sa.Dialect, max_size: int = 10) -> None:
         self.dsn = dsn
         self.dialect = dialect
+        self.max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[asyncpg.Connection] = []
+        self._busy = 0
 
     async def _connect(self) -> asyncpg.Connection:
         connection = await asyncpg.connect(self.dsn)
@@ -169,17 +179,24 @@ class PostgresDirectReader:
         compiled = query.compiled_for(self.dialect)
         arguments = compiled.parameters(parameters)
         async with self._slots:
-            connection = await self._idle_connection()
+            self._busy += 1
             try:
-                rows = await connection.fetch(compiled.sql, *arguments)
-            except asyncpg.PostgresError:
-                self._idle.append(connection)  # refused by the server, which leaves the connection ready
-                raise
-            except BaseException:
-                connection.terminate()  # cut off mid-statement (cancelled, connection lost): never reused
-                raise
-            self._idle.append(connection)
+                connection = await self._idle_connection()
+                try:
+                    rows = await connection.fetch(compiled.sql, *arguments)
+                except asyncpg.PostgresError:
+                    self._idle.append(connection)  # refused by the server, which leaves it ready
+                    raise
+                except BaseException:
+                    connection.terminate()  # cut off mid-statement (cancelled, connection lost): never reused
+                    raise
+                self._idle.append(connection)
+            finally:
+                self._busy -= 1
         return [compiled.row(tuple(raw)) for raw in rows]
+
+    def usage(self) -> tuple[int, int]:
+        return self._busy, self.max_size
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
