@@ -33,9 +33,11 @@ def _settings(**overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def _with_runtime(settings: Settings, action: Callable[[Runtime], Awaitable[T]]) -> T:
+def _with_runtime(
+    settings: Settings, action: Callable[[Runtime], Awaitable[T]], *, serves_requests: bool = True
+) -> T:
     async def run() -> T:
-        runtime = await build_runtime(settings)
+        runtime = await build_runtime(settings, serves_requests=serves_requests)
         try:
             return await action(runtime)
         finally:
@@ -93,7 +95,7 @@ def worker(data_dir: Path | None) -> None:
         freeze_startup_heap()
         await build_worker(runtime).run_until_signalled()
 
-    _with_runtime(_settings(data_dir=data_dir), work)
+    _with_runtime(_settings(data_dir=data_dir), work, serves_requests=False)
 
 
 async def _push_workflows_dir(runtime: Runtime) -> None:

@@ -78,10 +78,15 @@ def create_queue_engine(database: Database, *, clock: Clock | None = None) -> Qu
     return SQLiteQueueEngine(database, clock=clock)
 
 
-async def build_runtime(settings: Settings, *, apply_migrations: bool = True) -> Runtime:
+async def build_runtime(
+    settings: Settings, *, apply_migrations: bool = True, serves_requests: bool = True
+) -> Runtime:
+    """The runtime for `settings`. A process that serves requests bounds each database wait by
+    `Settings.request_db_timeout`, one that only runs jobs by the longer `job_db_timeout`."""
     # Read before touching the database, so a broken channels file fails the start at once.
     channels = load_channels(settings.resolved_channels_file, create=True)
-    database = create_database(settings.resolved_database_url)
+    wait_seconds = settings.request_db_timeout if serves_requests else settings.job_db_timeout
+    database = create_database(settings.resolved_database_url, wait_seconds=wait_seconds)
     if apply_migrations:
         await migrate(database)
     counter: RateCounter = (

@@ -29,5 +29,5 @@ def _upgrade(connection: sa.Connection) -> None:
 
 
 async def migrate(database: Database) -> None:
-    async with database.writer.begin() as connection:
+    async with database.schema_transaction() as connection:
         await connection.run_sync(_upgrade)
