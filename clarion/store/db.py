@@ -37,6 +37,7 @@ from clarion.store.direct import (
     DirectReader,
     PostgresDirectReader,
     SQLiteDirectReader,
+    asyncpg_bounds,
 )
 from clarion.store.json_merge import deep_merge
 from clarion.store.wal_checkpointer import BACKSTOP_PAGES, WalCheckpointer
@@ -229,28 +230,16 @@ def create_database(url: str, *, pool_size: int = 10, wait_seconds: float = 5.0)
             wait_seconds=wait_seconds,
             checkpointer=checkpointer,
         )
-    bounds = postgres_bounds(wait_seconds)
     db = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=wait_seconds,
-        connect_args=dict(bounds),
+        connect_args=asyncpg_bounds(wait_seconds),
         **_JSON_CODEC,
     )
     # Reads share the pool but skip BEGIN/ROLLBACK: each read is one statement, one round trip.
     reader = db.execution_options(isolation_level="AUTOCOMMIT")
     dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    postgres_direct = PostgresDirectReader(dsn, db.dialect, bounds=bounds)
+    postgres_direct = PostgresDirectReader(dsn, db.dialect, wait_seconds=wait_seconds)
     return Database(url=url, reader=reader, writer=db, direct=postgres_direct, wait_seconds=wait_seconds)
-
-
-def postgres_bounds(wait_seconds: float) -> dict[str, Any]:
-    """asyncpg's `connect` arguments bounding each wait by `wait_seconds`: connecting, each statement, and
-    on the server each statement again (a little later, so that the client's own timer normally fires
-    first)."""
-    return {
-        "timeout": wait_seconds,
-        "command_timeout": wait_seconds,
-        "server_settings": {"statement_timeout": str(round(wait_seconds * 1000) + 500)},
-    }

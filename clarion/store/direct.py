@@ -143,34 +143,55 @@ class SQLiteDirectReader:
         self._connection.close()
 
 
+def asyncpg_bounds(wait_seconds: float) -> dict[str, Any]:
+    """`asyncpg.connect` arguments bounding each wait by `wait_seconds`: connecting, each statement (a timer
+    the driver arms itself, far cheaper than a task per statement), and each statement again on the server,
+    a little later, as a backstop for a statement whose cancel request got lost."""
+    return {
+        "timeout": wait_seconds,
+        "command_timeout": wait_seconds,
+        "server_settings": {"statement_timeout": str(round(wait_seconds * 1000) + 500)},
+    }
+
+
 class PostgresDirectReader:
     """Statements on a few asyncpg connections of its own, each taken from a list of idle ones and put
     back. asyncpg's pool costs ~80 µs of CPU per statement for its acquire and release (connection
     holders, reset hooks, timeouts), as much as a batched point read itself; these statements leave no
-    session state behind (no transactions, no settings), so nothing needs resetting between them. Their
-    waits are bounded by the `bounds` given to `asyncpg.connect` (`clarion.store.db.postgres_bounds`)."""
+    session state behind (no transactions, no settings), so nothing needs resetting between them. With
+    `wait_seconds`, each statement and each new connection (with its set-up) waits at most that long."""
 
     def __init__(
-        self, dsn: str, dialect: sa.Dialect, max_size: int = 10, *, bounds: Mapping[str, Any] | None = None
+        self, dsn: str, dialect: sa.Dialect, max_size: int = 10, *, wait_seconds: float | None = None
     ) -> None:
         self.dsn = dsn
         self.dialect = dialect
-        self.bounds = dict(bounds or {})
+        self.wait_seconds = wait_seconds
+        self._bounds = asyncpg_bounds(wait_seconds) if wait_seconds is not None else {}
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[asyncpg.Connection] = []
 
     async def _connect(self) -> asyncpg.Connection:
-        connection = await asyncpg.connect(self.dsn, **self.bounds)
+        # One bound for the connection and its set-up statements together, as for a single wait.
+        async with asyncio.timeout(self.wait_seconds):
+            return await self._connect_unbounded()
+
+    async def _connect_unbounded(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(self.dsn, **self._bounds)
         # The same text-to-Python decoding SQLAlchemy's asyncpg dialect installs, so that its result
         # processors apply unchanged.
-        for type_name, prefix in (("json", b""), ("jsonb", b"\x01")):
-            await connection.set_type_codec(
-                type_name,
-                encoder=lambda value, prefix=prefix: prefix + value.encode(),
-                decoder=lambda value, prefix=prefix: json_codec.loads(value[len(prefix) :]),
-                schema="pg_catalog",
-                format="binary",
-            )
+        try:
+            for type_name, prefix in (("json", b""), ("jsonb", b"\x01")):
+                await connection.set_type_codec(
+                    type_name,
+                    encoder=lambda value, prefix=prefix: prefix + value.encode(),
+                    decoder=lambda value, prefix=prefix: json_codec.loads(value[len(prefix) :]),
+                    schema="pg_catalog",
+                    format="binary",
+                )
+        except BaseException:
+            connection.terminate()
+            raise
         return connection
 
     async def _idle_connection(self) -> asyncpg.Connection:
