@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -76,6 +77,22 @@ async def test_an_error_outside_an_endpoint_reaches_a_browser_with_cors_headers(
     async with httpx.AsyncClient(transport=transport, base_url="http://clarion.test") as client:
         with caplog.at_level(logging.ERROR):
             response = await client.get("/broken", headers={"Origin": "https://app.example.com"})
+    assert_error(response, 500, "internal_error")
+    assert response.headers["access-control-allow-origin"] == "*"
+    logged = [r for r in caplog.records if r.name == "clarion.api.errors"]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None
+
+
+async def test_unexpected_errors_answer_500_with_cors_headers_and_a_traceback(
+    env: EnvFixture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(env.runtime.users, "get", broken)
+    with caplog.at_level(logging.ERROR):
+        response = await env.get("/v1/users/u1", headers={"Origin": "https://app.example.com"})
     assert_error(response, 500, "internal_error")
     assert response.headers["access-control-allow-origin"] == "*"
     logged = [r for r in caplog.records if r.name == "clarion.api.errors"]
