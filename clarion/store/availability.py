@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 1.0
 
+# What went wrong is the operator's to read in the log, not the caller's (it names hosts and ports).
+_UNREACHABLE = "The database is unreachable; try again shortly"
+_BUSY = "The database is busy with another process's write; try again shortly"
+
 
 class StoreAvailability:
     def __init__(self, probe: Callable[[], Awaitable[None]], *, probe_seconds: float = PROBE_SECONDS) -> None:
@@ -32,16 +36,12 @@ class StoreAvailability:
         self.retry_after = max(1, math.ceil(probe_seconds))
         self.down_since: float | None = None
         """When the current outage began (monotonic clock), None while the database answers."""
-        self._reason = ""
         self._prober: asyncio.Task[None] | None = None
 
     def check(self) -> None:
         """Refuse at once while an outage is under way."""
         if self.down_since is not None:
-            raise ServiceUnavailableError(
-                f"The database is unreachable ({self._reason}); try again shortly",
-                retry_after=self.retry_after,
-            )
+            raise ServiceUnavailableError(_UNREACHABLE, retry_after=self.retry_after)
 
     def unavailable(self, exc: BaseException) -> ServiceUnavailableError | None:
         """The 503 for `exc` if it means the database did not answer (noting an outage), else None."""
@@ -50,16 +50,12 @@ class StoreAvailability:
             return None
         if found.outage:
             self._went_down(found.reason)
-            message = f"The database is unreachable ({found.reason}); try again shortly"
-        else:
-            message = f"The database is busy ({found.reason}); try again shortly"
-        return ServiceUnavailableError(message, retry_after=self.retry_after)
+        return ServiceUnavailableError(_UNREACHABLE if found.outage else _BUSY, retry_after=self.retry_after)
 
     def _went_down(self, reason: str) -> None:
         if self.down_since is not None:
             return
         self.down_since = time.monotonic()
-        self._reason = reason
         logger.warning("database unreachable: %s", reason)
         self._prober = asyncio.create_task(self._probe_until_answered(), name="clarion-database-probe")
 
