@@ -170,10 +170,10 @@ def clarion_server(
         env["CLARION_DATABASE_URL"] = database_url
     try:
         if command != "serve":
-            # `clarion api` does not create the development environment; `migrate` and `keys` need it.
-            subprocess.run(
-                [*CLARION, "environments", "create", "development"], env=env, capture_output=True, check=True
-            )
+            # `clarion api` does not create the development environment, and `environments create` needs
+            # a store to create it in.
+            for setup in (["migrate"], ["environments", "create", "development"]):
+                subprocess.run([*CLARION, *setup], env=env, capture_output=True, check=True)
         with process([*CLARION, command], env=env):
             base = f"http://127.0.0.1:{port}"
             wait_until_up(base + "/v1/users")

@@ -89,7 +89,7 @@ FEED_REQUESTS = 400
 INTAKE_CONNECTIONS = [64]
 """The load intake is measured at, the least at which both servers serve their most (docs/performance.md):
 a trigger is answered once its job is durably committed, so at 32 connections its rate is the commit's
-latency (32 requests in flight, ~2.5 ms each) more than the server's capacity."""
+latency more than the server's capacity."""
 
 
 def intake_levels(database_url: str, seconds: int, levels: Sequence[int], hello: Rate) -> list[LoadLevel]:

@@ -14,10 +14,12 @@ import uvicorn
 import uvloop
 
 from clarion.api.app import create_app
+from clarion.api.http_protocol import knock_http_protocol
 from clarion.channels import load_channels
 from clarion.config import Settings, settings_from_env
-from clarion.engine.workflow_files import WorkflowFilesError
+from clarion.engine.workflow_files import LoadedWorkflow, WorkflowFilesError, read_workflows
 from clarion.errors import ClarionError
+from clarion.observability.logging_setup import configure_logging, uvicorn_log_config
 from clarion.runtime import Runtime, build_runtime, build_worker, freeze_startup_heap
 from clarion.store.environments import KeyKind
 
@@ -34,10 +36,18 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _with_runtime(
-    settings: Settings, action: Callable[[Runtime], Awaitable[T]], *, serves_requests: bool = True
+    settings: Settings,
+    action: Callable[[Runtime], Awaitable[T]],
+    *,
+    create_store: bool = False,
+    serves_requests: bool = True,
 ) -> T:
+    """Run `action` on a runtime over the configured store. Only the commands that run Clarion pass
+    `create_store`; the others refuse when there is no store where the settings point. `clarion worker`
+    alone serves no requests, and bounds its database waits by the longer job bound."""
+
     async def run() -> T:
-        runtime = await build_runtime(settings, serves_requests=serves_requests)
+        runtime = await build_runtime(settings, create_store=create_store, serves_requests=serves_requests)
         try:
             return await action(runtime)
         finally:
@@ -95,28 +105,49 @@ def worker(data_dir: Path | None) -> None:
         freeze_startup_heap()
         await build_worker(runtime).run_until_signalled()
 
-    _with_runtime(_settings(data_dir=data_dir), work, serves_requests=False)
+    settings = _settings(data_dir=data_dir)
+    configure_logging(settings.log_format)
+    _with_runtime(settings, work, create_store=True, serves_requests=False)
 
 
-async def _push_workflows_dir(runtime: Runtime) -> None:
-    """At start-up: the workflows folder, when there is one, committed to every environment."""
+def _read_workflows_dir(runtime: Runtime) -> list[LoadedWorkflow] | None:
+    """The checked workflows of the workflows folder (`WorkflowFilesError` when one is invalid), or None
+    when there is no such folder."""
     folder = runtime.settings.workflows_dir
     if not folder.is_dir():
-        click.echo(f"  no workflows folder at {folder}; push one with `clarion workflows push DIR`")
+        return None
+    return read_workflows(folder, runtime.channels, runtime.renderer)
+
+
+async def _push_workflows_dir(
+    runtime: Runtime, environment_ids: list[str], loaded: list[LoadedWorkflow] | None, *, err: bool
+) -> None:
+    """Commit the workflows folder's workflows to the environments, and say what was committed."""
+    folder = runtime.settings.workflows_dir
+    if loaded is None:
+        click.echo(f"  no workflows folder at {folder}; push one with `clarion workflows push DIR`", err=err)
         return
-    environment_ids = [environment.id for environment in await runtime.environments.all()]
-    results = await runtime.workflows.push_folder(environment_ids, folder)
-    keys = sorted({result.key for commits in results.values() for result in commits})
-    click.echo(f"  workflows from {folder}: {', '.join(keys) or 'none'}")
+    await runtime.workflows.push(environment_ids, loaded)
+    keys = sorted(workflow.definition.key for workflow in loaded)
+    click.echo(f"  workflows from {folder}: {', '.join(keys) or 'none'}", err=err)
 
 
 def _serve_http(settings: Settings, *, with_worker: bool) -> None:
+    configure_logging(settings.log_format)
+
     async def run() -> None:
         runtime = await build_runtime(settings)
         try:
             environment, _ = await runtime.environments.ensure(DEFAULT_ENVIRONMENT)
             click.echo(f"Clarion ready on {runtime.database.describe()}")
-            await _push_workflows_dir(runtime)
+            # Every environment gets the folder's workflows at start, as `environments create` gives them
+            # to environments made later.
+            await _push_workflows_dir(
+                runtime,
+                [environment.id for environment in await runtime.environments.all()],
+                _read_workflows_dir(runtime),
+                err=False,
+            )
             for key in await runtime.environments.list_keys():
                 if key.environment.id == environment.id and not key.revoked:
                     click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")
@@ -127,8 +158,9 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
                 host=settings.host,
                 port=settings.port,
                 log_level="warning",
+                log_config=uvicorn_log_config(settings.log_format),
                 access_log=False,
-                http="httptools",
+                http=knock_http_protocol(settings.request_read_timeout),
             )
             await uvicorn.Server(config).serve()
         finally:
@@ -144,13 +176,14 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
 
 
 @main.command()
-def migrate() -> None:
-    """Apply database migrations and exit."""
+@data_dir_option
+def migrate(data_dir: Path | None) -> None:
+    """Create the store, or bring its schema up to date, and exit."""
 
     async def noop(_runtime: Runtime) -> None:
         return None
 
-    _with_runtime(_settings(), noop)
+    _with_runtime(_settings(data_dir=data_dir), noop, create_store=True)
     click.echo("migrations applied")
 
 
@@ -161,22 +194,32 @@ def environments() -> None:
 
 @environments.command("create")
 @click.argument("name")
-def environments_create(name: str) -> None:
-    """Create an environment with one secret and one publishable key."""
+@data_dir_option
+def environments_create(name: str, data_dir: Path | None) -> None:
+    """Create an environment with one secret and one publishable key, and commit the workflows folder
+    (CLARION_WORKFLOWS_DIR) to it, as `serve` does for every environment at start."""
 
     async def create(runtime: Runtime) -> None:
+        try:
+            loaded = _read_workflows_dir(runtime)
+        except WorkflowFilesError as exc:
+            folder = runtime.settings.workflows_dir
+            raise click.ClickException(f"invalid workflows in {folder}, nothing created:\n{exc}") from exc
         environment = await runtime.environments.create(name)
         for key in await runtime.environments.list_keys():
             if key.environment.id == environment.id:
                 click.echo(f"{environment.name}\t{key.kind.value}\t{key.key}")
+        # On stderr, so that the key lines stay the whole of what scripts read.
+        await _push_workflows_dir(runtime, [environment.id], loaded, err=True)
 
-    _with_runtime(_settings(), create)
+    _with_runtime(_settings(data_dir=data_dir), create)
 
 
 @environments.command("signing-key")
 @click.argument("name")
 @click.argument("public_key_pem_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def environments_signing_key(name: str, public_key_pem_file: Path) -> None:
+@data_dir_option
+def environments_signing_key(name: str, public_key_pem_file: Path, data_dir: Path | None) -> None:
     """Set the RSA public key (PEM file) that verifies NAME's signed user tokens."""
 
     public_key_pem = public_key_pem_file.read_text()
@@ -185,20 +228,21 @@ def environments_signing_key(name: str, public_key_pem_file: Path) -> None:
         environment = await runtime.environments.set_signing_key(name, public_key_pem)
         click.echo(f"{environment.name}\tsigning key set")
 
-    _with_runtime(_settings(), set_key)
+    _with_runtime(_settings(data_dir=data_dir), set_key)
 
 
 @environments.command("enhanced-security")
 @click.argument("name")
 @click.argument("state", type=click.Choice(["on", "off"]))
-def environments_enhanced_security(name: str, state: str) -> None:
+@data_dir_option
+def environments_enhanced_security(name: str, state: str, data_dir: Path | None) -> None:
     """Turn enhanced security on (publishable keys need a signed user token) or off for NAME."""
 
     async def set_flag(runtime: Runtime) -> None:
         environment = await runtime.environments.set_enhanced_security(name, state == "on")
         click.echo(f"{environment.name}\tenhanced security {state}")
 
-    _with_runtime(_settings(), set_flag)
+    _with_runtime(_settings(data_dir=data_dir), set_flag)
 
 
 @main.group()
@@ -207,7 +251,8 @@ def keys() -> None:
 
 
 @keys.command("list")
-def keys_list() -> None:
+@data_dir_option
+def keys_list(data_dir: Path | None) -> None:
     """Print one line per key: environment, kind, key (revoked keys are marked)."""
 
     async def show(runtime: Runtime) -> None:
@@ -215,32 +260,34 @@ def keys_list() -> None:
             suffix = "\trevoked" if key.revoked else ""
             click.echo(f"{key.environment.name}\t{key.kind.value}\t{key.key}{suffix}")
 
-    _with_runtime(_settings(), show)
+    _with_runtime(_settings(data_dir=data_dir), show)
 
 
 @keys.command("create")
 @click.argument("environment")
 @click.option("--kind", type=click.Choice([k.value for k in KeyKind]), default=KeyKind.SECRET.value)
-def keys_create(environment: str, kind: str) -> None:
+@data_dir_option
+def keys_create(environment: str, kind: str, data_dir: Path | None) -> None:
     """Create a key for ENVIRONMENT and print it."""
 
     async def create(runtime: Runtime) -> None:
         key = await runtime.environments.create_key(environment, KeyKind(kind))
         click.echo(f"{key.environment.name}\t{key.kind.value}\t{key.key}")
 
-    _with_runtime(_settings(), create)
+    _with_runtime(_settings(data_dir=data_dir), create)
 
 
 @keys.command("revoke")
 @click.argument("key")
-def keys_revoke(key: str) -> None:
+@data_dir_option
+def keys_revoke(key: str, data_dir: Path | None) -> None:
     """Revoke KEY; requests with it are refused within seconds."""
 
     async def revoke(runtime: Runtime) -> None:
         await runtime.environments.revoke_key(key)
         click.echo("revoked")
 
-    _with_runtime(_settings(), revoke)
+    _with_runtime(_settings(data_dir=data_dir), revoke)
 
 
 @main.group()
@@ -249,11 +296,17 @@ def channels() -> None:
 
 
 @channels.command("list")
-def channels_list() -> None:
-    """Print one line per channel: id, key, type, provider (writing the default file if there is none)."""
-    settings = _settings()
+@data_dir_option
+def channels_list(data_dir: Path | None) -> None:
+    """Print one line per channel: id, key, type, provider."""
+    path = _settings(data_dir=data_dir).resolved_channels_file
+    if not path.is_file():
+        raise click.ClickException(
+            f"no channels file at {path}; `clarion serve --data-dir DIR` writes the default one at its "
+            "first start, or set the CLARION_CHANNELS_FILE (or --data-dir) of an existing one"
+        )
     try:
-        registry = load_channels(settings.resolved_channels_file, create=True)
+        registry = load_channels(path)
     except ClarionError as exc:
         raise click.ClickException(exc.message) from exc
     for channel in registry:
@@ -282,7 +335,8 @@ async def _environment_ids(runtime: Runtime, name: str | None) -> list[str]:
 @workflows.command("push")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @environment_option
-def workflows_push(folder: Path, environment_name: str | None) -> None:
+@data_dir_option
+def workflows_push(folder: Path, environment_name: str | None, data_dir: Path | None) -> None:
     """Check every workflow of FOLDER, then commit each changed one as a new version."""
 
     async def push(runtime: Runtime) -> None:
@@ -300,12 +354,13 @@ def workflows_push(folder: Path, environment_name: str | None) -> None:
                     f"{names[environment_id]}\t{result.key}\tversion {result.version.version}\t{state}"
                 )
 
-    _with_runtime(_settings(), push)
+    _with_runtime(_settings(data_dir=data_dir), push)
 
 
 @workflows.command("list")
 @environment_option
-def workflows_list(environment_name: str | None) -> None:
+@data_dir_option
+def workflows_list(environment_name: str | None, data_dir: Path | None) -> None:
     """Print one line per workflow: environment, key, current version, active or inactive."""
 
     async def show(runtime: Runtime) -> None:
@@ -317,26 +372,28 @@ def workflows_list(environment_name: str | None) -> None:
                     f"{names[environment_id]}\t{record.key}\tversion {record.current.version}\t{state}"
                 )
 
-    _with_runtime(_settings(), show)
+    _with_runtime(_settings(data_dir=data_dir), show)
 
 
 @workflows.command("activate")
 @click.argument("key")
 @environment_option
-def workflows_activate(key: str, environment_name: str | None) -> None:
+@data_dir_option
+def workflows_activate(key: str, environment_name: str | None, data_dir: Path | None) -> None:
     """Let KEY be triggered again."""
-    _set_active(key, environment_name, active=True)
+    _set_active(key, environment_name, data_dir, active=True)
 
 
 @workflows.command("deactivate")
 @click.argument("key")
 @environment_option
-def workflows_deactivate(key: str, environment_name: str | None) -> None:
+@data_dir_option
+def workflows_deactivate(key: str, environment_name: str | None, data_dir: Path | None) -> None:
     """Refuse triggers of KEY (`workflow_inactive`); runs under way end at their next step."""
-    _set_active(key, environment_name, active=False)
+    _set_active(key, environment_name, data_dir, active=False)
 
 
-def _set_active(key: str, environment_name: str | None, *, active: bool) -> None:
+def _set_active(key: str, environment_name: str | None, data_dir: Path | None, *, active: bool) -> None:
     async def switch(runtime: Runtime) -> None:
         names = {environment.id: environment.name for environment in await runtime.environments.all()}
         for environment_id in await _environment_ids(runtime, environment_name):
@@ -344,4 +401,4 @@ def _set_active(key: str, environment_name: str | None, *, active: bool) -> None
             state = ("active" if active else "inactive") if changed else "no such workflow"
             click.echo(f"{names[environment_id]}\t{key}\t{state}")
 
-    _with_runtime(_settings(), switch)
+    _with_runtime(_settings(data_dir=data_dir), switch)

@@ -3,7 +3,9 @@ registry, and `clarion channels list`."""
 
 from __future__ import annotations
 
+import functools
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,16 @@ def test_default_file_never_replaces_an_existing_file(tmp_path: Path) -> None:
     write_default_channels(path)
     assert [channel.key for channel in load_channels(path, environ={})] == ["push"]
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_starts_writing_the_default_file_at_once_all_load_the_same_one(tmp_path: Path) -> None:
+    for attempt in range(20):
+        folder = tmp_path / str(attempt)
+        path = folder / "channels.yml"
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            loaded = list(pool.map(functools.partial(load_channels, create=True), [path] * 8))
+        assert len({tuple(channel.id for channel in registry) for registry in loaded}) == 1
+        assert [path.name for path in folder.iterdir()] == ["channels.yml"]
 
 
 def test_missing_file_without_create_is_an_error(tmp_path: Path) -> None:
@@ -187,6 +199,7 @@ async def test_runtime_loads_the_default_file_from_its_data_dir(runtime: Runtime
 
 def test_cli_channels_list_prints_one_line_per_channel(tmp_path: Path) -> None:
     environ = {"CLARION_DATA_DIR": str(tmp_path)}
+    write_default_channels(tmp_path / "channels.yml")  # as `clarion serve` does at its first start
     result = CliRunner().invoke(main, ["channels", "list"], env=environ, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     lines = [line.split("\t") for line in result.output.splitlines()]

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -13,22 +20,26 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from clarion.cli import main
 from clarion.config import settings_from_env
 from clarion.runtime import build_runtime
-from clarion.store.environments import Environment
-from tests.conftest import write_workflow
+from clarion.store.environments import Environment, KeyKind
+from tests.compat.live_server import IN_APP_FEED_CHANNEL_ID, LiveServer, _parse_keys
+from tests.conftest import fresh_postgres_database, write_workflow
 
 
 @pytest.fixture
 def cli_env(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    environ = {"CLARION_DATA_DIR": str(tmp_path)}
+    """The settings of a store made by `clarion migrate`, with a workflows folder of the test's own."""
+    environ = {"CLARION_DATA_DIR": str(tmp_path), "CLARION_WORKFLOWS_DIR": str(tmp_path / "workflows")}
     if store == "postgres":
         environ["CLARION_DATABASE_URL"] = request.getfixturevalue("postgres_database_url")
+    run(environ, "migrate")
     return environ
 
 
-def run(cli_env: dict[str, str], *args: str) -> str:
+def run(cli_env: Mapping[str, str | None], *args: str) -> str:
+    """The command's standard output; it must succeed."""
     result = CliRunner().invoke(main, list(args), env=cli_env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def key_lines(cli_env: dict[str, str]) -> list[list[str]]:
@@ -166,3 +177,168 @@ def test_an_invalid_folder_is_refused_whole_and_names_the_problem(
         in result.output
     )
     assert run(cli_env, "workflows", "list", "--environment", name) == ""
+
+
+STORE_COMMANDS = [
+    ["keys", "list"],
+    ["keys", "create", "development"],
+    ["keys", "revoke", "sk_none"],
+    ["environments", "create", "production"],
+    ["environments", "enhanced-security", "production", "on"],
+    ["workflows", "list"],
+    ["workflows", "activate", "hello"],
+    ["workflows", "deactivate", "hello"],
+]
+
+
+def without_clarion_settings(**settings: str) -> dict[str, str | None]:
+    """A command's environment: none of the CLARION_* variables this process may have, then `settings`."""
+    return {**{name: None for name in os.environ if name.startswith("CLARION_")}, **settings}
+
+
+@pytest.mark.parametrize("command", STORE_COMMANDS, ids=" ".join)
+def test_a_store_command_refuses_where_there_is_no_store_and_creates_none(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, command, env=without_clarion_settings())
+    assert result.exit_code == 1
+    expected = f"no Clarion store at {tmp_path / '.clarion' / 'clarion.db'}; start `clarion serve --data-dir"
+    assert expected in result.output
+    elsewhere = tmp_path / "elsewhere"
+    flagged = CliRunner().invoke(
+        main, [*command, "--data-dir", str(elsewhere)], env=without_clarion_settings()
+    )
+    assert flagged.exit_code == 1
+    assert f"no Clarion store at {elsewhere / 'clarion.db'}" in flagged.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_commands_with_files_refuse_where_there_is_no_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "workflows"
+    write_workflow(folder, "hello", {"steps": []})
+    (tmp_path / "public.pem").write_text("not read")
+    for command in (
+        ["workflows", "push", str(folder)],
+        ["environments", "signing-key", "production", str(tmp_path / "public.pem")],
+    ):
+        result = CliRunner().invoke(main, command, env=without_clarion_settings())
+        assert result.exit_code == 1
+        assert "no Clarion store at" in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["public.pem", "workflows"]
+
+
+def test_channels_list_refuses_where_there_is_no_channels_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["channels", "list"], env=without_clarion_settings())
+    assert result.exit_code == 1
+    assert f"no channels file at {Path('.clarion') / 'channels.yml'}; `clarion serve" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_refuses_an_empty_postgres_database_and_leaves_it_empty(tmp_path: Path) -> None:
+    with fresh_postgres_database("a command on an empty database") as url:
+        environ = without_clarion_settings(CLARION_DATABASE_URL=url, CLARION_DATA_DIR=str(tmp_path))
+        result = CliRunner().invoke(main, ["keys", "list"], env=environ)
+        assert result.exit_code == 1
+        assert "no Clarion store in PostgreSQL (" in result.output
+        assert "start `clarion serve` (or run `clarion migrate`)" in result.output
+
+        async def tables() -> int:
+            connection = await asyncpg.connect(url)
+            try:
+                found: int = await connection.fetchval(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                )
+                return found
+            finally:
+                await connection.close()
+
+        assert asyncio.run(tables()) == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_data_dir_flag_picks_the_store_of_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data_dir = str(tmp_path / "data")
+    environ = without_clarion_settings(CLARION_WORKFLOWS_DIR=str(tmp_path / "workflows"))
+    assert run(environ, "migrate", "--data-dir", data_dir) == "migrations applied\n"
+    assert run(environ, "keys", "list", "--data-dir", data_dir) == ""
+    created = run(environ, "environments", "create", "production", "--data-dir", data_dir)
+    assert run(environ, "keys", "list", "--data-dir", data_dir) == created
+    assert len(run(environ, "channels", "list", "--data-dir", data_dir).splitlines()) > 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]
+
+
+def test_an_environment_created_while_serving_runs_the_workflows_folder(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    database_url = request.getfixturevalue("postgres_database_url") if store == "postgres" else ""
+    server = LiveServer(data_dir=tmp_path, database_url=database_url)
+    step = {"ref": "in_app_feed_1", "type": "channel", "channel_key": "in-app"}
+    welcome = {"steps": [{**step, "template": {"markdown_body": "Welcome, {{ recipient.name }}"}}]}
+    write_workflow(server.workflows_dir, "welcome", welcome)
+    server.start()
+    try:
+        name = f"late-{uuid.uuid4().hex[:8]}"
+        output = server.cli("environments", "create", name)
+        assert f"workflows from {server.workflows_dir}: welcome" in output
+        secret_key = _parse_keys(output)[name]["secret"]
+        headers = {"Authorization": f"Bearer {secret_key}"}
+        triggered = httpx.post(
+            f"{server.url}/v1/workflows/welcome/trigger",
+            headers=headers,
+            json={"recipients": [{"id": "ada", "name": "Ada"}]},
+        )
+        assert triggered.status_code == 200, triggered.text
+        assert triggered.json()["workflow_run_id"]
+        feed_url = f"{server.url}/v1/users/ada/feeds/{IN_APP_FEED_CHANNEL_ID}"
+        deadline = time.monotonic() + 30
+        entries: list[dict[str, Any]] = []
+        while not entries and time.monotonic() < deadline:
+            entries = httpx.get(feed_url, headers=headers).json()["entries"]
+            time.sleep(0.05)
+        [entry] = entries
+        assert entry["blocks"][0]["content"] == "Welcome, Ada"
+    finally:
+        server.stop()
+
+
+def test_a_command_names_the_postgres_database_it_cannot_open(postgres_database_url: str) -> None:
+    missing = postgres_database_url.rsplit("/", 1)[0] + f"/clarion_missing_{uuid.uuid4().hex[:8]}"
+    result = CliRunner().invoke(
+        main, ["keys", "list"], env=without_clarion_settings(CLARION_DATABASE_URL=missing)
+    )
+    assert result.exit_code == 1
+    assert "cannot open the Clarion store in PostgreSQL (" in result.output
+    assert "does not exist" in result.output
+
+
+def test_environment_create_with_an_invalid_workflows_folder_creates_nothing(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = f"refused-{tmp_path.name}"
+    write_workflow(
+        tmp_path / "workflows", "broken", {"steps": [{"ref": "x", "type": "batch", "settings": {}}]}
+    )
+    result = CliRunner().invoke(main, ["environments", "create", name], env=cli_env)
+    assert result.exit_code == 1
+    assert f"invalid workflows in {tmp_path / 'workflows'}, nothing created" in result.output
+    assert "'batch' steps are not supported by Clarion yet" in result.output
+    assert name not in run(cli_env, "keys", "list")
+
+
+def test_environment_create_without_a_workflows_folder_says_so(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(main, ["environments", "create", f"bare-{tmp_path.name}"], env=cli_env)
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == len(KeyKind)
+    assert f"no workflows folder at {tmp_path / 'workflows'}" in result.stderr

@@ -14,9 +14,11 @@ to be unreachable, requests are refused with a 503 before any work (`clarion.sto
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, unquote_to_bytes
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -76,7 +78,7 @@ class Endpoint:
         await response(scope, receive, send)
 
     async def respond(self, request: Request) -> Response:
-        _refuse_nul(request)
+        _refuse_unstorable_text(request)
         runtime: Runtime = request.app.state.runtime
         runtime.database.availability.check()
         api_key = await runtime.keys.authenticate(request_header(request.scope, b"authorization"))
@@ -95,14 +97,54 @@ class Endpoint:
         )
 
 
-def _refuse_nul(request: Request) -> None:
-    """NUL characters cannot be stored by PostgreSQL; refuse them in the path and query of every request."""
-    if "\x00" in request.scope["path"]:
+def _refuse_unstorable_text(request: Request) -> None:
+    """Refuse, in the path and query of every request, NUL characters (PostgreSQL cannot store them) and
+    percent-escapes that are not UTF-8 (decoded, they would all become U+FFFD, so distinct ids would meet)."""
+    path: str = request.scope["path"]
+    if "\x00" in path:
         names = [name for name, value in request.path_params.items() if "\x00" in str(value)]
         raise InvalidInputError.field(names[0] if names else "path", "must not contain the NUL character")
-    if b"%00" in request.scope["query_string"]:
+    if "\ufffd" in path:
+        _refuse_non_utf8_path(request)
+    query: bytes = request.scope["query_string"]
+    if b"%00" in query:
         names = [name for name, value in request.query_params.multi_items() if "\x00" in value]
         raise InvalidInputError.field(names[0] if names else "query", "must not contain the NUL character")
+    if b"%" in query and _NON_ASCII_ESCAPE.search(query):
+        _refuse_non_utf8_query(query)
+
+
+_NON_ASCII_ESCAPE = re.compile(rb"%[89a-fA-F]")
+_NOT_UTF8 = "must be valid UTF-8 (percent-escapes that decode to UTF-8)"
+
+
+def _is_utf8(escaped: bytes) -> bool:
+    try:
+        unquote_to_bytes(escaped).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _refuse_non_utf8_path(request: Request) -> None:
+    raw_path: bytes | None = request.scope.get("raw_path")
+    if raw_path is None:
+        return  # a server that keeps no raw path leaves nothing to tell a bad escape from a real U+FFFD
+    bad = {
+        unquote(segment.decode("latin-1"))
+        for segment in raw_path.split(b"?")[0].split(b"/")
+        if not _is_utf8(segment)
+    }
+    if bad:
+        names = [name for name, value in request.path_params.items() if value in bad]
+        raise InvalidInputError.field(names[0] if names else "path", _NOT_UTF8)
+
+
+def _refuse_non_utf8_query(query: bytes) -> None:
+    for pair in query.split(b"&"):
+        name, _, value = pair.replace(b"+", b" ").partition(b"=")
+        if not (_is_utf8(name) and _is_utf8(value)):
+            raise InvalidInputError.field(unquote(name.decode("latin-1")) or "query", _NOT_UTF8)
 
 
 def path_param(request: Request, name: str) -> str:

@@ -5,12 +5,11 @@ object message lists and the in-app feed: each parsed into `clarion.store.messag
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 
-from clarion.api.query import query_bool, query_choices, query_list
+from clarion.api.query import query_bool, query_choices, query_list, query_uuid, timestamp_param
 from clarion.errors import InvalidInputError
 from clarion.schemas.messages import parse_trigger_data
 from clarion.store.messages import ArchivedFilter, MessageFilter
@@ -33,14 +32,6 @@ INSERTED_AT = {
     "lt": "inserted_before",
     "lte": "inserted_until",
 }
-
-
-def timestamp_param(name: str, value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInputError.field(name, "must be an ISO-8601 timestamp") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _trigger_data(request: Request) -> dict[str, Any]:
@@ -85,8 +76,8 @@ def message_list_filter(request: Request, **fixed: Any) -> MessageFilter:
         message_ids=tuple(query_list(request, "message_ids")),
         workflow_categories=tuple(query_list(request, "workflow_categories")),
         trigger_data=_trigger_data(request),
-        workflow_run_id=query.get("workflow_run_id") or None,
-        workflow_recipient_run_id=query.get("workflow_recipient_run_id") or None,
+        workflow_run_id=query_uuid(request, "workflow_run_id"),
+        workflow_recipient_run_id=query_uuid(request, "workflow_recipient_run_id"),
     )
     return dataclasses.replace(filters, **_inserted_at(request), **fixed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 
@@ -61,3 +62,29 @@ def query_bool(request: Request, name: str) -> bool:
     if value in ("true", "1"):
         return True
     raise InvalidInputError.field(name, "must be true or false")
+
+
+def timestamp_param(name: str, value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError.field(name, "must be an ISO-8601 timestamp") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def query_timestamp(request: Request, name: str) -> datetime | None:
+    """A moment (UTC when it names no offset), or None when the parameter is absent; an empty value is no
+    moment and is refused."""
+    value = request.query_params.get(name)
+    return None if value is None else timestamp_param(name, value)
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def query_uuid(request: Request, name: str) -> str | None:
+    """A parameter Knock types as a UUID, or None when it is absent."""
+    value = request.query_params.get(name)
+    if value is not None and not _UUID.fullmatch(value):
+        raise InvalidInputError.field(name, "must be a UUID")
+    return value

@@ -6,7 +6,8 @@ public key stored on the environment (`clarion environments signing-key`). A val
 address messages instead act only on that user's (`RequestContext.token_user`). With enhanced
 security on, publishable-key requests without a token are refused. Secret-key requests never come here
 (`clarion.api.endpoint.route` calls this for publishable keys only). The `grants` claim is accepted but not
-enforced: a valid token allows every client-side endpoint for its own user.
+enforced: a valid token allows every client-side endpoint for its own user. A token must carry `exp`, which
+Knock only recommends: without one it would stay valid as long as the signing key (docs/compatibility.md).
 """
 
 from __future__ import annotations
@@ -51,10 +52,17 @@ def check_user_token(request: Request, environment: Environment) -> str | None:
 def _verified_subject(token: str, public_key_pem: str) -> str:
     try:
         claims = jwt.decode(
-            token, _public_key(public_key_pem), algorithms=["RS256"], options={"require": ["sub"]}
+            token, _public_key(public_key_pem), algorithms=["RS256"], options={"require": ["sub", "exp"]}
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("The user token has expired", code="invalid_user_token") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        if exc.claim != "exp":
+            raise AuthError("The user token is not valid", code="invalid_user_token") from exc
+        raise AuthError(
+            "The user token has no exp claim: sign it with an expiry time, as Knock's SDKs do",
+            code="invalid_user_token",
+        ) from exc
     except jwt.PyJWTError as exc:
         raise AuthError("The user token is not valid", code="invalid_user_token") from exc
     subject = claims["sub"]

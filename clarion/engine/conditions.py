@@ -164,7 +164,7 @@ def _is_group(value: Any) -> bool:
     return isinstance(value, dict) and ("all" in value or "any" in value)
 
 
-@dataclass(slots=True)  # made per run: a frozen one costs four times as much
+@dataclass(slots=True)  # made per run: not frozen, which costs more to build (docs/decisions.md)
 class ConditionScope:
     variables: Mapping[str, Any]
     """Top-level namespaces: 'data', 'recipient', 'actor', 'tenant', 'vars', 'workflow', 'run', 'event',

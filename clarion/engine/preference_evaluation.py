@@ -45,7 +45,7 @@ ConditionsHold = Callable[[Sequence[Mapping[str, Any]]], Awaitable[bool]]
 """Evaluates a preference's plain list of conditions (AND), supplied by the caller."""
 
 
-@dataclass(slots=True)  # made per run: a frozen one costs four times as much
+@dataclass(slots=True)  # made per run: not frozen, which costs more to build (docs/decisions.md)
 class PreferenceLayers:
     """The stored set bodies (without `id`) that a run's effective set is merged from: the environment's
     default set and the recipient's `default` set (`{}` when none), the `settings.preference_set` of the run's

@@ -61,6 +61,7 @@ from clarion.store.workflow_runs import (
 )
 
 if TYPE_CHECKING:
+    from clarion.observability.metrics import Metrics
     from clarion.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -238,13 +239,14 @@ async def record_progress(
     *,
     created: bool,
     now: datetime,
-) -> None:
+) -> list[RunProgress]:
     """Write, in the caller's transaction, where each run got to and what it produced, with the job of the
     step it waits at. `created`: the runs are new and inserted as they stand (those a trigger job already
     inserted before a crash are left as they are); else each moves on from the position it was read at,
-    unless it moved meanwhile."""
+    unless it moved meanwhile. Returns the runs written, for `count_committed` once the transaction
+    commits."""
     if not progress:
-        return
+        return []
     environment_id = progress[0].run.environment_id
     if created:
         written = await _insert_created(connection, environment_id, progress, now)
@@ -253,14 +255,24 @@ async def record_progress(
         written = [each for each in in_lock_order if await advance(connection, each.run, each.moved(now))]
         await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
     await queue.insert_all(connection, _step_jobs(environment_id, written, now))
+    return written
+
+
+def count_committed(metrics: Metrics, written: Sequence[RunProgress], *, created: bool) -> None:
+    """Count in the metrics what `record_progress` wrote, once committed: every new run has started."""
+    metrics.runs_progressed(
+        started=len(written) if created else 0,
+        completed=sum(1 for each in written if each.index is None),
+        channel_ids=[message.channel_id for each in written for message in each.messages],
+    )
 
 
 async def _insert_created(
     connection: AsyncConnection, environment_id: str, progress: Sequence[RunProgress], now: datetime
 ) -> list[RunProgress]:
     """Insert new runs and their messages; returns those inserted. The runs' INSERT is sent first, and the
-    messages' rows are bound while the database runs it: on PostgreSQL the two overlap (6 to 8 ms of a
-    1,000-recipient fan-out); on SQLite, whose calls run inline, they follow each other as before."""
+    messages' rows are bound while the database runs it: on PostgreSQL the two overlap; on SQLite, whose
+    calls run inline, they follow each other."""
     runs = [each.moved(now) for each in progress]
     insertion = asyncio.ensure_future(insert_runs(connection, environment_id, runs))
     try:
@@ -339,7 +351,8 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     async with runtime.database.writer.begin() as connection:
         if not await runtime.queue.complete_in(connection, job):
             raise Superseded
-        await record_progress(connection, runtime.queue, progress, created=False, now=now)
+        written = await record_progress(connection, runtime.queue, progress, created=False, now=now)
+    count_committed(runtime.metrics, written, created=False)
     return Acknowledged()
 
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.engine.conditions import ConditionScope
+from clarion.engine.frozen import FrozenDict, freeze_object
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.workflow_definition import WorkflowDefinition
 from clarion.schemas.base import format_timestamp
@@ -39,19 +40,19 @@ def serialise_recipient(record: RecipientRecord) -> dict[str, Any]:
     return {**wire.get("properties", {}), **wire}
 
 
-NO_VARS: Final[dict[str, Any]] = {}
+NO_VARS: Final[dict[str, Any]] = FrozenDict()
 """The environment's variables (`vars.*`), of which Clarion has none yet; one object for every run, so that
-templates that read them still render once for a fan-out (`clarion.engine.templates.SharedRenders`).
-Never changed: it is a dict, not a read-only mapping, because filters such as `json` take only dicts."""
+templates that read them still render once for a fan-out (`clarion.engine.templates.SharedRenders`)."""
 
 
-@dataclass  # made per run: a frozen one costs four times as much
+@dataclass  # made per run: not frozen, which costs more to build (docs/decisions.md)
 class RunContext:
     run: RunRecord
     definition: WorkflowDefinition
     recipient: RecipientRecord | None
     actor_wire: dict[str, Any] | None
-    """The actor as templates and conditions see it, serialised once for all the runs it acts in."""
+    """The actor as templates and conditions see it, serialised once for all the runs it acts in, and
+    frozen (`clarion.engine.frozen`) like the tenant's."""
     tenant_wire: dict[str, Any] | None
     now: datetime
     refs: dict[str, dict[str, Any]]
@@ -215,7 +216,7 @@ async def load_contexts(
         if key is None or record is None:
             return None
         if key not in wires:
-            wires[key] = serialise_recipient(record)
+            wires[key] = freeze_object(serialise_recipient(record))
         return wires[key]
 
     return [

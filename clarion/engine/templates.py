@@ -10,9 +10,10 @@ HTML-escaped, as in Knock. A syntax error, an unknown filter (Knock's data loade
 renders the renderer's partial `key`, which sees only the arguments it is given (Knock scopes a partial's
 variables to the partial). Parsed templates are cached by source text, a bounded LRU per renderer.
 
-`render_markdown` follows CommonMark with raw HTML passed through, not escaped: Knock says nothing of
-escaping, and its templates are trusted, unescaped HTML everywhere else. Data interpolated into markdown is
-therefore not escaped either. Block tags are joined without newlines, as in the blocks Knock returns.
+`render_markdown` follows CommonMark with raw HTML disabled: a tag, whether the template's or interpolated
+data's, reaches the HTML as text (`&lt;img …&gt;`), and links keep markdown-it's refusal of `javascript:`
+and like URLs. Knock's SDKs inject the rendered HTML into the page as it comes, so nothing a trigger's data
+holds may become markup there. Block tags are joined without newlines, as in the blocks Knock returns.
 
 Knock's filters live in `clarion.engine.liquid_filters`; which fields are rendered, and when, is the
 business of the steps that send messages.
@@ -139,7 +140,8 @@ class SharedRenders:
     same objects under every key it reads, as a trigger's runs share its data, actor and tenant, so that a
     fan-out of a template that reads nothing of its recipient renders it once. Objects are told apart by
     identity, which holds while they live, and each result keeps the objects it was rendered from alive:
-    an instance is for one step's runs, then dropped."""
+    an instance is for one step's runs, then dropped. Identity stands for content because what runs share
+    is frozen (`clarion.engine.frozen`): no run can change it after another has rendered from it."""
 
     def __init__(self, renderer: TemplateRenderer) -> None:
         self.renderer = renderer
@@ -172,12 +174,12 @@ class _CompactHTMLRenderer(RendererHTML):
         return super().fence(tokens, idx, options, env).removesuffix("\n")
 
 
-_MARKDOWN = MarkdownIt("commonmark", renderer_cls=_CompactHTMLRenderer)
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}, renderer_cls=_CompactHTMLRenderer)
 
 
 @functools.lru_cache(maxsize=4096)
 def render_markdown(text: str) -> str:
-    """CommonMark to HTML, raw HTML passed through: `"# Hello"` gives `"<h1>Hello</h1>"`. Remembered for
+    """CommonMark to HTML, raw HTML escaped: `"# Hello"` gives `"<h1>Hello</h1>"`. Remembered for
     the bodies seen last: a fan-out renders the same body for many of its recipients."""
     html: str = _MARKDOWN.render(text)
     return html.removesuffix("\n")

@@ -29,7 +29,8 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clarion.engine.run_executor import execute_runs, record_progress
+from clarion.engine.frozen import FrozenDict, freeze, freeze_object
+from clarion.engine.run_executor import RunProgress, count_committed, execute_runs, record_progress
 from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
@@ -72,7 +73,7 @@ SUBSCRIPTION_DEPTH = 2
 """Object recipients notify their subscribers, and subscribed objects theirs: parent → child → user."""
 
 
-@dataclass(slots=True)  # made per request: a frozen one costs three times as much
+@dataclass(slots=True)  # made per request: not frozen, which costs more to build (docs/decisions.md)
 class PreparedTrigger:
     recipients: list[RecipientInput]
     recipient_data: dict[RecipientKey, dict[str, Any]]
@@ -292,13 +293,15 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
     current = await runtime.workflows.current(environment_id, args["workflow_key"])
     active = current is None or current.active
     actor = None if prepared.actor is None else key_of(prepared.actor)
-    settings = args["request"].get("settings") or {}
+    # Frozen (`clarion.engine.frozen`), as the runs share them: no run can change them under another.
+    data = freeze_object(prepared.data)
+    settings = freeze_object(args["request"].get("settings") or {})
 
     def run_data(recipient: RecipientKey) -> dict[str, Any]:
         # The trigger's own object for every run without data of its own: what is shared renders once
         # (`clarion.engine.templates.SharedRenders`) and is encoded once.
         own = prepared.recipient_data.get(recipient)
-        return prepared.data if own is None else {**prepared.data, **own}
+        return data if own is None else FrozenDict({**data, **freeze_object(own)})
 
     def new_run(recipient: RecipientKey, via: dict[str, Any] | None, now: datetime) -> RunRecord:
         return RunRecord(
@@ -313,7 +316,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             cancellation_key=args["request"].get("cancellation_key"),
             data=run_data(recipient),
             # Shared by the runs that add nothing to it, like their data.
-            settings=settings if via is None else {**settings, "subscription": via},
+            settings=settings if via is None else FrozenDict({**settings, "subscription": freeze(via)}),
             trigger_source=args["trigger_source"],
             status=RunStatus.QUEUED,
             position=FIRST_POSITION,
@@ -324,11 +327,13 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             updated_at=now,
         )
 
-    async def start(connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]) -> None:
+    async def start(
+        connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]
+    ) -> list[RunProgress]:
         now = utcnow()  # each chunk's own: its delays count from when its runs start
         runs = [new_run(recipient, via, now) for recipient, via in reached]
         progress = await execute_runs(runtime, connection, runs, definition, active=active, now=now)
-        await record_progress(connection, runtime.queue, progress, created=True, now=now)
+        return await record_progress(connection, runtime.queue, progress, created=True, now=now)
 
     async with runtime.database.writer.begin() as connection:
         inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
@@ -339,20 +344,23 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             else:
                 await ensure_recipients(connection, environment_id, TENANTS_COLLECTION, [prepared.tenant.id])
         reached = await _fan_out(connection, environment_id, [key_of(r) for r in prepared.recipients], actor)
-        await start(connection, reached[:RUNS_PER_TRANSACTION])
-        if len(reached) <= RUNS_PER_TRANSACTION:
-            if not await runtime.queue.complete_in(connection, job):
-                raise Superseded
-            return Acknowledged()
+        written = await start(connection, reached[:RUNS_PER_TRANSACTION])
+        finished = len(reached) <= RUNS_PER_TRANSACTION
+        if finished and not await runtime.queue.complete_in(connection, job):
+            raise Superseded
+    count_committed(runtime.metrics, written, created=True)
+    if finished:
+        return Acknowledged()
     # A large fan-out commits its runs a chunk at a time, so that no transaction (SQLite's single writer
     # least of all) grows with it. A job that stops midway starts the rest when run again: runs are
     # unique per (trigger, recipient), so those already started are skipped.
     rest = reached[RUNS_PER_TRANSACTION:]
     for offset in range(0, len(rest), RUNS_PER_TRANSACTION):
         async with runtime.database.writer.begin() as connection:
-            await start(connection, rest[offset : offset + RUNS_PER_TRANSACTION])
+            written = await start(connection, rest[offset : offset + RUNS_PER_TRANSACTION])
             if offset + RUNS_PER_TRANSACTION >= len(rest) and not await runtime.queue.complete_in(
                 connection, job
             ):
                 raise Superseded
+        count_committed(runtime.metrics, written, created=True)
     return Acknowledged()

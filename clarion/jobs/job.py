@@ -6,12 +6,12 @@ least once by a worker; its states, and the outcomes a job handler may return.
                        v        │
     (insert) ──> available ──> executing ──> retryable (raised, attempts left) / discarded (none left)
                                 │   └──> scheduled   (handler returned Snooze)
-                                └──(lease expired)──> available / discarded   (clarion.jobs.lifeline)
+                                └──(worker died or lease expired)──> available / discarded (lifeline)
 
 A job with a `unique_key` is not inserted while another job with that key exists in any state but
 `cancelled` or `discarded`; the insert returns the existing job instead (`JobRecord.conflict`). A kind may
 register a `DiscardHook`, which runs in the very transaction that discards one of its jobs, whichever way
-it is discarded (last attempt failed, or lease expired on the last attempt). How the states are stored and
+it is discarded (last attempt failed, or rescued on its last attempt). How the states are stored and
 changed lives in `clarion.jobs.engines`; running jobs lives in `clarion.jobs.worker`.
 """
 
@@ -124,7 +124,7 @@ Outcome = Snooze | Cancel | Acknowledged | None
 
 JobHandler = Callable[[JobRecord], Awaitable[Outcome]]
 """Runs one job of a kind. It must be idempotent: a job runs at least once, and more than once when a worker
-dies or stalls past its lease."""
+dies or stalls past its heartbeats or its lease."""
 
 DiscardHook = Callable[["AsyncConnection", JobRecord], Awaitable[None]]
 """Reacts to a job of its kind being discarded, with the connection of the discarding transaction (so its

@@ -2,7 +2,8 @@
 `Periodic`, a loop that runs one duty on a jittered interval, logging and carrying on when it fails.
 
 Jitter spreads the duties of many workers started together so they do not hit the store in step. The loops
-themselves live in `producer.py`, `lifeline.py` and `pruner.py`; `worker.py` starts and stops them.
+themselves live in `producer.py`, `heartbeat.py`, `lifeline.py` and `pruner.py`; `worker.py` starts and stops
+them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Periodic(ABC):
     """Runs `tick` every `interval` seconds (jittered) from `start` until `stop`."""
 
     name = "periodic"
+    at_start = False
+    """Whether the first tick runs as soon as the loop starts, rather than an interval later."""
 
     def __init__(self, interval: float) -> None:
         if interval <= 0:
@@ -54,8 +57,11 @@ class Periodic(ABC):
             self._task = None
 
     async def _loop(self) -> None:
+        wait = not self.at_start
         while True:
-            await asyncio.sleep(jittered(self.interval))
+            if wait:
+                await asyncio.sleep(jittered(self.interval))
+            wait = True
             try:
                 await self.tick()
             except Exception:

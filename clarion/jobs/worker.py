@@ -1,17 +1,19 @@
 """The worker: runs the jobs of the configured queues in this process until stopped.
 
-`start` subscribes to wake-ups and starts one producer per queue (`producer.py`), the lifeline and the
-pruner; `stop` stops claiming, gives running jobs `shutdown_grace_seconds` to finish and hands the rest
-back to the queue. Any number of workers may share a store: `clarion serve` runs one beside the API,
-`clarion worker` runs one alone. `drain` runs jobs inline until a queue is empty, for tests and one-off
-tools. Which handler runs which job kind, which kinds react to their jobs being discarded, and which other
-periodic clean-ups run beside the queue's (`housekeeping`), is decided by whoever builds the worker
-(`clarion.runtime`).
+`start` subscribes to wake-ups and starts one producer per queue (`producer.py`), the heartbeat, the
+lifeline and the pruner (and, on SQLite, takes the worker's process lock); `stop` stops claiming, gives
+running jobs `shutdown_grace_seconds` to finish, hands the rest back to the queue, then deletes the
+worker's heartbeat row, so that only a worker that died leaves jobs for the lifelines to rescue. Any
+number of workers may share a store: `clarion serve` runs one beside the API, `clarion worker` runs one
+alone. `drain` runs jobs inline until a queue is empty, for tests and one-off tools. Which handler runs
+which job kind, which kinds react to their jobs being discarded, and which other periodic clean-ups run
+beside the queue's (`housekeeping`), is decided by whoever builds the worker (`clarion.runtime`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -22,12 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from clarion.jobs.engines.base import Listener, QueueEngine
-from clarion.jobs.executor import Executor
+from clarion.jobs.executor import Executor, JobObserver
+from clarion.jobs.heartbeat import Heartbeat, dead_after
 from clarion.jobs.job import DEFAULT_QUEUE, DiscardHook, JobHandler, JobState
 from clarion.jobs.lifeline import Lifeline
 from clarion.jobs.looper import Looper
+from clarion.jobs.process_locks import ProcessLocks
 from clarion.jobs.producer import Producer
 from clarion.jobs.pruner import Pruner
+
+logger = logging.getLogger(__name__)
 
 DRAIN_BATCH = 100
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
@@ -38,11 +44,16 @@ class WorkerOptions:
     queues: Mapping[str, int] = field(default_factory=lambda: {DEFAULT_QUEUE: 10})
     """Queue name → how many of its jobs this worker runs at once."""
     lease_seconds: float = 60.0
-    """How long a claimed job stays this worker's without a heartbeat; renewed every third of it."""
+    """How long a claimed job stays this worker's without its lease being renewed (every third of it):
+    the backstop for a worker whose heartbeat row is missing."""
     poll_seconds: float = 1.0
     """How often an idle producer looks for due jobs without being woken (delays, retries, other
     processes' inserts on SQLite)."""
-    rescue_seconds: float = 15.0
+    heartbeat_seconds: float = 2.0
+    """How often the worker records that it is alive; silent for three of these, it is dead."""
+    rescue_seconds: float = 2.0
+    """How often the lifeline looks for the jobs of dead workers. A dead worker's jobs are rescued at
+    most three heartbeats plus one rescue interval (jittered) after its last beat."""
     prune_seconds: float = 60.0
     retention: timedelta = timedelta(hours=1)
     """How long finished jobs are kept before the pruner deletes them."""
@@ -63,11 +74,14 @@ class Worker:
         options: WorkerOptions | None = None,
         on_discarded: Mapping[str, DiscardHook] | None = None,
         housekeeping: Sequence[Looper] = (),
+        locks: ProcessLocks | None = None,
+        observer: JobObserver | None = None,
     ) -> None:
+        """`locks`: the process locks of the workers sharing this store, on SQLite (`process_locks.py`)."""
         self.engine = engine
         self.options = options or WorkerOptions()
         self.id = worker_id()
-        self.executor = Executor(engine, handlers, on_discarded)
+        self.executor = Executor(engine, handlers, on_discarded, observer)
         self.producers = {
             queue: Producer(
                 engine,
@@ -80,8 +94,17 @@ class Worker:
             )
             for queue, limit in self.options.queues.items()
         }
+        self.locks = locks
+        self.heartbeat = Heartbeat(engine, self.options.heartbeat_seconds, self.id, list(self.options.queues))
         self.loopers: list[Looper] = [
-            Lifeline(engine, self.options.rescue_seconds, on_discarded),
+            Lifeline(
+                engine,
+                self.options.rescue_seconds,
+                on_discarded,
+                rescuer=self.id,
+                dead_after=dead_after(self.options.heartbeat_seconds),
+                locks=locks,
+            ),
             Pruner(engine, self.options.prune_seconds, self.options.retention),
             *housekeeping,
         ]
@@ -93,8 +116,11 @@ class Worker:
             producer.wake()
 
     async def start(self) -> None:
+        if self.locks is not None:
+            self.locks.hold(self.id)
         self._listener = await self.engine.listen(self._wake_up)
-        for looper in [*self.producers.values(), *self.loopers]:
+        loopers: list[Looper] = [self.heartbeat, *self.producers.values(), *self.loopers]
+        for looper in loopers:
             await looper.start()
 
     async def stop(self) -> None:
@@ -102,6 +128,15 @@ class Worker:
             *(p.stop(self.options.shutdown_grace_seconds) for p in self.producers.values()),
             *(looper.stop() for looper in self.loopers),
         )
+        # Beating until the jobs are handed back: a kill during the grace period still leaves them to
+        # the other workers' lifelines.
+        await self.heartbeat.stop()
+        try:
+            await self.engine.retire(self.id)
+        except Exception:
+            logger.exception("could not delete this worker's heartbeat; the lifelines will")
+        if self.locks is not None:
+            self.locks.release(self.id)
         if self._listener is not None:
             await self._listener.close()
             self._listener = None

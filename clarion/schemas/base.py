@@ -52,9 +52,10 @@ class ResponseModel(BaseModel):
     @classmethod
     def trusted(cls, fields: dict[str, Any], extra: dict[str, Any] | None = None) -> Self:
         """An instance from values the store vouches for, unvalidated, as `model_construct` builds it but
-        without its per-call walk over the model's fields, which costs more than the point read behind a
-        get. `fields` must hold every field that has no default; `extra` holds the undeclared keys of
-        models that allow them."""
+        without its per-call walk over the model's fields (docs/decisions.md: why that is worth setting
+        the instance's attributes here; tests/schemas/test_trusted.py holds Pydantic to them). `fields`
+        must hold every field that has no default; `extra` holds the undeclared keys of models that allow
+        them."""
         defaults, required, allows_extra = _construction(cls)
         for name in required:
             if name not in fields:
@@ -76,7 +77,7 @@ class ResponseModel(BaseModel):
             return self.to_wire()
         values = self.__dict__
         fields = {alias: values.get(name) for name, alias in names}
-        extra = self.__pydantic_extra__
+        extra = self.model_extra
         if extra:
             fields.update(extra)
         return fields

@@ -17,9 +17,10 @@ from clarion.channels import ChannelRegistry
 from clarion.errors import FieldError, InvalidInputError
 from clarion.schemas.base import RequestModel, ResponseModel, Timestamp, TypedResponseModel
 from clarion.schemas.channel_data import validate_inline_channel_data
+from clarion.schemas.omittable import Omittable
 from clarion.schemas.preferences import PreferenceSetRequest
 from clarion.schemas.recipient_references import RecipientReference, RecipientRequest, recipient_inputs
-from clarion.schemas.recipients import RecipientUpsertRequest
+from clarion.schemas.recipients import ObjectUpsertRequest, RecipientUpsertRequest
 from clarion.schemas.subscriptions import MAX_RECIPIENTS
 from clarion.schemas.tenants import TenantRequest
 from clarion.schemas.users import RecipientId
@@ -28,7 +29,7 @@ from clarion.store.bulk_operations import BulkOperationRecord, BulkOperationStat
 MAX_BULK_ENTRIES = 1000
 
 
-class BulkSetObjectRequest(RecipientUpsertRequest):
+class BulkSetObjectRequest(ObjectUpsertRequest):
     id: RecipientId
 
     def properties(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -71,7 +72,7 @@ class BulkPreferenceSetRequest(PreferenceSetRequest):
     """A whole preference set for every user of the request; `id` names the set (`default` or a tenant
     id) and the set always replaces the stored one."""
 
-    id: RecipientId | None = None
+    id: Omittable[RecipientId] = None
 
 
 class BulkSetUserPreferencesRequest(RequestModel):

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from clarion.channels import Channel
 from clarion.schemas.base import PageInfo, RequestModel, ResponseModel, Timestamp, TypedResponseModel
+from clarion.schemas.omittable import Omittable
 from clarion.store.messages import (
     ArchivedFilter,
     Engagement,
@@ -38,7 +39,7 @@ def _flat_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-InteractedMetadata = Annotated[dict[str, Any] | None, AfterValidator(_flat_metadata)]
+InteractedMetadata = Annotated[Omittable[dict[str, Any]], AfterValidator(_flat_metadata)]
 
 
 class MessageInteractedRequest(RequestModel):
@@ -125,23 +126,21 @@ class BulkUpdateMessagesForChannelRequest(RequestModel):
     """The filters of a channel's bulk update; each one given narrows the messages, an empty list does not.
     `user_ids` (the JS client's name) and `recipient_ids` (the spec's) both name users."""
 
-    archived: ArchivedFilter | None = None
-    delivery_status: (
+    archived: Omittable[ArchivedFilter] = None
+    delivery_status: Omittable[
         Literal["queued", "sent", "delivered", "delivery_attempted", "undelivered", "not_sent", "bounced"]
-        | None
-    ) = None
-    engagement_status: (
+    ] = None
+    engagement_status: Omittable[
         Literal["seen", "unseen", "read", "unread", "archived", "unarchived", "link_clicked", "interacted"]
-        | None
-    ) = None
-    has_tenant: bool | None = None
-    newer_than: UTCTimestamp | None = None
-    older_than: UTCTimestamp | None = None
-    recipient_ids: FilterValues | None = None
-    user_ids: FilterValues | None = None
-    tenants: FilterValues | None = None
-    trigger_data: Annotated[str, AfterValidator(_flat_trigger_data)] | None = None
-    workflows: FilterValues | None = None
+    ] = None
+    has_tenant: Omittable[bool] = None
+    newer_than: Omittable[UTCTimestamp] = None
+    older_than: Omittable[UTCTimestamp] = None
+    recipient_ids: Omittable[FilterValues] = None
+    user_ids: Omittable[FilterValues] = None
+    tenants: Omittable[FilterValues] = None
+    trigger_data: Omittable[Annotated[str, AfterValidator(_flat_trigger_data)]] = None
+    workflows: Omittable[FilterValues] = None
 
     def message_filter(self, channel_id: str, action: BulkMessageAction, *, until: datetime) -> MessageFilter:
         """The messages the action is still to change: the channel's messages inserted by `until` that

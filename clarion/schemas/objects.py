@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field
 
 from clarion.errors import InvalidInputError
 from clarion.schemas.base import PageInfo, ResponseModel, Timestamp, TypedResponseModel
-from clarion.schemas.recipients import RecipientUpsertRequest
+from clarion.schemas.recipients import ObjectUpsertRequest
 from clarion.store.recipients import RecipientRecord
 from clarion.store.tables import TENANTS_COLLECTION
 
@@ -33,7 +33,7 @@ def validate_collection(collection: str, *, field: str = "collection") -> str:
     )
 
 
-class SetObjectRequest(RecipientUpsertRequest):
+class SetObjectRequest(ObjectUpsertRequest):
     """Set an object: everything beyond `channel_data` and `preferences` is a custom property."""
 
 

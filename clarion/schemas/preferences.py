@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from clarion.schemas.base import RequestModel, TypedResponseModel
+from clarion.schemas.omittable import Omittable
 from clarion.store.preferences import PersistenceStrategy, PreferenceSetRecord
 
 PreferenceStrategy = Literal["merge", "replace"]
@@ -117,12 +118,12 @@ class PreferenceSetChannelTypes(RequestModel):
     """Channel type → preference; unknown channel types are refused."""
 
     strategy: PreferenceStrategy | None = Field(default=None, alias="__strategy__")
-    email: ChannelTypeValue | None = None
-    sms: ChannelTypeValue | None = None
-    push: ChannelTypeValue | None = None
-    chat: ChannelTypeValue | None = None
-    in_app_feed: ChannelTypeValue | None = None
-    http: ChannelTypeValue | None = None
+    email: Omittable[ChannelTypeValue] = None
+    sms: Omittable[ChannelTypeValue] = None
+    push: Omittable[ChannelTypeValue] = None
+    chat: Omittable[ChannelTypeValue] = None
+    in_app_feed: Omittable[ChannelTypeValue] = None
+    http: Omittable[ChannelTypeValue] = None
 
 
 CHANNEL_TYPES = frozenset(name for name in PreferenceSetChannelTypes.model_fields if name != "strategy")
@@ -155,7 +156,7 @@ class PreferenceSetRequest(RequestModel):
     """A whole set. `id` and `__typename` are accepted and ignored, so that a set read from the API can be
     written back as it is; the set id comes from the path."""
 
-    persistence_strategy: LaxPersistenceStrategy | None = Field(
+    persistence_strategy: Omittable[LaxPersistenceStrategy] = Field(
         default=None, alias="__persistence_strategy__"
     )
     id: str | None = None

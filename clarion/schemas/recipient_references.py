@@ -22,7 +22,7 @@ from clarion.errors import FieldError, InvalidInputError
 from clarion.schemas.base import RequestModel
 from clarion.schemas.channel_data import validate_inline_channel_data
 from clarion.schemas.objects import validate_collection
-from clarion.schemas.recipients import RecipientUpsertRequest
+from clarion.schemas.recipients import ObjectUpsertRequest
 from clarion.schemas.users import InlineIdentifyUserRequest, RecipientId
 from clarion.store.recipient_resolution import RecipientInput, RecipientKey, RecipientUpsert
 from clarion.store.recipients import InlineRecipientData
@@ -35,7 +35,7 @@ def _collection(value: str) -> str:
         raise ValueError(exc.errors[0].message) from exc
 
 
-class InlineIdentifyObjectRequest(RecipientUpsertRequest):
+class InlineIdentifyObjectRequest(ObjectUpsertRequest):
     """An object set inline: created or deep-merged before the request uses it."""
 
     id: RecipientId

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 from clarion.schemas.base import OpenRequestModel
+from clarion.schemas.omittable import Omittable
 from clarion.schemas.preferences import validate_inline_set
 
 InlineChannelData = dict[str, dict[str, Any]]
@@ -31,3 +32,11 @@ class RecipientUpsertRequest(OpenRequestModel):
     def properties(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         """What to merge onto the stored recipient: every field the caller sent, inline data aside."""
         return self.model_dump(mode="json", exclude_unset=True, exclude=set(INLINE_FIELDS | exclude))
+
+
+class ObjectUpsertRequest(RecipientUpsertRequest):
+    """An upsert of an object (tenants included, the objects of `$tenants`): Knock's spec lets a user's inline
+    channel data and preferences be null, an object's only be left out."""
+
+    channel_data: Omittable[InlineChannelData] = None
+    preferences: Omittable[InlinePreferences] = None

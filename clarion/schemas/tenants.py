@@ -18,8 +18,9 @@ from clarion.schemas.base import (
     TypedResponseModel,
     custom_properties,
 )
+from clarion.schemas.omittable import Omittable
 from clarion.schemas.preferences import PreferenceSet, PreferenceSetRequest
-from clarion.schemas.recipients import RecipientUpsertRequest
+from clarion.schemas.recipients import ObjectUpsertRequest, RecipientUpsertRequest
 from clarion.schemas.users import RecipientId
 from clarion.store.preferences import DEFAULT_SET_ID, PersistenceStrategy, PreferenceSetRecord
 from clarion.store.recipients import InlineRecipientData
@@ -43,7 +44,7 @@ class TenantSettingsRequest(RequestModel):
 
 
 class SetTenantRequest(RecipientUpsertRequest):
-    settings: TenantSettingsRequest | None = None
+    settings: Omittable[TenantSettingsRequest] = None
 
     def entry(self, tenant_id: str) -> TenantEntry:
         properties = self.properties(exclude=frozenset({"settings"}))
@@ -72,7 +73,7 @@ class SetTenantRequest(RecipientUpsertRequest):
         )
 
 
-class TenantRequest(SetTenantRequest):
+class TenantRequest(ObjectUpsertRequest, SetTenantRequest):
     id: RecipientId
 
     def properties(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:

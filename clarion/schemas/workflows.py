@@ -9,6 +9,7 @@ from pydantic import Field, StringConstraints
 
 from clarion.schemas.base import RequestModel
 from clarion.schemas.bulk_operations import InlineTenantRequest
+from clarion.schemas.omittable import Omittable
 from clarion.schemas.recipient_references import RecipientReference, RecipientRequest
 
 MAX_TRIGGER_RECIPIENTS = 1_000
@@ -49,3 +50,5 @@ class CancelWorkflowRequest(RequestModel):
 
 class LegacyCancelRequest(CancelWorkflowRequest):
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    # Nullable on the workflow's cancel, not on the legacy one (Knock's `Cancel Request`).
+    recipients: Omittable[list[RecipientReference]] = Field(default=None, max_length=MAX_TRIGGER_RECIPIENTS)

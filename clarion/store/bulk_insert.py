@@ -8,11 +8,11 @@ times the database's own work. So each dialect gets the form its driver runs fas
 - PostgreSQL: INSERT … SELECT from the rows bound as one JSONB document, an array of each row's values
   (documents nested as they are, timestamps as text), taken apart by `jsonb_array_elements` and cast
   back per column; the values every row shares (the environment, the time) bound once; RETURNING gives
-  the rows inserted. (An array per column, zipped by `unnest`, cost 15 % more of this process's time in
-  a fan-out: asyncpg checks every element of an array parameter as it encodes it.) `dialect.bound_rows`
+  the rows inserted. (An array per column, zipped by `unnest`, costs this process more in a fan-out:
+  asyncpg checks every element of an array parameter as it encodes it.) `dialect.bound_rows`
   binds its rows the same way, as text only.
 - SQLite: one prepared single-row INSERT run for every row by the driver's `executemany`, in C. (Rows
-  bound as one JSON array read by `json_each` cost three times as much: the documents are escaped into
+  bound as one JSON array read by `json_each` cost several times as much: the documents are escaped into
   the array and unescaped by SQLite.) `executemany` returns no rows, so the inserted rows are known from
   the count it reports: all of them, usually; after a conflict, those whose keys it assigned last, which
   are consecutive, since the caller's transaction holds the single writer's lock.
@@ -193,7 +193,7 @@ class BulkInsert:
         self, sa_dialect: sa.Dialect, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
     ) -> PreparedRows:
         # A NULL every row shares is left out rather than bound for each row: Python
-        # 3.11's sqlite3 binds a None through an AttributeError it formats and drops, ~220 ns each.
+        # 3.11's sqlite3 binds a None through an AttributeError it formats and drops.
         left_null = frozenset(name for name in self._nullable_shared if shared[name] is None)
         statement, order, inserted_query = self._sqlite_statements(sa_dialect, left_null)
         converters = {name: self._converter(name, sa_dialect) for name in order}

@@ -116,8 +116,8 @@ def bound_rows(
     `names` and `bound_row` (each row's place in the list), and the function giving the parameter for a
     list of rows. The rows are a JSON array of arrays, taken apart by `jsonb_array_elements` on
     PostgreSQL and `json_each` on SQLite. One statement thus serves every batch size and is prepared once.
-    (An array per column, zipped by `unnest`, cost asyncpg a check of every element as it encoded them:
-    95 µs of this process's CPU for a statement of six jobs, against 76 for the document.)
+    (An array per column, zipped by `unnest`, costs asyncpg a check of every element as it encodes them,
+    more of this process's CPU than the document.)
 
     Columns are text, given as `str` or None, except those in `json_names`: given as a JSON object or
     array, each is written into the document as it is and comes out a JSON value (JSONB on PostgreSQL,

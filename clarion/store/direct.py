@@ -113,6 +113,10 @@ async def execute_in(connection: AsyncConnection, query: DirectQuery, parameters
 class DirectReader(Protocol):
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]: ...
 
+    def usage(self) -> tuple[int, int]:
+        """(connections running a statement now, connections it may hold), for monitoring."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -138,6 +142,10 @@ class SQLiteDirectReader:
                 lambda: self._connection.execute(compiled.sql, arguments).fetchall(), exc, self._wait_seconds
             )
         return [compiled.row(raw) for raw in rows]
+
+    def usage(self) -> tuple[int, int]:
+        # Its one connection's statements run inline, so none is ever seen running from outside.
+        return 0, 1
 
     async def close(self) -> None:
         self._connection.close()
@@ -166,10 +174,12 @@ class PostgresDirectReader:
     ) -> None:
         self.dsn = dsn
         self.dialect = dialect
+        self.max_size = max_size
         self.wait_seconds = wait_seconds
         self._bounds = asyncpg_bounds(wait_seconds) if wait_seconds is not None else {}
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[asyncpg.Connection] = []
+        self._busy = 0
 
     async def _connect(self) -> asyncpg.Connection:
         # One bound for the connection and its set-up statements together, as for a single wait.
@@ -205,17 +215,24 @@ class PostgresDirectReader:
         compiled = query.compiled_for(self.dialect)
         arguments = compiled.parameters(parameters)
         async with self._slots:
-            connection = await self._idle_connection()
+            self._busy += 1
             try:
-                rows = await connection.fetch(compiled.sql, *arguments)
-            except asyncpg.PostgresError:
-                self._idle.append(connection)  # refused by the server, which leaves the connection ready
-                raise
-            except BaseException:
-                connection.terminate()  # cut off mid-statement (cancelled, connection lost): never reused
-                raise
-            self._idle.append(connection)
+                connection = await self._idle_connection()
+                try:
+                    rows = await connection.fetch(compiled.sql, *arguments)
+                except asyncpg.PostgresError:
+                    self._idle.append(connection)  # refused by the server, which leaves it ready
+                    raise
+                except BaseException:
+                    connection.terminate()  # cut off mid-statement (cancelled, connection lost): never reused
+                    raise
+                self._idle.append(connection)
+            finally:
+                self._busy -= 1
         return [compiled.row(tuple(raw)) for raw in rows]
+
+    def usage(self) -> tuple[int, int]:
+        return self._busy, self.max_size
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

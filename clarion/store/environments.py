@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from clarion.errors import ConflictError, InvalidInputError, NotFoundError
+from clarion.store import dialect
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
 from clarion.store.tables import api_keys, environments
@@ -60,27 +61,42 @@ class EnvironmentStore:
         self.database = database
 
     async def create(self, name: str) -> Environment:
+        """A new environment with one key of each kind; `ConflictError` when the name is taken."""
+        created = await self._insert(name)
+        if created is None:
+            raise ConflictError(f"An environment named {name!r} already exists")
+        return created
+
+    async def _insert(self, name: str) -> Environment | None:
+        """Insert the environment and its keys in one transaction, or nothing when one of that name exists
+        (None). The insert skips a conflicting name instead of failing on it: processes starting together
+        all ensure the same environments, and a read-then-insert lets two of them both insert."""
         environment = Environment(id=str(uuid.uuid4()), name=name)
         now = utcnow()
         async with self.database.writer.begin() as connection:
-            exists = await connection.scalar(sa.select(environments.c.id).where(environments.c.name == name))
-            if exists is not None:
-                raise ConflictError(f"An environment named {name!r} already exists")
-            await connection.execute(
-                environments.insert().values(
-                    id=environment.id, name=name, enhanced_security=False, inserted_at=now
-                )
+            inserted = await connection.execute(
+                dialect.insert_ignore(
+                    environments,
+                    self.database.dialect_name,
+                    {"id": environment.id, "name": name, "enhanced_security": False, "inserted_at": now},
+                    conflict=["name"],
+                ).returning(environments.c.id)
             )
-            for kind in KeyKind:
-                await connection.execute(
-                    api_keys.insert().values(
-                        id=str(uuid.uuid4()),
-                        environment_id=environment.id,
-                        kind=kind.value,
-                        key=new_key(kind),
-                        inserted_at=now,
-                    )
-                )
+            if inserted.first() is None:
+                return None
+            await connection.execute(
+                api_keys.insert(),
+                [
+                    {
+                        "id": str(uuid.uuid4()),
+                        "environment_id": environment.id,
+                        "kind": kind.value,
+                        "key": new_key(kind),
+                        "inserted_at": now,
+                    }
+                    for kind in KeyKind
+                ],
+            )
         return environment
 
     async def get_by_name(self, name: str) -> Environment | None:
@@ -96,17 +112,18 @@ class EnvironmentStore:
             return [_environment(row._mapping) for row in rows]
 
     async def ensure(self, name: str) -> tuple[Environment, bool]:
-        """The environment called `name`, created with one key of each kind if it does not exist yet."""
+        """The environment called `name`, created with one key of each kind if it does not exist yet; True
+        when this call created it. Safe to call from any number of processes at once."""
         existing = await self.get_by_name(name)
         if existing is not None:
             return existing, False
-        try:
-            return await self.create(name), True
-        except ConflictError:
-            # Another process created it between our read and our write.
-            created = await self.get_by_name(name)
-            assert created is not None
-            return created, False
+        created = await self._insert(name)
+        if created is not None:
+            return created, True
+        # Another process inserted it after our read; its transaction has committed by now.
+        winner = await self.get_by_name(name)
+        assert winner is not None, "environments are never deleted"
+        return winner, False
 
     async def set_signing_key(self, name: str, public_key_pem: str) -> Environment:
         """Set the PEM-encoded RSA public key that verifies the environment's signed user tokens."""

@@ -59,7 +59,7 @@ def new_ksuid() -> str:
 
 
 def new_uuid() -> str:
-    """A random (version 4) UUID, as text: formatted here, since `uuid.UUID` costs twice as much."""
+    """A random (version 4) UUID, as text: formatted here, since `uuid.UUID` costs more."""
     raw = bytearray(_random.take(16))
     raw[6] = raw[6] & 0x0F | 0x40  # version 4
     raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant

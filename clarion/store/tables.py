@@ -1,6 +1,6 @@
 """Every table of Clarion on one MetaData. Each row belongs to one environment (`environment_id`), except
-the environments themselves, the job queue (whose jobs carry the environment in their args) and the rate-limit
-counters (whose bucket keys embed it).
+the environments themselves, the job queue (whose jobs carry the environment in their args) and its workers'
+heartbeats, and the rate-limit counters (whose bucket keys embed it).
 
 Recipients are addressed uniformly as (collection, id): users live in the reserved collection `$users`,
 tenants in `$tenants`, and objects in their own collection, so channel data, preferences and subscriptions
@@ -255,6 +255,18 @@ jobs = sa.Table(
         sqlite_where=JOBS_UNIQUE_KEY_HELD,
         postgresql_where=JOBS_UNIQUE_KEY_HELD,
     ),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    # The worker's id, as its claimed jobs name it in `jobs.attempted_by` (host:pid:random).
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("queues", JSONType, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    # The last heartbeat, on the database's clock: a worker silent for a few heartbeats is dead and its
+    # jobs are rescued (`clarion.jobs.lifeline`).
+    sa.Column("beat_at", UTCDateTime, nullable=False),
 )
 
 rate_limit_counters = sa.Table(

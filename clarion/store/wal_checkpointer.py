@@ -3,8 +3,8 @@ that commits appended to the write-ahead log back into the database file.
 
 By default SQLite does this inside the commit that takes the log past 1,000 pages, on the committing
 connection. Clarion's writer runs inline on the event loop (`clarion.store.sqlite_driver`), so that commit
-held the loop while SQLite copied every page and synced both files: in a 1,000-recipient fan-out, which
-writes more than that in one transaction, the commit took 15 to 25 ms instead of 2 to 5. Here the writer only
+held the loop while SQLite copied every page and synced both files, in every fan-out large enough to
+write more than that in one transaction, several times as long as the commit itself. Here the writer only
 nudges this thread after each commit; the thread runs a PASSIVE checkpoint, which waits for no reader or
 writer, with the GIL released for its whole duration, so on a second core it costs the loop nothing. It
 checkpoints at most once per `pause`, so that a stream of small commits does not become a stream of

@@ -43,7 +43,7 @@ FINISHED = (RunStatus.COMPLETED.value, RunStatus.CANCELLED.value)
 FIRST_POSITION = "0"
 
 
-@dataclass(slots=True)  # made per run: a frozen one costs four times as much
+@dataclass(slots=True)  # made per run: not frozen, which costs more to build (docs/decisions.md)
 class RunRecord:
     id: str
     environment_id: str
@@ -77,7 +77,7 @@ class RunRecord:
         updated_at: datetime,
     ) -> RunRecord:
         """The run where it stands now, with what it has recorded. Built field by field: once per run of a
-        fan-out, `dataclasses.replace` cost six times as much."""
+        fan-out, `dataclasses.replace` costs several times as much (docs/decisions.md)."""
         return RunRecord(
             id=self.id,
             environment_id=self.environment_id,
@@ -101,7 +101,7 @@ class RunRecord:
         )
 
 
-@dataclass(slots=True)  # made per run: a frozen one costs four times as much
+@dataclass(slots=True)  # made per run: not frozen, which costs more to build (docs/decisions.md)
 class RunEvent:
     event: str
     status: str = "ok"
@@ -111,7 +111,7 @@ class RunEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)  # made per run: a frozen one costs four times as much
+@dataclass(slots=True)  # made per run: not frozen, which costs more to build (docs/decisions.md)
 class RunEventRecord:
     """An event as a run stores it. Its id is derived from the run and its place there when read, unless
     it kept the one it had before events moved onto runs (`id`)."""

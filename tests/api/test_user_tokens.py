@@ -185,3 +185,16 @@ async def test_signing_key_must_be_an_rsa_public_key_pem(env: EnvFixture) -> Non
         await env.runtime.environments.set_signing_key(env.name, "hello")
     stored = await env.runtime.environments.get_by_name(env.name)
     assert stored is not None and stored.signing_public_key is None
+
+
+async def test_token_without_an_expiry_is_refused_saying_so(
+    env: EnvFixture, signing_key: rsa.RSAPrivateKey
+) -> None:
+    await with_signing_key(env, signing_key)
+    token = jwt.encode({"sub": "u1", "iat": int(time.time())}, signing_key, algorithm="RS256")
+    headers = token_header(token)
+    response = await env.put("/v1/users/u1", json={"name": "Ann"}, kind=PUBLISHABLE, headers=headers)
+    body = assert_error(response, 401, "invalid_user_token")
+    expected = "The user token has no exp claim: sign it with an expiry time, as Knock's SDKs do"
+    assert body["message"] == expected
+    await assert_user_absent(env)

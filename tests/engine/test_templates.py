@@ -194,10 +194,12 @@ def test_render_markdown_keeps_newlines_inside_code_and_breaks() -> None:
     assert render_markdown("one  \ntwo") == "<p>one<br />\ntwo</p>"
 
 
-def test_render_markdown_passes_raw_html_through() -> None:
-    assert (
-        render_markdown('Hi <span class="name">Ellie</span>') == '<p>Hi <span class="name">Ellie</span></p>'
+def test_render_markdown_turns_raw_html_and_unsafe_links_into_text() -> None:
+    assert render_markdown('Hi <span class="name">Ellie</span>') == (
+        "<p>Hi &lt;span class=&quot;name&quot;&gt;Ellie&lt;/span&gt;</p>"
     )
+    assert render_markdown("<img src=x onerror=alert(1)>") == "<p>&lt;img src=x onerror=alert(1)&gt;</p>"
+    assert render_markdown("[go](javascript:alert(1))") == "<p>[go](javascript:alert(1))</p>"
 
 
 class CountingRenderer(TemplateRenderer):

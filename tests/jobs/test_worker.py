@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+
+from clarion.config import settings_from_env
 from clarion.jobs.job import Job, JobRecord, JobState, Outcome
 from clarion.jobs.worker import Worker, WorkerOptions
-from clarion.runtime import Runtime
+from clarion.runtime import Runtime, build_worker, process_locks
+from clarion.store.tables import workers
 
 
 async def done(job: JobRecord) -> Outcome:
@@ -59,3 +64,46 @@ async def test_drain_runs_a_queue_until_empty(runtime: Runtime, queue: str) -> N
     assert seen == [1, 2, 3]
     assert await worker.drain(with_scheduled=True) == {JobState.COMPLETED: 1}
     assert seen == [1, 2, 3, 10]
+
+
+async def test_a_worker_beats_while_it_runs_and_leaves_no_trace_once_stopped(
+    runtime: Runtime, queue: str
+) -> None:
+    locks = process_locks(runtime.database)
+    worker = Worker(
+        runtime.queue, {"ok": done}, WorkerOptions(queues={queue: 1}, heartbeat_seconds=0.05), locks=locks
+    )
+    beats: set[datetime] = set()
+
+    async def beat_at() -> datetime | None:
+        async with runtime.database.reader.connect() as connection:
+            row = (await connection.execute(sa.select(workers).where(workers.c.id == worker.id))).first()
+        return None if row is None else row.beat_at
+
+    await worker.start()
+    try:
+        assert locks is None or worker.id in {path.stem for path in locks.directory.iterdir()}
+        async with asyncio.timeout(10):
+            while len(beats) < 3:
+                beat = await beat_at()
+                if beat is not None:
+                    beats.add(beat)
+                await asyncio.sleep(0.02)
+    finally:
+        await worker.stop()
+    assert await beat_at() is None
+    assert locks is None or worker.id not in {path.stem for path in locks.directory.iterdir()}
+
+
+async def test_clarion_workers_take_their_intervals_from_the_settings(runtime: Runtime) -> None:
+    settings = settings_from_env(
+        {
+            "CLARION_JOB_LEASE_SECONDS": "90",
+            "CLARION_HEARTBEAT_SECONDS": "0.5",
+            "CLARION_RESCUE_SECONDS": "4",
+        }
+    )
+    worker = build_worker(dataclasses.replace(runtime, settings=settings))
+    options = worker.options
+    assert (options.lease_seconds, options.heartbeat_seconds, options.rescue_seconds) == (90, 0.5, 4)
+    assert (worker.locks is not None) == (runtime.database.dialect_name == "sqlite")

@@ -1,8 +1,11 @@
-"""A worker in a process of its own, for the kill -9 test (`tests/jobs/test_lifeline.py`).
+"""A worker in a process of its own, for the kill -9 tests (`tests/jobs/test_lifeline.py`).
 
-`python -m tests.jobs.worker_process DATABASE_URL QUEUE MARKER` runs the `test.crash_once` kind on QUEUE
-with a one-second lease. Each attempt appends `start <attempt>` to the MARKER file; the first attempt then
-hangs (so the test can kill the process mid-job), later ones append `done` and complete.
+`python -m tests.jobs.worker_process DATABASE_URL QUEUE MARKER LEASE HEARTBEAT RESCUE LOCKS` runs the
+`test.crash_once` kind on QUEUE with the given lease, heartbeat and rescue intervals (seconds), holding a
+process lock on SQLite as Clarion's workers do when LOCKS is `locks` (`nolocks`: a worker that leaves no
+lock behind, whose death only its heartbeat or its lease reveal). Each attempt appends `start <attempt>` to
+the MARKER file; the first attempt then hangs (so the test can kill the process mid-job), later ones append
+`done` and complete.
 """
 
 from __future__ import annotations
@@ -13,13 +16,11 @@ from pathlib import Path
 
 from clarion.jobs.job import JobRecord, Outcome
 from clarion.jobs.worker import Worker, WorkerOptions
-from clarion.runtime import create_queue_engine
+from clarion.runtime import create_queue_engine, process_locks
 from clarion.store.db import create_database
 
-LEASE_SECONDS = 1.0
 
-
-async def main(database_url: str, queue: str, marker: Path) -> None:
+async def main(database_url: str, queue: str, marker: Path, options: WorkerOptions, locks: bool) -> None:
     database = create_database(database_url)
 
     async def crash_once(job: JobRecord) -> Outcome:
@@ -31,10 +32,12 @@ async def main(database_url: str, queue: str, marker: Path) -> None:
             lines.write("done\n")
         return None
 
-    options = WorkerOptions(
-        queues={queue: 1}, lease_seconds=LEASE_SECONDS, poll_seconds=0.1, rescue_seconds=0.2
+    worker = Worker(
+        create_queue_engine(database),
+        {"test.crash_once": crash_once},
+        options,
+        locks=process_locks(database) if locks else None,
     )
-    worker = Worker(create_queue_engine(database), {"test.crash_once": crash_once}, options)
     try:
         await worker.run_until_signalled()
     finally:
@@ -42,4 +45,12 @@ async def main(database_url: str, queue: str, marker: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
+    url, name, path, lease, heartbeat, rescue, lock_mode = sys.argv[1:8]
+    chosen = WorkerOptions(
+        queues={name: 1},
+        lease_seconds=float(lease),
+        poll_seconds=0.1,
+        heartbeat_seconds=float(heartbeat),
+        rescue_seconds=float(rescue),
+    )
+    asyncio.run(main(url, name, Path(path), chosen, lock_mode == "locks"))

@@ -1,13 +1,23 @@
-"""`ResponseModel.trusted` builds what `model_construct` builds, only faster: same fields, same wire form."""
+"""`ResponseModel.trusted` builds what `model_construct` builds, only faster: same fields, same wire form.
+
+`trusted` sets a model instance's attributes itself, as `model_construct` does (docs/decisions.md says why).
+Pydantic is pinned exactly; the layout tests below fail loudly if a release changes what an instance holds.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
+import clarion.schemas
 from clarion.api.responses import encode_json
-from clarion.schemas.base import custom_properties
+from clarion.schemas.base import ResponseModel, custom_properties
 from clarion.schemas.objects import Object
 from clarion.schemas.tenants import TenantSettings
 from clarion.schemas.users import User
@@ -42,3 +52,37 @@ def test_extra_keys_are_dropped_on_models_that_do_not_keep_them() -> None:
 def test_a_missing_required_field_is_refused() -> None:
     with pytest.raises(TypeError, match="collection"):
         Object.trusted({"id": "o", "updated_at": NOW, "properties": {}})
+
+
+def _response_models() -> Iterator[type[ResponseModel]]:
+    for module in pkgutil.iter_modules(clarion.schemas.__path__):
+        importlib.import_module(f"clarion.schemas.{module.name}")
+    pending = [ResponseModel]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        yield model
+
+
+def test_an_instance_holds_exactly_what_trusted_sets() -> None:
+    assert BaseModel.__slots__ == (
+        "__dict__",
+        "__pydantic_fields_set__",
+        "__pydantic_extra__",
+        "__pydantic_private__",
+    )
+
+
+RESPONSE_MODELS: list[type[ResponseModel]] = sorted(_response_models(), key=lambda model: model.__qualname__)
+
+
+@pytest.mark.parametrize("model", RESPONSE_MODELS, ids=str)
+def test_trusted_sets_every_attribute_as_model_construct_does(model: type[ResponseModel]) -> None:
+    fields: dict[str, Any] = {
+        name: f"{name}-value" for name, field in model.model_fields.items() if field.is_required()
+    }
+    extra: dict[str, Any] = {"custom": {"nested": [1]}}
+    trusted = model.trusted(fields, extra)
+    constructed = model.model_construct(**extra, **fields)
+    for attribute in BaseModel.__slots__:
+        assert getattr(trusted, attribute) == getattr(constructed, attribute), attribute

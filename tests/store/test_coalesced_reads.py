@@ -41,6 +41,9 @@ class CountingReader:
             raise self.fail
         return await self.reader.fetch_all(query, **parameters)
 
+    def usage(self) -> tuple[int, int]:
+        return self.reader.usage()
+
     async def close(self) -> None:
         await self.reader.close()
 

@@ -7,9 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.endpoint import RequestContext, path_param, route
-from clarion.api.message_query import timestamp_param
 from clarion.api.pagination import page_info, page_request
-from clarion.api.query import query_bool, query_choices, query_references
+from clarion.api.query import query_bool, query_choices, query_references, query_timestamp
 from clarion.api.responses import JSONResponse
 from clarion.errors import InvalidInputError, NotFoundError
 from clarion.schemas.objects import validate_collection
@@ -49,15 +48,14 @@ def _recipient(request: Request) -> RecipientKey | None:
 async def list_runs(request: Request, context: RequestContext) -> Response:
     page = page_request(request)
     query = request.query_params
-    starting_at, ending_at = query.get("starting_at"), query.get("ending_at")
     filters = RunFilter(
         workflow_key=query.get("workflow") or None,
         recipient=_recipient(request),
         tenant=query.get("tenant") or None,
         statuses=tuple(sorted(query_choices(request, "status", frozenset(s.value for s in RunStatus)))),
         has_errors=query_bool(request, "has_errors") if "has_errors" in query else None,
-        starting_at=timestamp_param("starting_at", starting_at) if starting_at else None,
-        ending_at=timestamp_param("ending_at", ending_at) if ending_at else None,
+        starting_at=query_timestamp(request, "starting_at"),
+        ending_at=query_timestamp(request, "ending_at"),
     )
     records, result = await context.runtime.workflow_runs.page(context.environment_id, filters, page)
     return JSONResponse(

@@ -44,7 +44,7 @@ async def trigger_workflow(request: Request, context: RequestContext) -> Respons
         idempotency_key=_idempotency_key(request),
     )
     headers = {"idempotent-replayed": "true"} if accepted.replayed else None
-    # A dict rather than a response model, which cost three times as much to build and encode.
+    # A dict rather than a response model, which costs more to build and encode (docs/decisions.md).
     return JSONResponse({"workflow_run_id": accepted.workflow_run_id}, headers=headers)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.channels import Channel
 from clarion.engine.conditions import ConditionScope, conditions_hold, parse_condition_list
+from clarion.engine.frozen import FrozenDict, FrozenList, freeze
 from clarion.engine.preference_evaluation import (
     PreferenceLayers,
     SendContext,
@@ -282,19 +283,21 @@ class _Sending:
         key = (run.actor, id(run.data), now)
         trigger = self.triggers.get(key)
         if trigger is None:
-            actor = None if run.actor is None else run.actor.reference()
-            activities = [{"actor": actor, "data": run.data, "inserted_at": format_timestamp(now)}]
-            trigger = self.triggers[key] = _Trigger(run.data, [] if actor is None else [actor], activities)
+            actor = None if run.actor is None else freeze(run.actor.reference())
+            activity = FrozenDict({"actor": actor, "data": run.data, "inserted_at": format_timestamp(now)})
+            actors = FrozenList([] if actor is None else [actor])
+            trigger = self.triggers[key] = _Trigger(run.data, actors, FrozenList([activity]))
         return trigger
 
 
 @dataclass(frozen=True)
 class _Trigger:
     """A message's actors and activities, one list of each for all the messages of a trigger's runs, which
-    their insert encodes once (`clarion.store.bulk_insert`)."""
+    their insert encodes once (`clarion.store.bulk_insert`); frozen, as the messages share them."""
 
     data: dict[str, Any]
-    """The trigger's data, kept alive with the entry that its identity keys."""
+    """The trigger's data, kept alive with the entry that its identity keys: frozen when the runs share
+    it (`clarion.engine.frozen`), so that its identity stands for its content."""
     actors: list[Any]
     activities: list[dict[str, Any]]
 

@@ -11,7 +11,7 @@ from clarion.store.messages import NewMessage
 from clarion.store.workflow_runs import RunEvent
 
 
-@dataclass(slots=True)  # made per run: a frozen one costs four times as much
+@dataclass(slots=True)  # made per run: not frozen, which costs more to build (docs/decisions.md)
 class StepResult:
     events: list[RunEvent] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)

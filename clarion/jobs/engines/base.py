@@ -1,31 +1,32 @@
 """The queue engine: the `QueueEngine` protocol every store implements, and `SQLQueueEngine`, the SQLAlchemy
 Core implementation both engines share.
 
-Guarantees: a job is claimed by one worker at a time (`claim` hands each available job to exactly one
-caller); a claim carries a lease (`lease_expires_at`) that the worker extends while the job runs, and a job
-whose lease expires is rescued by `rescue` (at-least-once: a worker that stalls past its lease may see its
-job run twice). Lease extensions and acknowledgements (`complete`, `retry`, `snooze`, `cancel`) name the
-attempt they are for and change a job only while it still executes that attempt for that worker, so a late
-acknowledgement of a rescued job changes nothing, even when the same worker has claimed the job again. A
-job is discarded in one transaction with its kind's `DiscardHook`, whether its last attempt failed
-(`retry`) or its lease expired on the last attempt (`rescue`). `insert` runs in the caller's transaction:
-the job exists, and wakes a worker, only if that transaction commits.
+Guarantees: a job is claimed by one worker at a time (`claim` hands each available job to exactly one caller);
+a claim carries a lease (`lease_expires_at`) that the worker extends while the job runs, and a job whose lease
+expires, or whose worker is dead (its heartbeat, `beat`, silent too long, or named dead by the caller), is
+rescued by `rescue` (at-least-once: a worker that stalls past its lease or its heartbeats may see its job run
+twice). Lease extensions and acknowledgements (`complete`, `retry`, `snooze`, `cancel`) name the attempt they
+are for and change a job only while it still executes that attempt for that worker, so a late acknowledgement
+of a rescued job changes nothing, even when the same worker has claimed the job again. A job is discarded in
+one transaction with its kind's `DiscardHook`, whether its last attempt failed (`retry`) or it was rescued on
+its last attempt (`rescue`). `insert` runs in the caller's transaction: the job exists, and wakes a worker,
+only if that transaction commits.
 
-Time is the database's: every instant the queue stores or compares (due times, leases, rescues, prune
-cutoffs) comes from the store's own clock, so workers on hosts whose clocks disagree still agree on whose
-lease has run out. Only instants a caller passes in (`Job.scheduled_at`, `stage(until=…)`) are the caller's
-host time. Tests may hand the engine a clock to move time themselves.
+Time is the database's: every instant the queue stores or compares (due times, leases, heartbeats, rescues,
+prune cutoffs) comes from the store's own clock, so workers on hosts whose clocks disagree still agree on
+whose lease has run out and whose heartbeat is silent. Only instants a caller passes in (`Job.scheduled_at`,
+`stage(until=…)`) are the caller's host time. Tests may hand the engine a clock to move time themselves.
 
 What differs per store (the locking update, wake-ups, the clock and JSON expressions) lives in
-`engines/postgres.py` and `engines/sqlite.py`; the loops that call the engine live in
-`clarion.jobs.producer`, `lifeline` and `pruner`.
+`engines/postgres.py` and `engines/sqlite.py`; the loops that call the engine live in `clarion.jobs.producer`,
+`heartbeat`, `lifeline` and `pruner`.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -44,7 +45,7 @@ from clarion.store import dialect
 from clarion.store.db import Database
 from clarion.store.direct import DirectQuery, fetch_in
 from clarion.store.recipients import RowParameters
-from clarion.store.tables import JOBS_UNIQUE_KEY_HELD, JOBS_WAITING, UTCDateTime, jobs
+from clarion.store.tables import JOBS_UNIQUE_KEY_HELD, JOBS_WAITING, UTCDateTime, jobs, workers
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,16 @@ class QueueEngine(Protocol):
     ) -> JobState | None: ...
     async def snooze(self, job: JobRecord, seconds: float) -> bool: ...
     async def cancel(self, job: JobRecord, reason: str) -> bool: ...
+    async def beat(self, worker_id: str, queues: Sequence[str]) -> None: ...
+    async def retire(self, worker_id: str) -> None: ...
     async def rescue(
-        self, limit: int = ..., on_discarded: Mapping[str, DiscardHook] | None = None
+        self,
+        limit: int = ...,
+        on_discarded: Mapping[str, DiscardHook] | None = None,
+        *,
+        dead_after: float | None = None,
+        dead_workers: Collection[str] = (),
+        rescuer: str | None = None,
     ) -> tuple[int, int]: ...
     async def prune(self, older_than: timedelta, limit: int = ...) -> int: ...
     async def listen(self, wake_up: WakeUp) -> Listener: ...
@@ -518,24 +527,83 @@ class SQLQueueEngine(ABC):
 
     # -- housekeeping -------------------------------------------------------------------------------
 
-    async def rescue(
-        self, limit: int = 1_000, on_discarded: Mapping[str, DiscardHook] | None = None
-    ) -> tuple[int, int]:
-        """Return up to `limit` executing jobs whose lease has expired to `available`, or discard those
-        that have used all their attempts, in one statement; each discarded job's kind's hook in
-        `on_discarded` runs in the same transaction. Returns (rescued, discarded)."""
+    async def beat(self, worker_id: str, queues: Sequence[str]) -> None:
+        """Record that `worker_id`, running `queues`, is alive now; its first beat registers it. A worker
+        taken for dead while it was only silent registers again with its next beat."""
         now = self._now()
-        stalled = (
-            sa.select(jobs.c.id)
-            .where(jobs.c.state == JobState.EXECUTING.value, jobs.c.lease_expires_at < now)
-            .order_by(jobs.c.id)
-            .limit(limit)
+        async with self.database.writer.begin() as connection:
+            await connection.execute(
+                dialect.insert(workers, connection.dialect.name)
+                .values(id=worker_id, queues=list(queues), started_at=now, beat_at=now)
+                .on_conflict_do_update(index_elements=[workers.c.id], set_={"beat_at": now})
+            )
+
+    async def retire(self, worker_id: str) -> None:
+        """Forget `worker_id`, which has stopped cleanly and handed its jobs back."""
+        async with self.database.writer.begin() as connection:
+            await connection.execute(workers.delete().where(workers.c.id == worker_id))
+
+    def _dead(
+        self, dead_after: float | None, dead_workers: Collection[str], rescuer: str | None
+    ) -> sa.ColumnElement[bool] | None:
+        """Which `workers` rows are dead: those named in `dead_workers`, and those whose last beat is
+        more than `dead_after` seconds old; never the `rescuer`'s own. None when no rule applies."""
+        conditions: list[sa.ColumnElement[bool]] = []
+        if dead_workers:
+            conditions.append(workers.c.id.in_(sorted(dead_workers)))
+        if dead_after is not None:
+            conditions.append(workers.c.beat_at < self._now(-dead_after))
+        if not conditions:
+            return None
+        dead = sa.or_(*conditions)
+        return dead if rescuer is None else sa.and_(dead, workers.c.id != rescuer)
+
+    async def rescue(
+        self,
+        limit: int = 1_000,
+        on_discarded: Mapping[str, DiscardHook] | None = None,
+        *,
+        dead_after: float | None = None,
+        dead_workers: Collection[str] = (),
+        rescuer: str | None = None,
+    ) -> tuple[int, int]:
+        """Return up to `limit` executing jobs whose lease has expired, or whose worker is dead, to
+        `available`, or discard those that have used all their attempts, in one statement; each discarded
+        job's kind's hook in `on_discarded` runs in the same transaction. A worker is dead when it is named
+        in `dead_workers` or, with `dead_after`, when its last heartbeat is more than `dead_after` seconds
+        old; the `rescuer` is alive, whatever its heartbeat says. The rows of dead workers none of whose
+        jobs still execute are deleted in the same transaction. An idle rescue only reads. Returns
+        (rescued, discarded)."""
+        now = self._now()
+        lease_expired = jobs.c.lease_expires_at < now
+        dead = self._dead(dead_after, dead_workers, rescuer)
+        stalled_condition: sa.ColumnElement[bool] = lease_expired
+        if dead is not None:
+            orphaned: sa.ColumnElement[bool] = jobs.c.attempted_by.in_(sa.select(workers.c.id).where(dead))
+            if dead_workers:
+                # Also when the dead worker has no row: it died before its first heartbeat was written.
+                orphaned = sa.or_(orphaned, jobs.c.attempted_by.in_(sorted(dead_workers)))
+            stalled_condition = sa.or_(lease_expired, orphaned)
+        stalled_condition = sa.and_(jobs.c.state == JobState.EXECUTING.value, stalled_condition)
+        probe = sa.select(
+            sa.exists().where(stalled_condition),
+            sa.false() if dead is None else sa.exists().where(dead),
         )
+        async with self.database.reader.connect() as connection:
+            any_stalled, any_dead = (await connection.execute(probe)).one()
+        if not (any_stalled or any_dead):
+            return 0, 0
+        stalled = sa.select(jobs.c.id).where(stalled_condition).order_by(jobs.c.id).limit(limit)
         exhausted = jobs.c.attempt >= jobs.c.max_attempts
-        error = (
-            sa.literal("rescued: the lease of worker ", sa.String)
-            + sa.func.coalesce(jobs.c.attempted_by, sa.literal("?", sa.String))
-            + sa.literal(" expired", sa.String)
+        worker = sa.func.coalesce(jobs.c.attempted_by, sa.literal("?", sa.String))
+        error = sa.case(
+            (
+                lease_expired,
+                sa.literal("rescued: the lease of worker ", sa.String)
+                + worker
+                + sa.literal(" expired", sa.String),
+            ),
+            else_=sa.literal("rescued: worker ", sa.String) + worker + sa.literal(" died", sa.String),
         )
         values = {
             "state": sa.case((exhausted, JobState.DISCARDED.value), else_=JobState.AVAILABLE.value),
@@ -545,9 +613,11 @@ class SQLQueueEngine(ABC):
             "errors": self._with_error(error),
         }
         hooks = on_discarded or {}
+        changed: list[JobRecord] = []
         async with self.database.writer.begin() as connection:
-            rows = (await connection.execute(self._update_locked(stalled, values))).all()
-            changed = sorted((job_record(row) for row in rows), key=lambda job: job.id)
+            if any_stalled:
+                rows = (await connection.execute(self._update_locked(stalled, values))).all()
+                changed = sorted((job_record(row) for row in rows), key=lambda job: job.id)
             discarded = [job for job in changed if job.state is JobState.DISCARDED]
             for job in discarded:
                 hook = hooks.get(job.kind)
@@ -556,6 +626,13 @@ class SQLQueueEngine(ABC):
             queues = {job.queue for job in changed if job.state is JobState.AVAILABLE}
             if queues:
                 await self._notify(connection, sorted(queues))
+            if dead is not None and any_dead:
+                # A dead worker's job that a concurrent rescue holds still executes here: the worker's
+                # row stays until a later pass finds none.
+                executing = sa.exists().where(
+                    jobs.c.state == JobState.EXECUTING.value, jobs.c.attempted_by == workers.c.id
+                )
+                await connection.execute(workers.delete().where(dead, ~executing))
         return len(changed) - len(discarded), len(discarded)
 
     async def prune(self, older_than: timedelta, limit: int = 10_000) -> int:

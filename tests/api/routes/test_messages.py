@@ -448,3 +448,16 @@ async def test_a_signed_user_acts_on_its_own_messages_only(env: EnvFixture, tmp_
     # Without a token the publishable key is not tied to a user, as in Knock without enhanced security.
     untied = await env.put(f"/v1/messages/{bob_message['id']}/read", kind=KeyKind.PUBLISHABLE)
     assert untied.status_code == 200
+
+
+async def test_an_activity_without_an_actor_says_null_as_knocks_example_does(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "alpha", feed_workflow(["social"]))
+    await env.put("/v1/users/ada", json={"name": "Ada"})
+    response = await env.post("/v1/workflows/alpha/trigger", json={"recipients": ["ada"], "data": {"n": 0}})
+    assert response.status_code == 200, response.text
+    await run_workflow_jobs(env.runtime)
+    [message] = (await env.get("/v1/users/ada/messages")).json()["items"]
+    [activity] = (await env.get(f"/v1/messages/{message['id']}/activities")).json()["items"]
+    assert "actor" in activity and activity["actor"] is None

@@ -100,6 +100,25 @@ async def test_a_trigger_identifies_inline_recipients_and_puts_a_message_in_each
     assert {run["actor"] for run in runs} == {"carol"}
 
 
+async def test_html_in_trigger_data_reaches_the_feed_as_text_never_as_markup(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    attack = "<img src=x onerror=alert(1)> [link](javascript:alert(2))"
+    response = await env.post(
+        "/v1/workflows/greeting/trigger",
+        json={"recipients": [{"id": "ada", "name": "<b>Ada</b>"}], "data": {"text": attack}},
+    )
+    assert response.status_code == 200, response.text
+    await run_workflow_jobs(env.runtime)
+    [item] = (await feed(env, "ada"))["entries"]
+    assert item["blocks"][0]["rendered"] == (
+        "<p>Hi <strong>&lt;b&gt;Ada&lt;/b&gt;</strong>, someone said "
+        "&lt;img src=x onerror=alert(1)&gt; [link](javascript:alert(2))</p>"
+    )
+    assert item["data"] == {"text": attack}, "the data itself is kept as sent"
+
+
 async def test_recipient_trigger_data_is_merged_over_the_data_for_that_recipient_only(
     env: EnvFixture, tmp_path: Path
 ) -> None:

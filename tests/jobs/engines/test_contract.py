@@ -19,7 +19,7 @@ from clarion.errors import ConflictError
 from clarion.jobs.engines.base import QueueEngine, UniqueKeyContendedError
 from clarion.jobs.job import Job, JobRecord, JobState
 from clarion.runtime import Runtime, create_queue_engine
-from clarion.store.tables import jobs
+from clarion.store.tables import jobs, workers
 from tests.jobs.conftest import FakeClock
 
 WORKER = "worker-a"
@@ -547,6 +547,154 @@ async def test_a_unique_key_that_keeps_changing_hands_is_a_conflict(
     assert raised.value.status == 409
 
 
+# -- workers' heartbeats ----------------------------------------------------------------------------
+
+DEAD_AFTER = 6.0
+
+
+async def worker_rows(engine: QueueEngine, *worker_ids: str) -> dict[str, sa.Row[Any]]:
+    async with engine.database.reader.connect() as connection:
+        rows = await connection.execute(sa.select(workers).where(workers.c.id.in_(worker_ids)))
+        return {row.id: row for row in rows}
+
+
+async def test_a_beat_registers_the_worker_and_later_beats_renew_it(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    worker = f"{queue}-worker"
+    await engine.beat(worker, [queue, "other"])
+    first = (await worker_rows(engine, worker))[worker]
+    assert (first.queues, first.started_at, first.beat_at) == ([queue, "other"], clock.now, clock.now)
+    started = clock.now
+    clock.advance(2)
+    await engine.beat(worker, [queue, "other"])
+    renewed = (await worker_rows(engine, worker))[worker]
+    assert (renewed.started_at, renewed.beat_at) == (started, clock.now)
+    await engine.retire(worker)
+    assert await worker_rows(engine, worker) == {}
+
+
+async def test_the_jobs_of_a_worker_silent_for_a_few_beats_are_rescued_before_their_lease_runs_out(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    dead, live = f"{queue}-dead", f"{queue}-live"
+    for worker in (dead, live):
+        await engine.beat(worker, [queue])
+    await engine.enqueue(Job("k", queue=queue))
+    await engine.enqueue(Job("k", queue=queue))
+    lost = await claim_one(engine, queue, dead)
+    kept = await claim_one(engine, queue, live)
+    clock.advance(DEAD_AFTER - 1)
+    await engine.beat(live, [queue])
+    await engine.rescue(dead_after=DEAD_AFTER)
+    assert (await state_of(engine, lost.id)).state is JobState.EXECUTING, "silent, not yet dead"
+
+    clock.advance(2)
+    rescued, _ = await engine.rescue(dead_after=DEAD_AFTER)
+    assert rescued >= 1
+    stored = await state_of(engine, lost.id)
+    assert stored.state is JobState.AVAILABLE
+    assert stored.lease_expires_at is None
+    assert stored.errors[-1] == {
+        "attempt": 1,
+        "at": clock.now.isoformat(),
+        "error": f"rescued: worker {dead} died",
+    }
+    assert lost.lease_expires_at is not None and clock.now < lost.lease_expires_at, "not the lease's doing"
+    assert (await state_of(engine, kept.id)).state is JobState.EXECUTING
+    assert set(await worker_rows(engine, dead, live)) == {live}, "the dead worker's row is deleted"
+    assert not await engine.complete(lost), "the dead worker's late ack changes nothing"
+    assert await engine.complete(kept)
+
+
+async def test_a_rescuer_never_takes_itself_for_dead(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    me = f"{queue}-me"
+    await engine.beat(me, [queue])
+    await engine.enqueue(Job("k", queue=queue))
+    job = await claim_one(engine, queue, me)
+    clock.advance(DEAD_AFTER + 1)
+    await engine.rescue(dead_after=DEAD_AFTER, rescuer=me)
+    assert (await state_of(engine, job.id)).state is JobState.EXECUTING
+    assert set(await worker_rows(engine, me)) == {me}
+    rescued, _ = await engine.rescue(dead_after=DEAD_AFTER, rescuer=f"{queue}-other")
+    assert rescued >= 1
+    assert (await state_of(engine, job.id)).state is JobState.AVAILABLE
+
+
+async def test_workers_named_dead_lose_their_jobs_at_once_with_or_without_a_row(
+    engine: QueueEngine, queue: str
+) -> None:
+    beating, rowless, live = f"{queue}-beating", f"{queue}-rowless", f"{queue}-live"
+    for worker in (beating, live):
+        await engine.beat(worker, [queue])
+    for _ in range(3):
+        await engine.enqueue(Job("k", queue=queue))
+    jobs_of = {worker: await claim_one(engine, queue, worker) for worker in (beating, rowless, live)}
+    rescued, _ = await engine.rescue(dead_workers=[beating, rowless])
+    assert rescued >= 2
+    states = {worker: (await state_of(engine, job.id)).state for worker, job in jobs_of.items()}
+    assert states == {beating: JobState.AVAILABLE, rowless: JobState.AVAILABLE, live: JobState.EXECUTING}
+    assert set(await worker_rows(engine, beating, live)) == {live}
+
+
+async def test_a_dead_workers_row_stays_while_a_job_of_its_still_executes(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    dead = f"{queue}-dead"
+    await engine.beat(dead, [queue])
+    for _ in range(2):
+        await engine.enqueue(Job("k", queue=queue))
+    first, second = await engine.claim(queue, 2, dead, LEASE)
+    clock.advance(DEAD_AFTER + 1)
+    await engine.rescue(limit=1, dead_after=DEAD_AFTER)
+    assert set(await worker_rows(engine, dead)) == {dead}, "one of its jobs still executes"
+    await engine.rescue(dead_after=DEAD_AFTER)
+    assert {(await state_of(engine, job.id)).state for job in (first, second)} == {JobState.AVAILABLE}
+    assert await worker_rows(engine, dead) == {}
+
+
+async def test_a_dead_workers_job_out_of_attempts_is_discarded_with_its_hook(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    seen: list[int] = []
+
+    async def hook(connection: AsyncConnection, job: JobRecord) -> None:
+        seen.append(job.id)
+
+    dead = f"{queue}-dead"
+    await engine.beat(dead, [queue])
+    await engine.enqueue(Job("hooked", queue=queue, max_attempts=1))
+    job = await claim_one(engine, queue, dead)
+    clock.advance(DEAD_AFTER + 1)
+    _, discarded = await engine.rescue(on_discarded={"hooked": hook}, dead_after=DEAD_AFTER)
+    assert discarded >= 1
+    assert seen == [job.id]
+    stored = await state_of(engine, job.id)
+    assert (stored.state, stored.discarded_at) == (JobState.DISCARDED, clock.now)
+    assert stored.errors[-1]["error"] == f"rescued: worker {dead} died"
+
+
+async def test_a_worker_taken_for_dead_registers_again_with_its_next_beat(
+    engine: QueueEngine, queue: str, clock: FakeClock
+) -> None:
+    worker = f"{queue}-slow"
+    await engine.beat(worker, [queue])
+    clock.advance(DEAD_AFTER + 1)
+    await engine.rescue(dead_after=DEAD_AFTER)
+    assert await worker_rows(engine, worker) == {}
+    await engine.beat(worker, [queue])
+    assert (await worker_rows(engine, worker))[worker].beat_at == clock.now
+
+
+async def test_an_idle_rescue_writes_nothing(engine: QueueEngine, clock: FakeClock) -> None:
+    await engine.rescue(dead_after=DEAD_AFTER)  # whatever earlier tests left behind
+    with writes(engine) as idle:
+        assert await engine.rescue(dead_after=DEAD_AFTER, dead_workers=["nobody"]) == (0, 0)
+    assert idle == []
+
+
 # -- the database's clock ---------------------------------------------------------------------------
 
 
@@ -615,8 +763,8 @@ async def test_sqlite_finds_jobs_through_indexes_without_scanning_the_table(
     engine: QueueEngine, queue: str, clock: FakeClock
 ) -> None:
     """Every statement of a job's life (a unique key taken and refused, staging, claiming, retrying,
-    finishing, rescuing, pruning) reads the jobs through an index: the query plans SQLite makes for
-    them, with the parameters they ran with, never scan the table."""
+    finishing, rescuing by lease and by heartbeat, pruning) reads the jobs through an index: the query
+    plans SQLite makes for them, with the parameters they ran with, never scan the table."""
     if engine.database.dialect_name != "sqlite":
         pytest.skip("SQLite's query plans; PostgreSQL plans a small table by its own costs")
     statements: list[tuple[str, Any]] = []
@@ -640,6 +788,11 @@ async def test_sqlite_finds_jobs_through_indexes_without_scanning_the_table(
         clock.advance(3600)
         rescued, _ = await engine.rescue()
         assert rescued >= 1, "worker-b's job, its lease run out (other tests' jobs may be rescued too)"
+        await engine.beat("worker-c", [queue])
+        await claim_one(engine, queue, worker="worker-c")
+        clock.advance(LEASE / 2)
+        rescued, _ = await engine.rescue(dead_after=LEASE / 4, dead_workers=["worker-d"])
+        assert rescued >= 1, "worker-c's job, its heartbeat silent"
         await engine.prune(timedelta(minutes=1))
     finally:
         sa.event.remove(target, "before_cursor_execute", record)
