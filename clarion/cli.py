@@ -36,13 +36,18 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _with_runtime(
-    settings: Settings, action: Callable[[Runtime], Awaitable[T]], *, create_store: bool = False
+    settings: Settings,
+    action: Callable[[Runtime], Awaitable[T]],
+    *,
+    create_store: bool = False,
+    serves_requests: bool = True,
 ) -> T:
     """Run `action` on a runtime over the configured store. Only the commands that run Clarion pass
-    `create_store`; the others refuse when there is no store where the settings point."""
+    `create_store`; the others refuse when there is no store where the settings point. `clarion worker`
+    alone serves no requests, and bounds its database waits by the longer job bound."""
 
     async def run() -> T:
-        runtime = await build_runtime(settings, create_store=create_store)
+        runtime = await build_runtime(settings, create_store=create_store, serves_requests=serves_requests)
         try:
             return await action(runtime)
         finally:
@@ -102,7 +107,7 @@ def worker(data_dir: Path | None) -> None:
 
     settings = _settings(data_dir=data_dir)
     configure_logging(settings.log_format)
-    _with_runtime(settings, work, create_store=True)
+    _with_runtime(settings, work, create_store=True, serves_requests=False)
 
 
 def _read_workflows_dir(runtime: Runtime) -> list[LoadedWorkflow] | None:

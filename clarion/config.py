@@ -7,6 +7,7 @@ channels file loader, which expands `${VAR}` references to secrets (`clarion.cha
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -55,6 +56,12 @@ class Settings:
     """Days messages and finished workflow runs are kept (`clarion.store.retention`); 0 keeps them all."""
     request_read_timeout: float = 30.0
     """Seconds an unfinished HTTP request may go without a byte before it is refused with a 408."""
+    request_db_timeout: float = 5.0
+    """Seconds any one wait on the database (connecting, a statement, a free connection, a lock) may take
+    in a process that serves requests; past it the request answers 503."""
+    job_db_timeout: float = 30.0
+    """The same bound in a process that only runs jobs (`clarion worker`); a job that runs past it fails
+    and is retried with backoff."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -131,4 +138,19 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         log_format=LogFormat(log_format),
         retention_days=retention_days,
         request_read_timeout=float(env.get("CLARION_REQUEST_READ_TIMEOUT", "30")),
+        request_db_timeout=_positive_seconds(env, "CLARION_REQUEST_DB_TIMEOUT", 5.0),
+        job_db_timeout=_positive_seconds(env, "CLARION_JOB_DB_TIMEOUT", 30.0),
     )
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, not {text!r}")
+    return seconds

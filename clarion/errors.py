@@ -6,7 +6,8 @@
      ├── ConflictError          409 conflict
      ├── AuthError              401 api_key_missing / authentication_required
      │    └── ForbiddenError    403 incorrect_token_type
-     └── RateLimitedError       429 rate_limited (retry_after seconds)
+     ├── RateLimitedError       429 rate_limited (retry_after seconds)
+     └── ServiceUnavailableError 503 service_unavailable (retry_after seconds)
 
 Turning them into HTTP responses happens only in `clarion.api.errors`.
 """
@@ -101,6 +102,18 @@ class RateLimitedError(ClarionError):
     status = 429
     code = "rate_limited"
     type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(ClarionError):
+    """The database did not answer within its bound (unreachable, frozen, or locked by another process):
+    nothing was done, or the outcome is unknown; the same request may succeed later."""
+
+    status = 503
+    code = "service_unavailable"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)

@@ -112,17 +112,24 @@ class StoreMissingError(ClarionError):
 
 
 async def build_runtime(
-    settings: Settings, *, apply_migrations: bool = True, create_store: bool = True
+    settings: Settings,
+    *,
+    apply_migrations: bool = True,
+    create_store: bool = True,
+    serves_requests: bool = True,
 ) -> Runtime:
     """The runtime on the store `settings` point at. Only the commands that run Clarion (serve, api,
     worker, migrate) create a missing store and channels file; the others pass `create_store=False` and
-    get a `StoreMissingError` instead of an empty store made wherever they happened to be run."""
+    get a `StoreMissingError` instead of an empty store made wherever they happened to be run. A process
+    that serves requests bounds each database wait by `Settings.request_db_timeout`, one that only runs
+    jobs (`serves_requests=False`) by the longer `job_db_timeout`."""
+    wait_seconds = settings.request_db_timeout if serves_requests else settings.job_db_timeout
     if create_store:
         # Read before touching the database, so a broken channels file fails the start at once.
         channels = load_channels(settings.resolved_channels_file, create=True)
-        database = create_database(settings.resolved_database_url)
+        database = create_database(settings.resolved_database_url, wait_seconds=wait_seconds)
     else:
-        database = await _open_existing_store(settings)
+        database = await _open_existing_store(settings, wait_seconds)
         try:
             channels = load_channels(settings.resolved_channels_file)
         except ClarionError:
@@ -173,9 +180,9 @@ def _require_sqlite_file(settings: Settings) -> None:
         )
 
 
-async def _open_existing_store(settings: Settings) -> Database:
+async def _open_existing_store(settings: Settings, wait_seconds: float) -> Database:
     _require_sqlite_file(settings)
-    database = create_database(settings.resolved_database_url)
+    database = create_database(settings.resolved_database_url, wait_seconds=wait_seconds)
     try:
         found = await holds_schema(database)
     except (sa.exc.DBAPIError, OSError) as exc:

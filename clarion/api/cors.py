@@ -2,7 +2,10 @@
 straight through.
 
 Only browsers send `Origin`, and only browsers act on CORS headers, so server-side SDK calls (the bulk of
-the traffic) skip the middleware's per-response header work.
+the traffic) skip the middleware's per-response header work. An error that escapes the app below is
+answered here, inside the CORS handling, for the same reason endpoints answer their own
+(`clarion.api.endpoint`): Starlette's outermost error middleware would answer without CORS headers, and a
+browser would see a CORS failure instead of the status.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clarion.api.errors import unexpected_error_response
 from clarion.api.headers import request_header
 
 
@@ -19,7 +24,7 @@ class BrowserCORSMiddleware:
     def __init__(self, app: ASGIApp, allow_origins: Sequence[str]) -> None:
         self.app = app
         self.cors = CORSMiddleware(
-            app,
+            _AnsweringErrors(app),
             allow_origins=allow_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["*"],
@@ -32,3 +37,27 @@ class BrowserCORSMiddleware:
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+class _AnsweringErrors:
+    """Answers an exception from `app` as `clarion.api.errors` does, unless the response had begun (then
+    the exception goes on up: there is no answering it any more)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise
+            response = unexpected_error_response(Request(scope, receive), exc)
+            await response(scope, receive, send)

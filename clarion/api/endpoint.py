@@ -5,9 +5,11 @@ and counted against its tier before the handler runs; the handler receives a `Re
 caller's environment. Nothing reaches a handler unauthenticated. Publishable-key requests also have their
 signed user token checked (`clarion.api.user_tokens`); secret-key requests skip that entirely.
 
-The wrapped handler is a plain ASGI app that answers Clarion's own errors itself, rather than a function
-Starlette wraps in a second layer of exception handling: that layer costs as much as a point read, and
-every other exception still reaches the app's handlers (`clarion.api.errors`).
+The wrapped handler is a plain ASGI app that answers every error itself (`clarion.api.errors`), rather
+than a function Starlette wraps in a second layer of exception handling: that layer costs as much as a
+point read. Answering here, inside the CORS middleware, also gives browsers the CORS headers on a 500 or
+503, which Starlette's outermost error middleware would answer without them. While the database is known
+to be unreachable, requests are refused with a 503 before any work (`clarion.store.availability`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from clarion.api.contract import Contract, QueryParameter
-from clarion.api.errors import clarion_error_response
+from clarion.api.errors import clarion_error_response, unexpected_error_response
 from clarion.api.headers import request_header
 from clarion.api.user_tokens import check_user_token
 from clarion.errors import ClarionError, ForbiddenError, InvalidInputError
@@ -85,11 +87,14 @@ class Endpoint:
             response = clarion_error_response(exc)
         except ClientDisconnect:
             return  # gone before its body arrived: nothing was done and nobody is left to answer
+        except Exception as exc:
+            response = unexpected_error_response(request, exc)
         await response(scope, receive, send)
 
     async def respond(self, request: Request) -> Response:
         _refuse_unstorable_text(request)
         runtime: Runtime = request.app.state.runtime
+        runtime.database.availability.check()
         api_key = await runtime.keys.authenticate(request_header(request.scope, b"authorization"))
         token_user = None
         if api_key.kind is KeyKind.PUBLISHABLE:

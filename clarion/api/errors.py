@@ -1,7 +1,11 @@
 """The one table from exceptions to HTTP responses, all in Knock's error body:
 `{"code", "message", "status", "type", "errors": [{"field", "message", "type"}]}`.
 
-Anything not listed is a bug: it is logged with its traceback and answered as a 500 in the same shape.
+A failure of the database to answer (unreachable, frozen, locked past the bound) is answered 503, as the
+store's availability tracker decides (`clarion.store.availability`). Anything else not listed is a bug: it
+is logged with its traceback and answered as a 500 in the same shape. API endpoints answer their errors
+themselves (`clarion.api.endpoint`), inside the CORS middleware, so browsers can read even a 500; the
+handlers here answer what is raised outside an endpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clarion.api.responses import JSONResponse
-from clarion.errors import ClarionError, FieldError, InvalidInputError, RateLimitedError
+from clarion.errors import (
+    ClarionError,
+    FieldError,
+    InvalidInputError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +52,7 @@ def clarion_error_response(exc: ClarionError) -> Response:
     response = JSONResponse(
         error_body(exc.status, exc.code, exc.message, exc.type, errors), status_code=exc.status
     )
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, RateLimitedError | ServiceUnavailableError):
         response.headers["retry-after"] = str(exc.retry_after)
     return response
 
@@ -59,11 +69,20 @@ async def handle_http_exception(_request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(exc.status_code, code, message, type_), status_code=exc.status_code)
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
+def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    """The answer to an exception that is not Clarion's own: 503 when the database did not answer, else a
+    500 for the bug it is."""
+    unavailable = request.app.state.runtime.database.availability.unavailable(exc)
+    if unavailable is not None:
+        return clarion_error_response(unavailable)
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         error_body(500, "internal_error", "An unexpected error occurred", "api_error"), status_code=500
     )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_error_response(request, exc)
 
 
 EXCEPTION_HANDLERS = {

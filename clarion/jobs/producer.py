@@ -8,6 +8,9 @@ again, both attempts count against the limit until each ends, and only the live 
 (the stale one's acknowledgement is ignored by the engine). On stop it claims no more,
 lets running jobs finish within the grace period, then interrupts the rest and gives them back to the queue
 (available at once, attempt not counted). Running a single job lives in `executor.py`.
+
+A failure because the database did not answer is the store's to report, once per outage
+(`clarion.store.availability`), not a traceback per poll.
 """
 
 from __future__ import annotations
@@ -95,8 +98,9 @@ class Producer:
             if demand > 0:
                 try:
                     claimed = await self.engine.claim(self.queue, demand, self.worker_id, self.lease_seconds)
-                except Exception:
-                    logger.exception("queue %s: claiming jobs failed", self.queue)
+                except Exception as exc:
+                    if not self._store_unavailable(exc):
+                        logger.exception("queue %s: claiming jobs failed", self.queue)
                 for job in claimed:
                     task = asyncio.create_task(self._run(job), name=f"clarion-job-{job.id}")
                     self.running[job.id, job.attempt] = (job, task)
@@ -110,10 +114,11 @@ class Producer:
     async def _run(self, job: JobRecord) -> None:
         try:
             await self.executor.execute(job)
-        except Exception:
+        except Exception as exc:
             # Recording the outcome failed (store unreachable): the job stays executing and the lifeline
             # rescues it once its lease runs out.
-            logger.exception("job %d (%s): recording its outcome failed", job.id, job.kind)
+            if not self._store_unavailable(exc):
+                logger.exception("job %d (%s): recording its outcome failed", job.id, job.kind)
         finally:
             self.running.pop((job.id, job.attempt), None)
             self._wake.set()
@@ -126,5 +131,9 @@ class Producer:
             try:
                 claimed = [job for job, _ in self.running.values()]
                 await self.engine.extend_leases(self.worker_id, claimed, self.lease_seconds)
-            except Exception:
-                logger.exception("queue %s: renewing the leases of running jobs failed", self.queue)
+            except Exception as exc:
+                if not self._store_unavailable(exc):
+                    logger.exception("queue %s: renewing the leases of running jobs failed", self.queue)
+
+    def _store_unavailable(self, exc: Exception) -> bool:
+        return self.engine.database.availability.unavailable(exc) is not None

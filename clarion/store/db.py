@@ -5,27 +5,39 @@ connection that opens every transaction with BEGIN IMMEDIATE, so writers queue i
 of failing with SQLITE_BUSY on a lock upgrade, and the file runs in WAL mode so readers never wait for it.
 On PostgreSQL both engines share one pool; reads run in autocommit. Hot point reads bypass the engines
 through `clarion.store.direct`. Which store is in use is decided in `clarion.runtime`.
+
+Every wait on the database is bounded by `wait_seconds` (`Settings.request_db_timeout` in processes that
+serve requests): on PostgreSQL by asyncpg's connect `timeout` and `command_timeout` (a timer the driver
+arms per statement, far cheaper than a task per statement), the pool's checkout timeout, and the server's
+`statement_timeout` as a backstop for a statement whose cancel request got lost; on SQLite the lock waits
+(`clarion.store.sqlite_driver`). A wait that runs out raises, and `availability` turns it into a 503.
+Schema upgrades are not bounded: they may rewrite tables, or wait for another starter's upgrade
+(`schema_transaction`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
 from clarion.store import json_codec, sqlite_driver
+from clarion.store.availability import StoreAvailability
 from clarion.store.direct import (
     DirectQuery,
     DirectReader,
     PostgresDirectReader,
     SQLiteDirectReader,
+    asyncpg_bounds,
 )
 from clarion.store.json_merge import deep_merge
 from clarion.store.wal_checkpointer import BACKSTOP_PAGES, WalCheckpointer
@@ -35,7 +47,7 @@ T = TypeVar("T")
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=10000",
+    "PRAGMA busy_timeout=0",  # lock waits leave the event loop free (`clarion.store.sqlite_driver`)
     "PRAGMA foreign_keys=ON",
 )
 
@@ -82,8 +94,34 @@ class Database:
     reader: AsyncEngine
     writer: AsyncEngine
     direct: DirectReader
+    wait_seconds: float
+    """The bound on each wait on the database."""
     checkpointer: WalCheckpointer | None = None
     """SQLite's: checkpoints the write-ahead log in a thread of its own."""
+    availability: StoreAvailability = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "availability", StoreAvailability(self.ping))
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a statement within the bound."""
+        async with self.reader.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    @asynccontextmanager
+    async def schema_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for schema upgrades, without the bound on statements: on PostgreSQL on a
+        connection of its own, on SQLite the writer's (whose statements have no timer to run out)."""
+        if self.dialect_name == "sqlite":
+            async with self.writer.begin() as connection:
+                yield connection
+            return
+        engine = create_async_engine(self.url, poolclass=NullPool, **_JSON_CODEC)
+        try:
+            async with engine.begin() as connection:
+                yield connection
+        finally:
+            await engine.dispose()
 
     @property
     def dialect_name(self) -> str:
@@ -146,6 +184,7 @@ class Database:
         return f"PostgreSQL ({url.host}:{url.port or 5432}/{url.database})"
 
     async def dispose(self) -> None:
+        await self.availability.close()
         await self.direct.close()
         await self.writer.dispose()
         if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
@@ -154,34 +193,53 @@ class Database:
             self.checkpointer.stop()
 
 
-def create_database(url: str, *, pool_size: int = 10) -> Database:
+def create_database(url: str, *, pool_size: int = 10, wait_seconds: float = 5.0) -> Database:
+    """The store at `url`, every wait on it bounded by `wait_seconds` (see the module's docstring)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         checkpointer = WalCheckpointer(path)
         writer = create_async_engine(
             url,
-            async_creator=sqlite_driver.creator(path, after_commit=checkpointer.nudge),
+            async_creator=sqlite_driver.creator(
+                path, wait_seconds=wait_seconds, after_commit=checkpointer.nudge
+            ),
             pool_size=1,
             max_overflow=0,
-            pool_timeout=60,
+            pool_timeout=wait_seconds,
             **_JSON_CODEC,
         )
         # Readers run in autocommit mode: no BEGIN is sent, so there is nothing to roll back either.
         reader = create_async_engine(
             url,
-            async_creator=sqlite_driver.creator(path),
+            async_creator=sqlite_driver.creator(path, wait_seconds=wait_seconds),
             pool_size=pool_size,
             max_overflow=0,
+            pool_timeout=wait_seconds,
             isolation_level="AUTOCOMMIT",
             **_JSON_CODEC,
         )
         _prepare_sqlite(writer, writer=True)
         _prepare_sqlite(reader, writer=False)
-        direct = SQLiteDirectReader(path, reader.dialect)
-        return Database(url=url, reader=reader, writer=writer, direct=direct, checkpointer=checkpointer)
-    db = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **_JSON_CODEC)
+        direct = SQLiteDirectReader(path, reader.dialect, wait_seconds=wait_seconds)
+        return Database(
+            url=url,
+            reader=reader,
+            writer=writer,
+            direct=direct,
+            wait_seconds=wait_seconds,
+            checkpointer=checkpointer,
+        )
+    db = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=wait_seconds,
+        connect_args=asyncpg_bounds(wait_seconds),
+        **_JSON_CODEC,
+    )
     # Reads share the pool but skip BEGIN/ROLLBACK: each read is one statement, one round trip.
     reader = db.execution_options(isolation_level="AUTOCOMMIT")
     dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return Database(url=url, reader=reader, writer=db, direct=PostgresDirectReader(dsn, db.dialect))
+    postgres_direct = PostgresDirectReader(dsn, db.dialect, wait_seconds=wait_seconds)
+    return Database(url=url, reader=reader, writer=db, direct=postgres_direct, wait_seconds=wait_seconds)

@@ -24,7 +24,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clarion.store import json_codec
+from clarion.store import json_codec, sqlite_driver
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,26 @@ class DirectReader(Protocol):
 
 
 class SQLiteDirectReader:
-    def __init__(self, path: str, dialect: sa.Dialect) -> None:
+    """Reads in WAL mode wait for no writer; the rare lock they meet (another process recovering the log)
+    is waited out off the loop, as `clarion.store.sqlite_driver` does for every connection."""
+
+    def __init__(self, path: str, dialect: sa.Dialect, *, wait_seconds: float) -> None:
         self.dialect = dialect
-        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._wait_seconds = wait_seconds
+        self._connection = sqlite_driver.connect(path)
         self._connection.execute("PRAGMA query_only=ON")
-        self._connection.execute("PRAGMA busy_timeout=10000")
 
     async def fetch_all(self, query: DirectQuery, **parameters: Any) -> list[dict[str, Any]]:
         compiled = query.compiled_for(self.dialect)
-        rows = self._connection.execute(compiled.sql, compiled.parameters(parameters)).fetchall()
+        arguments = compiled.parameters(parameters)
+        try:
+            rows = self._connection.execute(compiled.sql, arguments).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not sqlite_driver.is_busy(exc):
+                raise
+            rows = await sqlite_driver.retry_while_busy(
+                lambda: self._connection.execute(compiled.sql, arguments).fetchall(), exc, self._wait_seconds
+            )
         return [compiled.row(raw) for raw in rows]
 
     def usage(self) -> tuple[int, int]:
@@ -140,32 +151,57 @@ class SQLiteDirectReader:
         self._connection.close()
 
 
+def asyncpg_bounds(wait_seconds: float) -> dict[str, Any]:
+    """`asyncpg.connect` arguments bounding each wait by `wait_seconds`: connecting, each statement (a timer
+    the driver arms itself, far cheaper than a task per statement), and each statement again on the server,
+    a little later, as a backstop for a statement whose cancel request got lost."""
+    return {
+        "timeout": wait_seconds,
+        "command_timeout": wait_seconds,
+        "server_settings": {"statement_timeout": str(round(wait_seconds * 1000) + 500)},
+    }
+
+
 class PostgresDirectReader:
     """Statements on a few asyncpg connections of its own, each taken from a list of idle ones and put
     back. asyncpg's pool costs ~80 µs of CPU per statement for its acquire and release (connection
     holders, reset hooks, timeouts), as much as a batched point read itself; these statements leave no
-    session state behind (no transactions, no settings), so nothing needs resetting between them."""
+    session state behind (no transactions, no settings), so nothing needs resetting between them. With
+    `wait_seconds`, each statement and each new connection (with its set-up) waits at most that long."""
 
-    def __init__(self, dsn: str, dialect: sa.Dialect, max_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str, dialect: sa.Dialect, max_size: int = 10, *, wait_seconds: float | None = None
+    ) -> None:
         self.dsn = dsn
         self.dialect = dialect
         self.max_size = max_size
+        self.wait_seconds = wait_seconds
+        self._bounds = asyncpg_bounds(wait_seconds) if wait_seconds is not None else {}
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[asyncpg.Connection] = []
         self._busy = 0
 
     async def _connect(self) -> asyncpg.Connection:
-        connection = await asyncpg.connect(self.dsn)
+        # One bound for the connection and its set-up statements together, as for a single wait.
+        async with asyncio.timeout(self.wait_seconds):
+            return await self._connect_unbounded()
+
+    async def _connect_unbounded(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(self.dsn, **self._bounds)
         # The same text-to-Python decoding SQLAlchemy's asyncpg dialect installs, so that its result
         # processors apply unchanged.
-        for type_name, prefix in (("json", b""), ("jsonb", b"\x01")):
-            await connection.set_type_codec(
-                type_name,
-                encoder=lambda value, prefix=prefix: prefix + value.encode(),
-                decoder=lambda value, prefix=prefix: json_codec.loads(value[len(prefix) :]),
-                schema="pg_catalog",
-                format="binary",
-            )
+        try:
+            for type_name, prefix in (("json", b""), ("jsonb", b"\x01")):
+                await connection.set_type_codec(
+                    type_name,
+                    encoder=lambda value, prefix=prefix: prefix + value.encode(),
+                    decoder=lambda value, prefix=prefix: json_codec.loads(value[len(prefix) :]),
+                    schema="pg_catalog",
+                    format="binary",
+                )
+        except BaseException:
+            connection.terminate()
+            raise
         return connection
 
     async def _idle_connection(self) -> asyncpg.Connection:

@@ -4,7 +4,9 @@ as the batch handler manages, instead of one transaction each.
 Submissions queue up as `clarion.store.pending_batches` describes; unless told otherwise, the first batch
 of a burst waits one turn of the event loop for the requests read alongside it (under load, a batch twice
 the size for the fixed cost of a write; not worth the turn when that cost is one round trip). If a batch
-fails, its items are retried one batch each, so one bad item fails alone and the others still land.
+fails, its items are retried one batch each, so one bad item fails alone and the others still land;
+unless the database did not answer (`clarion.store.errors.unavailability`): then every item fails with that
+error at once, instead of each waiting out the bound again.
 
 Callers see the same outcome as with individual transactions, provided the handler keeps its contract:
 it applies the items as if one after another in the order given, and returns, for each item, the result
@@ -19,6 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from clarion.store.errors import unavailability
 from clarion.store.pending_batches import PendingBatches
 
 Item = TypeVar("Item")
@@ -40,11 +43,13 @@ class GroupCommitter(PendingBatches[Item, Result]):
         try:
             results = await self.handler([item for item, _ in batch])
         except Exception as exc:
-            if len(batch) > 1:
+            if len(batch) > 1 and unavailability(exc) is None:
                 for single in batch:
                     await self.flush([single])
-            elif not batch[0][1].done():
-                batch[0][1].set_exception(exc)
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
             return
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():

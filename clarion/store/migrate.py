@@ -63,5 +63,5 @@ async def holds_schema(database: Database) -> bool:
 
 
 async def migrate(database: Database) -> None:
-    async with database.writer.begin() as connection:
+    async with database.schema_transaction() as connection:
         await connection.run_sync(_upgrade)

@@ -3,25 +3,69 @@
 SQLAlchemy's async engine expects an aiosqlite-style driver, which sends each call to a thread of its own
 and back. For SQLite that hand-off costs far more than the work: an indexed read or a WAL append takes
 microseconds, a thread round trip with its GIL hand-over tens to hundreds of them, and a request makes
-several calls. So the calls run here, directly. Readers never wait in WAL mode; the one writer connection
-waits only on a lock held by another process (`busy_timeout`), which in the embedded setup means a short
-CLI command. The consequence to keep in mind: a slow statement holds the event loop for its duration, so
-statements on SQLite must stay small (batched writes are chunked by their callers).
+several calls. So the calls run here, directly. The consequence to keep in mind: a slow statement holds the
+event loop for its duration, so statements on SQLite must stay small (batched writes are chunked by their
+callers).
+
+No call waits for a lock inline, though: the connections run with `busy_timeout=0`, so a lock held by
+another process (a CLI command's write, say) makes the call fail at once with SQLITE_BUSY, and the call is
+tried again after an `asyncio.sleep` (`BUSY_PAUSES`) until it succeeds or `wait_seconds` have passed; then
+the last SQLITE_BUSY is raised (`clarion.store.availability` answers it with a 503). The event loop runs
+other work meanwhile. The calls that are not coroutines (BEGIN IMMEDIATE, run from SQLAlchemy's `begin`
+event and from `Database.write_on_driver`, both inside SQLAlchemy's greenlet) sleep through SQLAlchemy's
+`await_`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
+
+from sqlalchemy.util import await_
 
 T = TypeVar("T")
 
+BUSY_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+"""The sleeps between tries of a call that met another process's lock, the last one repeated: short first,
+as most such locks are a CLI command's single small transaction."""
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether `exc` is SQLITE_BUSY (or one of its extended codes): a lock another connection holds."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _pauses(wait_seconds: float) -> Iterator[float]:
+    deadline = time.monotonic() + wait_seconds
+    for pause in itertools.chain(BUSY_PAUSES, itertools.repeat(BUSY_PAUSES[-1])):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        yield min(pause, remaining)
+
+
+async def retry_while_busy(call: Callable[[], T], busy: sqlite3.OperationalError, wait_seconds: float) -> T:
+    """`call` again, after it raised `busy`, with the event loop free between tries, until it succeeds or
+    `wait_seconds` have passed (then the last SQLITE_BUSY is raised)."""
+    for pause in _pauses(wait_seconds):
+        await asyncio.sleep(pause)
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            busy = exc
+    raise busy
+
 
 class InlineCursor:
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, wait_seconds: float) -> None:
         self._cursor = cursor
+        self._wait_seconds = wait_seconds
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -47,11 +91,25 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, operation: str, parameters: Sequence[Any] = ()) -> InlineCursor:
-        self._cursor.execute(operation, parameters)
+        try:
+            self._cursor.execute(operation, parameters)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            await retry_while_busy(
+                lambda: self._cursor.execute(operation, parameters), exc, self._wait_seconds
+            )
         return self
 
     async def executemany(self, operation: str, parameters: Sequence[Sequence[Any]]) -> InlineCursor:
-        self._cursor.executemany(operation, parameters)
+        try:
+            self._cursor.executemany(operation, parameters)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            await retry_while_busy(
+                lambda: self._cursor.executemany(operation, parameters), exc, self._wait_seconds
+            )
         return self
 
     async def fetchone(self) -> Any:
@@ -78,10 +136,15 @@ class _ImmediateQueue:
 
 class InlineConnection:
     def __init__(
-        self, connection: sqlite3.Connection, after_commit: Callable[[], None] | None = None
+        self,
+        connection: sqlite3.Connection,
+        after_commit: Callable[[], None] | None = None,
+        *,
+        wait_seconds: float,
     ) -> None:
         self._conn = connection
         self._after_commit = after_commit
+        self._wait_seconds = wait_seconds
         self._connection: sqlite3.Connection | None = connection
         self._tx = _ImmediateQueue()
 
@@ -90,16 +153,23 @@ class InlineConnection:
         return self._conn.isolation_level
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+        return InlineCursor(self._conn.cursor(), self._wait_seconds)
 
     def begin_immediate(self) -> None:
-        """Open a transaction holding the write lock from its start (see `clarion.store.db`)."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        """Open a transaction holding the write lock from its start (see `clarion.store.db`); called inside
+        SQLAlchemy's greenlet, which it leaves to the event loop while another process holds the lock."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            await_(retry_while_busy(lambda: self._conn.execute("BEGIN IMMEDIATE"), exc, self._wait_seconds))
 
     def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` on the bare connection in a transaction of its own, holding the write lock from its start:
-        committed if it returns, rolled back if it raises."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        committed if it returns, rolled back if it raises. Called inside SQLAlchemy's greenlet, as
+        `begin_immediate`."""
+        self.begin_immediate()
         try:
             result = work(self._conn)
             self._commit()
@@ -131,12 +201,18 @@ class InlineConnection:
         self._conn.create_function(name, arity, function, **kw)
 
 
-def creator(path: str, after_commit: Callable[[], None] | None = None) -> Callable[[], Any]:
-    """The `async_creator` for `create_async_engine` opening `path` with this driver; `after_commit` is
-    called after each commit of its connections."""
+def connect(path: str) -> sqlite3.Connection:
+    """A connection to `path` that never waits for a lock itself (`busy_timeout=0`)."""
+    return sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
 
-    async def connect() -> InlineConnection:
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        return InlineConnection(connection, after_commit)
 
-    return connect
+def creator(
+    path: str, *, wait_seconds: float, after_commit: Callable[[], None] | None = None
+) -> Callable[[], Any]:
+    """The `async_creator` for `create_async_engine` opening `path` with this driver: calls wait at most
+    `wait_seconds` for another process's lock; `after_commit` is called after each commit."""
+
+    async def connect_inline() -> InlineConnection:
+        return InlineConnection(connect(path), after_commit, wait_seconds=wait_seconds)
+
+    return connect_inline

@@ -3,7 +3,8 @@ of processes share the queue, and wakes them with `LISTEN/NOTIFY` when jobs arri
 
 Inserting a job sends `NOTIFY clarion_jobs, '<queue>'` in the inserting transaction, so PostgreSQL delivers
 it only on commit. Each worker holds one dedicated connection that LISTENs; when that connection is lost it
-reconnects with a pause, and the producers' polling timer covers the notifications missed meanwhile. This
+reconnects with a pause, and the producers' polling timer covers the notifications missed meanwhile. It
+says so once per loss, not once per try: an outage is logged by `clarion.store.availability`. This
 is the only module of `clarion.jobs` that touches a raw asyncpg connection. The queue's clock is the
 server's `now()` (the start of the statement's transaction). The rest of the engine is shared with SQLite
 (`engines/base.py`).
@@ -98,7 +99,9 @@ class PostgresQueueEngine(SQLQueueEngine):
 
     async def listen(self, wake_up: WakeUp) -> Listener:
         url = sa.make_url(self.database.url).set(drivername="postgresql")
-        listener = PostgresListener(url.render_as_string(hide_password=False), wake_up)
+        listener = PostgresListener(
+            url.render_as_string(hide_password=False), wake_up, connect_timeout=self.database.wait_seconds
+        )
         await listener.start()
         return listener
 
@@ -110,9 +113,10 @@ def _setter(event: asyncio.Event) -> Callable[[Any], None]:
 class PostgresListener:
     """One LISTEN connection, kept open (reconnected when lost) until `close`."""
 
-    def __init__(self, dsn: str, wake_up: WakeUp) -> None:
+    def __init__(self, dsn: str, wake_up: WakeUp, *, connect_timeout: float) -> None:
         self._dsn = dsn
         self._wake_up = wake_up
+        self._connect_timeout = connect_timeout
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -134,22 +138,31 @@ class PostgresListener:
         self._wake_up(payload)
 
     async def _run(self) -> None:
+        failing = False
         while True:
             try:
-                connection = await asyncpg.connect(self._dsn)
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("job wake-ups: cannot connect to PostgreSQL (%s); polling meanwhile", exc)
+                connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                if not failing:
+                    logger.warning("job wake-ups: cannot connect to PostgreSQL (%s); polling meanwhile", exc)
+                    failing = True
                 await asyncio.sleep(RECONNECT_SECONDS)
                 continue
             lost = asyncio.Event()
             connection.add_termination_listener(_setter(lost))
             try:
                 await connection.add_listener(CHANNEL, self._on_notification)
+                if failing:
+                    logger.warning("job wake-ups: listening again")
+                    failing = False
                 self._connected.set()
                 await lost.wait()
                 logger.warning("job wake-ups: the LISTEN connection was lost; reconnecting")
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("job wake-ups: LISTEN failed (%s); reconnecting", exc)
+                failing = True
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                if not failing:
+                    logger.warning("job wake-ups: LISTEN failed (%s); reconnecting", exc)
+                    failing = True
             finally:
                 with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError):
                     await asyncio.shield(connection.close(timeout=2))
