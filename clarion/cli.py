@@ -5,6 +5,7 @@ own lives here."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -166,6 +167,9 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
         finally:
             await runtime.close()
 
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; with its default action that
+    # would end the process before `runtime.close()`, leaving SQLite's log unmerged and connections open.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(run())
@@ -173,6 +177,10 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
         raise click.ClickException(exc.message) from exc
     except WorkflowFilesError as exc:
         raise click.ClickException(f"invalid workflows:\n{exc}") from exc
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @main.command()

@@ -1,12 +1,14 @@
 """Processes starting together on one store: what each start-up creates when missing (the schema, the
 channels file, the `development` environment and its keys, the workflows folder's versions) is created
 once, and no process fails for having lost a race. On both stores: two runtimes in one process, whose
-PostgreSQL transactions interleave, and two real `clarion serve` processes started at once."""
+PostgreSQL transactions interleave, and two real `clarion serve` processes started at once. And the other
+end of a process's life: stopped by a signal, it closes its store."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -131,6 +134,19 @@ def wait_until_serving(process: subprocess.Popen[str]) -> str:
     raise AssertionError("clarion serve did not start:\n" + "".join(output) + process.stdout.read())
 
 
+def wait_until_ready(base_url: str) -> None:
+    """Once the process announced its API, its server may still be starting: wait until it answers."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        try:
+            if httpx.get(base_url + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{base_url} did not become ready"
+        time.sleep(0.05)
+
+
 def stop(process: subprocess.Popen[str]) -> None:
     process.terminate()
     try:
@@ -174,3 +190,25 @@ async def test_serve_processes_started_together_create_everything_once(
         assert (workflow.key, workflow.current.version) == ("hello", 1)
     finally:
         await runtime.close()
+
+
+@pytest.mark.parametrize("stopping_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stopped_by_a_signal_closes_its_store(stopping_signal: signal.Signals, tmp_path: Path) -> None:
+    """What an orchestrator (SIGTERM) or a terminal (SIGINT) stops leaves a closed SQLite store: its log
+    merged into the file and removed, the worker's lock file gone."""
+    data_dir = tmp_path / "data"
+    workflows_dir = tmp_path / "workflows"
+    write_workflow(workflows_dir, "hello", feed_workflow("Hello"))
+    process = start_serve(data_dir, f"sqlite:///{data_dir / 'clarion.db'}", workflows_dir)
+    output = wait_until_serving(process)
+    wait_until_ready(output.strip().splitlines()[-1].split()[-1].removesuffix("/v1"))
+    process.send_signal(stopping_signal)
+    try:
+        process.wait(timeout=30)
+    finally:
+        stop(process)
+    if stopping_signal is signal.SIGTERM:
+        assert process.returncode == 0
+    assert (data_dir / "clarion.db").is_file()
+    assert not (data_dir / "clarion.db-wal").exists()
+    assert list((data_dir / "clarion.db-workers").iterdir()) == []
