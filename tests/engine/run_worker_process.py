@@ -2,8 +2,11 @@
 (`tests/engine/test_run_crashes.py`).
 
 `python -m tests.engine.run_worker_process DATA_DIR DATABASE_URL` builds the runtime exactly as
-`clarion worker` does (same channels file, same job handlers) but with a one-second lease and quick
-rescues, so that the jobs of a killed worker come back within the test's patience.
+`clarion worker` does (same channels file, same job handlers) but with quick heartbeats and rescues, so
+that the jobs of a killed worker come back within the test's patience. They come back because the worker
+is found dead (its process lock released on SQLite, its heartbeat stopped on PostgreSQL), not because its
+lease ran out: the lease is long, so that a live worker slowed by a loaded machine keeps its jobs and
+their attempts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from clarion.jobs.worker import WorkerOptions
 from clarion.runtime import build_runtime, build_worker
 
 OPTIONS = WorkerOptions(
-    queues={WORKFLOW_QUEUE: 20}, lease_seconds=1.0, poll_seconds=0.1, rescue_seconds=0.2, prune_seconds=3600
+    queues={WORKFLOW_QUEUE: 20},
+    lease_seconds=30.0,
+    heartbeat_seconds=0.3,
+    poll_seconds=0.1,
+    rescue_seconds=0.2,
+    prune_seconds=3600,
 )
 
 

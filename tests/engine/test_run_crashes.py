@@ -99,11 +99,15 @@ async def test_killed_workers_lose_no_step_and_repeat_none(env: EnvFixture, tmp_
 
     async def jobs_of(kind: str, states: tuple[JobState, ...], worker_pid: int | None = None) -> int:
         """How many of the environment's jobs of `kind` are in `states` (claimed by the worker process
-        `worker_pid`, when given: a killed worker's jobs stay executing until rescued)."""
+        `worker_pid`, when given: a killed worker's jobs stay executing until rescued) with an attempt left
+        after this one. A job whose worker dies on its last attempt is given up, as a step that keeps
+        crashing its worker must be; the kills land only where the queue promises another attempt."""
         async with env.runtime.database.reader.connect() as connection:
             rows = await connection.execute(
                 sa.select(jobs.c.args, jobs.c.attempted_by).where(
-                    jobs.c.kind == kind, jobs.c.state.in_([state.value for state in states])
+                    jobs.c.kind == kind,
+                    jobs.c.state.in_([state.value for state in states]),
+                    jobs.c.attempt < jobs.c.max_attempts,
                 )
             )
             return sum(
