@@ -459,14 +459,14 @@ class MessageStore:
     async def counts(self, environment_id: str, filters: MessageFilter) -> FeedCounts:
         """Badge counts of a feed: every message the filters select, and those not yet read or seen."""
         c = messages.c
-        query = sa.select(
-            sa.func.count(),
-            sa.func.count(sa.case((c.read_at.is_(None), 1))),
-            sa.func.count(sa.case((c.seen_at.is_(None), 1))),
-        ).where(*_conditions(environment_id, filters, self.database.dialect_name))
+        # The read and seen ones are counted, the rest by difference: counting a column's non-null values
+        # costs the store less per row than evaluating a condition.
+        query = sa.select(sa.func.count(), sa.func.count(c.read_at), sa.func.count(c.seen_at)).where(
+            *_conditions(environment_id, filters, self.database.dialect_name)
+        )
         async with self.database.reader.connect() as connection:
-            total, unread, unseen = (await connection.execute(query)).one()
-        return FeedCounts(int(total), int(unread), int(unseen))
+            total, read, seen = (await connection.execute(query)).one()
+        return FeedCounts(int(total), int(total) - int(read), int(total) - int(seen))
 
     async def events(
         self, environment_id: str, message_id: str, page: PageRequest

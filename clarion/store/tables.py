@@ -390,7 +390,19 @@ messages = sa.Table(
     *_timestamps(),
     # One message per run and step (and channel): a step that runs twice after a crash finds its message.
     sa.UniqueConstraint("run_id", "step_ref", "channel_id"),
-    sa.Index(None, "environment_id", "recipient_collection", "recipient_id", "channel_id", "pk"),
+    # A recipient's messages (on a channel), newest first; the trailing timestamps let the feed's badge
+    # counts be counted from the index alone.
+    sa.Index(
+        "ix_messages_feed",
+        "environment_id",
+        "recipient_collection",
+        "recipient_id",
+        "channel_id",
+        "pk",
+        "archived_at",
+        "read_at",
+        "seen_at",
+    ),
     sa.Index(None, "environment_id", "pk"),
     sa.Index(None, "environment_id", "workflow_run_id", "pk"),
 )

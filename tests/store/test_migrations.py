@@ -21,9 +21,10 @@ from clarion.config import Settings
 from clarion.runtime import Runtime
 from clarion.store.db import create_database
 from clarion.store.dialect import JSONType
-from clarion.store.messages import MessageStore
+from clarion.store.messages import ArchivedFilter, MessageFilter, MessageStore
 from clarion.store.migrate import migrate
 from clarion.store.pagination import PageRequest
+from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import UTCDateTime, messages, metadata, workflow_runs
 from clarion.store.workflow_runs import run_record
 from tests.conftest import fresh_postgres_database
@@ -95,6 +96,31 @@ async def test_the_runs_cancelling_index_holds_only_runs_with_a_key_and_serves_a
     async with runtime.database.reader.connect() as connection:
         plan = (await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + lookup, parameters)).all()
     assert any(cancelling in str(step) for step in plan), plan
+
+
+async def test_the_feed_badge_counts_are_read_from_the_feed_index_alone(runtime: Runtime) -> None:
+    predicates = await _index_predicates(runtime, "messages")
+    assert predicates["ix_messages_feed"] == "", "the feed reads archived messages too"
+    if runtime.database.dialect_name != "sqlite":
+        return  # PostgreSQL plans a small table by its own costs
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        statements.append((statement, parameters))
+
+    target = runtime.database.reader.sync_engine
+    sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        feed = MessageFilter(
+            recipient=RecipientKey.user("ann"), channel_id="feed", archived=ArchivedFilter.EXCLUDE
+        )
+        await MessageStore(runtime.database).counts("environment", feed)
+    finally:
+        sa.event.remove(target, "before_cursor_execute", record)
+    [(counting, parameters)] = statements
+    async with runtime.database.reader.connect() as connection:
+        plan = (await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + counting, parameters)).all()
+    assert any("COVERING INDEX ix_messages_feed" in str(step) for step in plan), plan
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ newest first with badge counts, and the feed's settings."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Literal
 
@@ -19,7 +20,10 @@ from clarion.engine.run_scope import serialise_recipient
 from clarion.errors import InvalidInputError, NotFoundError
 from clarion.schemas.feeds import MAX_EXCLUDE_DEPTH, feed_item, feed_response, referenced_keys
 from clarion.schemas.plain_responses import Feed, FeedSettings
+from clarion.store.messages import MessageRecord
+from clarion.store.pagination import Page
 from clarion.store.recipient_resolution import RecipientKey, read_recipients
+from clarion.store.recipients import RecipientRecord
 
 MAX_FEED_PAGE_SIZE = 200
 MODES = ("rich", "compact")
@@ -53,11 +57,18 @@ async def get_feed(request: Request, context: RequestContext) -> Response:
     page = page_request(request, max_page_size=MAX_FEED_PAGE_SIZE)
     filters = feed_filter(request, recipient=user, channel_id=channel_id)
     runtime = context.runtime
-    records, result = await runtime.messages.page(context.environment_id, filters, page)
-    counts = await runtime.messages.counts(
-        context.environment_id, dataclasses.replace(filters, read=None, seen=None)
+
+    async def page_with_entities() -> tuple[list[MessageRecord], Page, dict[RecipientKey, RecipientRecord]]:
+        records, result = await runtime.messages.page(context.environment_id, filters, page)
+        keys = referenced_keys(records)
+        return records, result, await read_recipients(runtime.database, context.environment_id, keys)
+
+    # The counts go over all the user's messages, the page over 50: on PostgreSQL the store counts while
+    # this process reads and decodes the page.
+    (records, result, entities), counts = await asyncio.gather(
+        page_with_entities(),
+        runtime.messages.counts(context.environment_id, dataclasses.replace(filters, read=None, seen=None)),
     )
-    entities = await read_recipients(runtime.database, context.environment_id, referenced_keys(records))
     serialised = {key: serialise_recipient(record) for key, record in entities.items()}
     entries = [
         feed_item(record, encode_cursor(record.pk), serialised.get, compact=mode == "compact")
