@@ -23,7 +23,6 @@ import shutil
 import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +32,7 @@ import asyncpg
 import httpx
 import sqlalchemy as sa
 
-from bench.harness import DEFAULT_POSTGRES, ROOT, postgres_database
+from bench.harness import DEFAULT_POSTGRES, ROOT, postgres_database, workflows_environment
 from clarion.api.app import create_app
 from clarion.config import RateLimitMode, Settings
 from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
@@ -152,13 +151,7 @@ async def measure_store(name: str, database_url: str, triggers: int) -> None:
                 return sqlite_sizes(database_file)
 
         try:
-            environment, _ = await runtime.environments.ensure(f"disk-{uuid.uuid4().hex[:8]}")
-            await runtime.workflows.push_folder([environment.id], ROOT / "workflows")
-            key = next(
-                k.key
-                for k in await runtime.environments.list_keys()
-                if k.environment.id == environment.id and k.kind.value == "secret"
-            )
+            _, key = await workflows_environment(runtime, "disk", ROOT / "workflows")
             transport = httpx.ASGITransport(app=create_app(runtime))
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
                 empty = await sizes()

@@ -25,6 +25,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+from clarion.runtime import Runtime
+from clarion.store.environments import KeyKind
+
 ROOT = Path(__file__).resolve().parent.parent
 CLARION = [sys.executable, "-m", "clarion"]
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -220,3 +223,15 @@ def benchmark_arguments(description: str | None, seconds: int) -> argparse.Argum
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     parser.add_argument("--stores", default="sqlite,postgres")
     return parser
+
+
+async def workflows_environment(runtime: Runtime, prefix: str, workflows_dir: Path) -> tuple[str, str]:
+    """A new environment named `prefix-…` with the workflows of `workflows_dir`: its id and secret key."""
+    environment, _ = await runtime.environments.ensure(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    await runtime.workflows.push_folder([environment.id], workflows_dir)
+    key = next(
+        k.key
+        for k in await runtime.environments.list_keys()
+        if k.environment.id == environment.id and k.kind is KeyKind.SECRET
+    )
+    return environment.id, key

@@ -45,6 +45,7 @@ from bench.harness import (
     describe_levels,
     hello_world,
     postgres_database,
+    workflows_environment,
     wrk,
 )
 from clarion.api.app import create_app
@@ -179,13 +180,7 @@ async def fan_out(database_url: str, *, inline: bool) -> tuple[float, float]:
         runtime = await build_runtime(settings)
         freeze_startup_heap()  # as `clarion serve` does
         try:
-            environment, _ = await runtime.environments.ensure(f"bench-{uuid.uuid4().hex[:8]}")
-            await runtime.workflows.push_folder([environment.id], data_dir / "workflows")
-            key = next(
-                k.key
-                for k in await runtime.environments.list_keys()
-                if k.environment.id == environment.id and k.kind.value == "secret"
-            )
+            environment_id, key = await workflows_environment(runtime, "bench", data_dir / "workflows")
             channel = runtime.channels.by_key("in-app-feed")
             assert channel is not None
             worker = build_worker(runtime)
@@ -200,14 +195,14 @@ async def fan_out(database_url: str, *, inline: bool) -> tuple[float, float]:
                         {"id": user_id, **properties} for user_id, properties, _ in users
                     ]
                     if not inline:
-                        await runtime.users.identify_many(environment.id, users)
+                        await runtime.users.identify_many(environment_id, users)
                         recipients = [user_id for user_id, _, _ in users]
                     body = {"recipients": recipients, "data": {"actor_name": "Ann", "text": "hello"}}
                     # Alternated, so that both see the database as it is in the same minutes.
                     raw_times, fan_out_times = [], []
                     for _ in range(ROUNDS):
-                        raw_times.append(await _one_raw_insert(runtime, environment.id, channel.id))
-                        fan_out_times.append(await _one_fan_out(runtime, client, environment.id, key, body))
+                        raw_times.append(await _one_raw_insert(runtime, environment_id, channel.id))
+                        fan_out_times.append(await _one_fan_out(runtime, client, environment_id, key, body))
             finally:
                 await worker.stop()
         finally:

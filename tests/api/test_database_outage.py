@@ -114,12 +114,13 @@ def assert_unavailable(answer: Answer) -> None:
     assert "retry-after" in answer.response.headers["access-control-expose-headers"]
 
 
-def outage_lines(caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str]]:
+def assert_logged_once_each_way(caplog: pytest.LogCaptureFixture) -> None:
+    """One line when the database went away, one when it came back."""
     messages = [r.getMessage() for r in caplog.records if r.name == "clarion.store.availability"]
-    return (
-        [m for m in messages if m.startswith("database unreachable")],
-        [m for m in messages if m.startswith("database reachable again")],
-    )
+    down = [m for m in messages if m.startswith("database unreachable")]
+    up = [m for m in messages if m.startswith("database reachable again")]
+    assert len(down) == 1, down
+    assert len(up) == 1, up
 
 
 def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
@@ -155,9 +156,7 @@ async def test_a_cut_database_answers_503_at_once_and_nothing_is_lost(
             await until_answered(env)
             assert {answer.status for answer in await load(env, 3)} == {200}
         assert_no_tracebacks(caplog)
-        down, up = outage_lines(caplog)
-        assert len(down) == 1, down
-        assert len(up) == 1, up
+        assert_logged_once_each_way(caplog)
     finally:
         await worker.stop()
     # The worker ran through the outage; what it could not finish then is due later: a job whose outcome
@@ -189,6 +188,4 @@ async def test_a_frozen_database_answers_503_after_the_bound(
         await until_answered(env)
         assert {answer.status for answer in await load(env, 3)} == {200}
     assert_no_tracebacks(caplog)
-    down, up = outage_lines(caplog)
-    assert len(down) == 1, down
-    assert len(up) == 1, up
+    assert_logged_once_each_way(caplog)

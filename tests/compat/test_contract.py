@@ -33,7 +33,7 @@ from schemathesis import Case
 from starlette.routing import Match
 
 from clarion.api.app import all_routes
-from tests.compat.fuzz import CHECKS, fuzz_config
+from tests.compat.fuzz import fuzz_config, send_and_check
 from tests.compat.live_server import LiveServer
 
 SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "knock-openapi.yml"
@@ -210,8 +210,4 @@ def test_every_listed_operation_is_in_the_spec_and_served() -> None:
 def test_operation_honours_the_contract(
     case: Case[Any], live_server: LiveServer, development_secret_key: str
 ) -> None:
-    case.call_and_validate(
-        base_url=live_server.url,
-        headers={"Authorization": f"Bearer {development_secret_key}"},
-        checks=CHECKS,
-    )
+    send_and_check(case, live_server, development_secret_key)

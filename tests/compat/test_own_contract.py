@@ -17,7 +17,7 @@ from schemathesis import Case
 
 from clarion.api.app import all_routes
 from clarion.api.openapi import openapi_document
-from tests.compat.fuzz import CHECKS, fuzz_config
+from tests.compat.fuzz import fuzz_config, send_and_check
 from tests.compat.live_server import LiveServer
 
 # Without the coverage phase, which `test_contract.py` runs on Knock's looser document: on Clarion's own,
@@ -30,8 +30,4 @@ schema = schemathesis.openapi.from_dict(openapi_document(all_routes()), config=f
 def test_operation_honours_clarions_document(
     case: Case[Any], live_server: LiveServer, development_secret_key: str
 ) -> None:
-    case.call_and_validate(
-        base_url=live_server.url,
-        headers={"Authorization": f"Bearer {development_secret_key}"},
-        checks=CHECKS,
-    )
+    send_and_check(case, live_server, development_secret_key)
