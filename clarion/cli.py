@@ -21,7 +21,7 @@ from clarion.config import Settings, settings_from_env
 from clarion.engine.workflow_files import LoadedWorkflow, WorkflowFilesError, read_workflows
 from clarion.errors import ClarionError
 from clarion.observability.logging_setup import configure_logging, uvicorn_log_config
-from clarion.runtime import Runtime, build_runtime, build_worker, freeze_startup_heap
+from clarion.runtime import Runtime, build_job_runtime, build_runtime, build_worker, freeze_startup_heap
 from clarion.store.environments import KeyKind
 
 T = TypeVar("T")
@@ -138,6 +138,7 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
 
     async def run() -> None:
         runtime = await build_runtime(settings)
+        job_runtime = runtime
         try:
             environment, _ = await runtime.environments.ensure(DEFAULT_ENVIRONMENT)
             click.echo(f"Clarion ready on {runtime.database.describe()}")
@@ -153,9 +154,11 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
                 if key.environment.id == environment.id and not key.revoked:
                     click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")
             click.echo(f"  API: http://{settings.host}:{settings.port}/v1")
+            if with_worker:
+                job_runtime = await build_job_runtime(runtime)
             freeze_startup_heap()
             config = uvicorn.Config(
-                create_app(runtime, worker=build_worker(runtime) if with_worker else None),
+                create_app(runtime, worker=build_worker(job_runtime) if with_worker else None),
                 host=settings.host,
                 port=settings.port,
                 log_level="warning",
@@ -165,6 +168,8 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
             )
             await uvicorn.Server(config).serve()
         finally:
+            if job_runtime is not runtime:
+                await job_runtime.close()
             await runtime.close()
 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; with its default action that

@@ -117,12 +117,14 @@ async def build_runtime(
     apply_migrations: bool = True,
     create_store: bool = True,
     serves_requests: bool = True,
+    metrics: Metrics | None = None,
 ) -> Runtime:
     """The runtime on the store `settings` point at. Only the commands that run Clarion (serve, api,
     worker, migrate) create a missing store and channels file; the others pass `create_store=False` and
     get a `StoreMissingError` instead of an empty store made wherever they happened to be run. A process
     that serves requests bounds each database wait by `Settings.request_db_timeout`, one that only runs
-    jobs (`serves_requests=False`) by the longer `job_db_timeout`."""
+    jobs (`serves_requests=False`) by the longer `job_db_timeout`. Given `metrics`, it counts into those
+    instead of its own (a second runtime in one process, `build_job_runtime`)."""
     wait_seconds = settings.request_db_timeout if serves_requests else settings.job_db_timeout
     if create_store:
         # Read before touching the database, so a broken channels file fails the start at once.
@@ -166,8 +168,22 @@ async def build_runtime(
         workflow_runs=WorkflowRunStore(database),
         messages=MessageStore(database),
         trigger_intake=TriggerIntake(database, queue),
-        metrics=Metrics(database, channels),
+        metrics=metrics or Metrics(database, channels),
     )
+
+
+async def build_job_runtime(runtime: Runtime) -> Runtime:
+    """The runtime `clarion serve`'s worker runs on. On PostgreSQL a runtime of its own, whose database
+    waits have the longer job bound as `clarion worker`'s do, counting into the serving runtime's metrics.
+    On SQLite the serving runtime itself: a process keeps one writer connection to the file, and SQLite's
+    only waits are lock waits on other processes, after which a job is retried."""
+    if runtime.database.dialect_name != "postgresql":
+        return runtime
+    jobs = await build_runtime(
+        runtime.settings, apply_migrations=False, serves_requests=False, metrics=runtime.metrics
+    )
+    runtime.metrics.watch_pools(jobs.database, "jobs")
+    return jobs
 
 
 def _require_sqlite_file(settings: Settings) -> None:

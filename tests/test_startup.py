@@ -147,6 +147,23 @@ def wait_until_ready(base_url: str) -> None:
         time.sleep(0.05)
 
 
+def assert_each_serve_delivers(api_urls: list[str], secret_key: str) -> None:
+    """A trigger through each server reaches the recipient's feed."""
+    headers = {"Authorization": f"Bearer {secret_key}"}
+    for api_url in api_urls:
+        response = httpx.post(
+            f"{api_url}/workflows/hello/trigger", json={"recipients": [{"id": "ada"}]}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        messages = httpx.get(f"{api_urls[0]}/users/ada/messages", headers=headers).json()["items"]
+        if len(messages) == len(api_urls):
+            return
+        assert time.monotonic() < deadline, messages
+        time.sleep(0.1)
+
+
 def stop(process: subprocess.Popen[str]) -> None:
     process.terminate()
     try:
@@ -167,13 +184,18 @@ async def test_serve_processes_started_together_create_everything_once(
     processes = [start_serve(data_dir, empty_database_url, workflows_dir) for _ in range(2)]
     try:
         outputs = [wait_until_serving(process) for process in processes]
+        secret_keys = [line.split()[-1] for o in outputs for line in o.splitlines() if "secret key:" in line]
+        assert len(secret_keys) == 2 and secret_keys[0] == secret_keys[1], outputs
+        # Each process's worker runs what its API accepted (on PostgreSQL on a pool of its own).
+        api_urls = [line.split()[-1] for o in outputs for line in o.splitlines() if "API: http" in line]
+        for api_url in api_urls:
+            wait_until_ready(api_url.removesuffix("/v1"))
+        assert_each_serve_delivers(api_urls, secret_keys[0])
     finally:
         for process in processes:
             stop(process)
     for output in outputs:
         assert "workflows from" in output and "hello" in output, output
-    secret_keys = [line.split()[-1] for o in outputs for line in o.splitlines() if "secret key:" in line]
-    assert len(secret_keys) == 2 and secret_keys[0] == secret_keys[1], outputs
 
     # One channels file, whole, and no draft left beside it.
     channels_file = data_dir / "channels.yml"

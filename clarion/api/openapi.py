@@ -32,6 +32,7 @@ from clarion.schemas.plain_responses import ErrorBody
 OPENAPI_PATH = "/openapi.json"
 COMPONENTS = "#/components/schemas/"
 ERROR_RESPONSE = "Error"
+UNAVAILABLE_RESPONSE = "Unavailable"
 
 DESCRIPTION = """\
 Clarion is a self-hosted notification engine that answers Knock's v1 API (`api.knock.app`) with Knock's
@@ -45,7 +46,8 @@ Where Clarion differs from Knock (the full list is `docs/compatibility.md`):
   Signed user tokens (`X-Knock-User-Token`) are verified; their grants are not enforced yet. Keys come from
   the `clarion` command line; there are no service tokens.
 - Errors Knock does not document: `400 invalid_json`, `413 request_too_large`, `404 resource_missing`,
-  `429 rate_limited`; the NUL character is refused anywhere in a request with a 422.
+  `429 rate_limited`, `503 service_unavailable` (the database cannot be reached); the NUL character is
+  refused anywhere in a request with a 422.
 - Rate limits apply to publishable keys only unless `CLARION_RATE_LIMIT=knock`; no `x-ratelimited-*` headers.
 - Channels come from a file shared by every environment; per-environment channel settings, channel
   conditions and sandbox mode are not supported.
@@ -105,7 +107,13 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
                 ERROR_RESPONSE: {
                     "description": "Refused, in Knock's error body; nothing was changed.",
                     "content": {"application/json": {"schema": schemas.of(ErrorBody, "serialization")}},
-                }
+                },
+                UNAVAILABLE_RESPONSE: {
+                    "description": "The database cannot be reached (`service_unavailable`), in Knock's error"
+                    " body; nothing was changed. Try again after the `retry-after` header's seconds.",
+                    "headers": {"retry-after": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": schemas.of(ErrorBody, "serialization")}},
+                },
             },
             "securitySchemes": _SECURITY_SCHEMES,
         },
@@ -206,7 +214,11 @@ def _operation(route: Route, operation_id: str, endpoint: Endpoint, schemas: _Sc
     else:
         schema = schemas.of(contract.response, "serialization")
         success = {"200": {"description": "Done.", "content": {"application/json": {"schema": schema}}}}
-    operation["responses"] = {**success, "4XX": {"$ref": f"#/components/responses/{ERROR_RESPONSE}"}}
+    operation["responses"] = {
+        **success,
+        "4XX": {"$ref": f"#/components/responses/{ERROR_RESPONSE}"},
+        "503": {"$ref": f"#/components/responses/{UNAVAILABLE_RESPONSE}"},
+    }
     return operation
 
 

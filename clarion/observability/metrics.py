@@ -34,6 +34,8 @@ class _StoreCollector(Collector):
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.pools: dict[str, Database] = {"": database}
+        """The databases whose pools are reported, by the prefix of their pools' names."""
         self._jobs: dict[tuple[str, str], int] | None = None
         self._queues: set[str] = set()
         """Every queue seen so far: a queue that empties reads 0 rather than vanishing."""
@@ -69,9 +71,11 @@ class _StoreCollector(Collector):
         size = GaugeMetricFamily(
             "clarion_db_connections_size", "Database connections each pool keeps.", labels=["pool"]
         )
-        for pool in pool_usage(self.database):
-            in_use.add_metric([pool.pool], pool.in_use)
-            size.add_metric([pool.pool], pool.size)
+        for prefix, database in self.pools.items():
+            for pool in pool_usage(database):
+                name = f"{prefix}-{pool.pool}" if prefix else pool.pool
+                in_use.add_metric([name], pool.in_use)
+                size.add_metric([name], pool.size)
         yield in_use
         yield size
 
@@ -112,6 +116,10 @@ class Metrics:
             ["channel_type"],
             registry=self.registry,
         )
+
+    def watch_pools(self, database: Database, prefix: str) -> None:
+        """Report `database`'s pools too, named `<prefix>-<pool>`."""
+        self._store.pools[prefix] = database
 
     def job_started(self, job: JobRecord) -> None:
         if job.attempted_at is not None:

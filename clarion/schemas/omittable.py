@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 T = TypeVar("T")
 
@@ -23,4 +24,19 @@ def _refuse_null(value: Any) -> Any:
     return value
 
 
-Omittable = Annotated[T | None, AfterValidator(_refuse_null)]
+class _NotNullInSchema:
+    """Describes the field without its null branch in the JSON schema (`GET /openapi.json`), as it is
+    validated."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        branches = [branch for branch in schema.get("anyOf", ()) if branch != {"type": "null"}]
+        if not branches:
+            return schema
+        rest = {key: value for key, value in schema.items() if key != "anyOf"}
+        return {**branches[0], **rest} if len(branches) == 1 else {**rest, "anyOf": branches}
+
+
+Omittable = Annotated[T | None, AfterValidator(_refuse_null), _NotNullInSchema()]

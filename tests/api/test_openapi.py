@@ -86,7 +86,7 @@ def test_operations_describe_what_their_handlers_read_and_answer() -> None:
     assert identify["x-ratelimit-tier"] == 3
 
     deleted = described["DELETE", "/v1/users/{user_id}"]
-    assert set(deleted["responses"]) == {"204", "4XX"}
+    assert set(deleted["responses"]) == {"204", "4XX", "503"}
     assert deleted["security"] == [{"bearer": []}]
 
     listed = [p["name"] for p in described["GET", "/v1/users"]["parameters"]]
@@ -101,8 +101,23 @@ def test_every_refusal_is_described_in_knocks_error_body() -> None:
     error = DOCUMENT["components"]["responses"]["Error"]["content"]["application/json"]["schema"]
     body = DOCUMENT["components"]["schemas"][error["$ref"].rsplit("/", 1)[-1]]
     assert set(body["required"]) == {"code", "message", "status", "type", "errors"}
+    unavailable = DOCUMENT["components"]["responses"]["Unavailable"]
+    assert unavailable["content"] == DOCUMENT["components"]["responses"]["Error"]["content"]
+    assert "retry-after" in unavailable["headers"]
     for operation in operations(DOCUMENT).values():
         assert operation["responses"]["4XX"] == {"$ref": "#/components/responses/Error"}
+        assert operation["responses"]["503"] == {"$ref": "#/components/responses/Unavailable"}
+
+
+def test_fields_that_may_be_left_out_but_not_null_are_described_without_null() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    channel_data = schemas["SetObjectRequest"]["properties"]["channel_data"]
+    assert channel_data["type"] == "object" and "anyOf" not in channel_data
+    strategy = schemas["PreferenceSetRequest"]["properties"]["__persistence_strategy__"]
+    assert strategy["$ref"] == "#/components/schemas/PersistenceStrategy"
+    # Where Knock allows null, the document says so.
+    identify_channel_data = schemas["IdentifyUserRequest"]["properties"]["channel_data"]
+    assert {"type": "null"} in identify_channel_data["anyOf"]
 
 
 def test_deviations_from_knock_are_described() -> None:

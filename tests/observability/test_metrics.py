@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from clarion.api.app import create_app
 from clarion.config import METRICS_OPEN
 from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
-from clarion.runtime import Runtime, build_runtime
+from clarion.runtime import Runtime, build_job_runtime, build_runtime
 from tests.conftest import EnvFixture, make_settings, new_environment, push_workflow, run_workflow_jobs
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -151,3 +151,31 @@ async def test_the_connection_pools_are_reported(observed: EnvFixture, store: st
     assert writer_size == (1 if store == "sqlite" else 10)
     # The scrape itself holds no connection once answered.
     assert value(samples, "clarion_db_connections_in_use", pool="writer") == 0
+
+
+async def test_serves_worker_has_the_job_bound_and_counts_into_the_served_metrics(
+    observed: EnvFixture, store: str, tmp_path: Path
+) -> None:
+    served = observed.runtime
+    jobs = await build_job_runtime(served)
+    try:
+        settings = served.settings
+        assert served.database.wait_seconds == settings.request_db_timeout
+        if store == "sqlite":
+            assert jobs is served  # one writer connection per process
+        else:
+            assert jobs.database is not served.database
+            assert jobs.database.wait_seconds == settings.job_db_timeout > settings.request_db_timeout
+        await push_workflow(observed, tmp_path, "greeting", feed_workflow())
+        before = await scrape(observed)
+        response = await observed.post("/v1/workflows/greeting/trigger", json={"recipients": [{"id": "ada"}]})
+        assert response.status_code == 200, response.text
+        await run_workflow_jobs(jobs)
+        after = await scrape(observed)
+        assert moved(before, after, "clarion_workflow_runs_completed_total") == 1
+        assert moved(before, after, "clarion_messages_created_total", channel_type="in_app_feed") == 1
+        pools = {dict(labels)["pool"] for name, labels in after if name == "clarion_db_connections_size"}
+        assert ("jobs-writer" in pools) == (store == "postgres")
+    finally:
+        if jobs is not served:
+            await jobs.close()
