@@ -51,8 +51,9 @@ Where Clarion differs from Knock (the full list is `docs/compatibility.md`):
 - Rate limits apply to publishable keys only unless `CLARION_RATE_LIMIT=knock`; no `x-ratelimited-*` headers.
 - Channels come from a file shared by every environment; per-environment channel settings, channel
   conditions and sandbox mode are not supported.
-- Workflows are files (`CLARION_WORKFLOWS_DIR`) or pushed with `clarion workflows push`; only `channel` and
-  `delay` steps run. Messages other than in-app feed ones stay `queued`: provider delivery comes later.
+- Workflows are files (`CLARION_WORKFLOWS_DIR`) or pushed with `clarion workflows push`; `channel`,
+  `delay` and `branch` steps run. Messages other than in-app feed ones stay `queued`: provider delivery
+  comes later.
 - There is no environment-level default preference set; dynamic audiences are not supported.
 """
 

@@ -1,22 +1,24 @@
 """Executing runs: every run goes through its steps for as long as they take no time, then records where it
-got to, in ONE transaction with what its steps produced (messages, events, `refs` results) and the job of
-the step it waits at.
+got to, in ONE transaction with what its steps produced (messages, events, `refs` results, and what steps
+wrote as they decided) and the job of the step it waits at.
 
 Runs are executed many at once: a trigger's fan-out executes the first steps of all its runs before
 writing a single one (`clarion.engine.trigger`), and the runs that wait at the same step until the same
 moment (a trigger's runs after a fixed delay) share one step job, which executes them together. Each step
-reads what it needs for all the runs at it in one query per kind (`clarion.engine.run_scope`, the channel
-step), so that a thousand recipients cost a handful of queries and one transaction, not a thousand of
-each. A run waits, and gets a job, only where time must pass (a delay) or where its step raised: a
-failure is one run's alone, and that run goes on in a job of its own, whose attempts retry the step.
+type (`clarion.engine.steps.registry`) gets all the runs at one of its steps in one call and reads what it
+needs for all of them in one query per kind (`clarion.engine.run_scope`, the channel step), so that a
+thousand recipients cost a handful of queries and one transaction, not a thousand of each. A run waits,
+and gets a job, only where time must pass (a delay, a batch's window) or where its step raised: a failure
+is one run's alone, and that run goes on in a job of its own, whose attempts retry the step. Where a run
+goes after each step is the step's outcome (`clarion.engine.step_protocol`); where it is, a position that
+may lead into nested step lists (`clarion.engine.run_positions`).
 
 The transaction is what makes a crash harmless: before its commit nothing of the steps is recorded and
 they run again; after it, they are done and the waiting step's job is queued. A run is created together
-with its first steps' results, so it is never seen half started. Two guards keep a step's job from being
-recorded twice when it runs twice (a worker stalled past its lease): the job completes only while its
-attempt is still the executing one (`complete_in`, first, so that a rescue skips the locked job), and the
-run moves on only from the position the step was read at (`clarion.store.workflow_runs.advance`); the
-first failing rolls the transaction back, the second leaves only the job's completion to commit.
+with its first steps' results, so it is never seen half started. A step's job completes itself first in
+that transaction (`complete_in`), so that an attempt that is no longer the job's writes nothing and a
+rescue skips the job while it commits, and then locks its runs; the run moves on only from the position
+it was read at (`clarion.store.workflow_runs.advance`).
 
 Before its first step a run checks the workflow's trigger conditions; at every step, that the workflow is
 still active and the recipient still exists, and ends otherwise, as Knock does. A step's job that raises is
@@ -32,17 +34,33 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.engine.conditions import ConditionScope, conditions_hold
+from clarion.engine.run_positions import (
+    Position,
+    format_position,
+    nested_position,
+    next_position,
+    parse_position,
+    settle,
+    step_at,
+)
 from clarion.engine.run_scope import RunContext, condition_scope, load_contexts, refs_entry
-from clarion.engine.steps.channel import run_channel_steps
-from clarion.engine.steps.delay import run_delay_step
-from clarion.engine.steps.result import StepResult
-from clarion.engine.workflow_definition import ChannelStep, DelayStep, WorkflowDefinition
+from clarion.engine.step_protocol import (
+    EnterBranch,
+    Halt,
+    RunAtStep,
+    StepOutcome,
+    StepServices,
+    WaitAtStep,
+    WaitUntil,
+)
+from clarion.engine.steps.registry import STEP_TYPES
+from clarion.engine.workflow_definition import WorkflowDefinition
 from clarion.engine.workflow_jobs import RUNS_PER_STEP_JOB, step_job, step_job_runs
 from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.job import Acknowledged, Job, JobRecord, Outcome, Superseded
@@ -73,15 +91,16 @@ class RunProgress:
 
     context: RunContext
     scope: ConditionScope
-    index: int | None
+    position: Position | None
     """The step the run is at; None once it has finished."""
     status: RunStatus
     step_results: dict[str, Any]
     events: list[RunEvent] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
-    wait_seconds: float = 0.0
+    wait_until: datetime | None = None
+    """The run pauses at `position` until then."""
     error: Exception | None = None
-    """The step at `index` raised: the run waits there for its job to retry it."""
+    """The step at `position` raised: the run waits there for its job to retry it."""
 
     @property
     def run(self) -> RunRecord:
@@ -89,36 +108,47 @@ class RunProgress:
 
     @property
     def runnable(self) -> bool:
-        return self.index is not None and self.wait_seconds == 0 and self.error is None
+        return self.position is not None and self.wait_until is None and self.error is None
 
     def end(self, reason: str) -> None:
         self.events.append(RunEvent("run_ended", data={"reason": reason}))
-        self.index, self.status = None, RunStatus.COMPLETED
+        self.position, self.status = None, RunStatus.COMPLETED
 
-    def record(self, index: int, result: StepResult) -> None:
-        """The step at `index` produced `result`; the run is at the next step, or done."""
-        steps = self.context.definition.steps
-        self.events.extend(result.events)
-        self.messages.extend(result.messages)
-        if result.step_result is not None and index < len(steps):
-            ref = steps[index].ref
-            self.step_results[ref] = result.step_result
-            self.context.refs[ref] = refs_entry([(message.status, []) for message in result.messages])
-        following = index + 1
-        if result.wait_seconds > 0:
-            # Even after the last step, so that the run stays open until its delay is over.
-            self.index, self.wait_seconds, self.status = following, result.wait_seconds, RunStatus.PAUSED
-        elif following < len(steps):
-            self.index, self.status = following, RunStatus.PROCESSING
-        else:
+    def go_to(self, position: Position) -> None:
+        """On to the step at `position`, or past it where the list ends; completed at the workflow's end."""
+        settled = settle(self.context.definition.steps, position)
+        if settled is None:
             self.events.append(RunEvent("run_completed"))
-            self.index, self.status = None, RunStatus.COMPLETED
+            self.position, self.status = None, RunStatus.COMPLETED
+        else:
+            self.position, self.status = settled, RunStatus.PROCESSING
+
+    def record(self, position: Position, ref: str, outcome: StepOutcome) -> None:
+        """The step at `position` (whose ref is `ref`) produced `outcome`: the run goes where it says."""
+        self.events.extend(outcome.events)
+        self.messages.extend(outcome.messages)
+        if outcome.step_result is not None:
+            self.step_results[ref] = outcome.step_result
+            self.context.refs[ref] = refs_entry([(message.status, []) for message in outcome.messages])
+        then = outcome.then
+        if isinstance(then, Halt):
+            self.end(then.reason)
+        elif isinstance(then, WaitUntil):
+            # Past the step at once, though the list may end there: the run stays open until it is over.
+            self.position, self.wait_until = next_position(position), then.moment
+            self.status = RunStatus.PAUSED
+        elif isinstance(then, WaitAtStep):
+            self.position, self.wait_until, self.status = position, then.moment, RunStatus.PAUSED
+        elif isinstance(then, EnterBranch):
+            self.go_to(nested_position(position, then.index))
+        else:
+            self.go_to(next_position(position))
 
     def moved(self, now: datetime) -> RunRecord:
         """The run as it stands after this pass."""
         run = self.run
         return run.moved(
-            position=None if self.index is None else str(self.index),
+            position=None if self.position is None else format_position(self.position),
             status=self.status,
             step_results=self.step_results,
             events=(*run.events, *(RunEventRecord(event, now) for event in self.events)),
@@ -127,61 +157,40 @@ class RunProgress:
         )
 
 
-def _delays(step: DelayStep, held: Sequence[RunProgress]) -> list[StepResult | Exception]:
-    results: list[StepResult | Exception] = []
-    for each in held:
-        try:
-            results.append(run_delay_step(each.context, step))
-        except Exception as exc:
-            results.append(exc)
-    return results
-
-
-async def _run_step(
-    runtime: Runtime, connection: AsyncConnection, index: int, progress: Sequence[RunProgress]
-) -> None:
-    """The step at `index` for each run of `progress`, which all stand at it."""
-    definition = progress[0].context.definition
-    if index >= len(definition.steps):
-        for each in progress:
-            each.record(index, StepResult())
-        return
-    step = definition.steps[index]
+async def _run_step(services: StepServices, position: Position, progress: Sequence[RunProgress]) -> None:
+    """The step at `position` for each run of `progress`, which all stand at it."""
+    step = step_at(progress[0].context.definition.steps, position)
     held: list[RunProgress] = []
     for each in progress:
         try:
             if await conditions_hold(step.conditions, each.scope):
                 held.append(each)
             else:
-                each.record(index, StepResult.skipped(step.ref, step.type, "conditions_not_met"))
+                skipped = StepOutcome.skipped(step.ref, step.type, "conditions_not_met")
+                each.record(position, step.ref, skipped)
         except Exception as exc:
             each.error = exc
-    results: Sequence[StepResult | Exception]
-    if isinstance(step, ChannelStep):
-        results = await run_channel_steps(runtime, connection, step, [(p.context, p.scope) for p in held])
-    else:
-        assert isinstance(step, DelayStep)
-        results = _delays(step, held)
-    for each, result in zip(held, results, strict=True):
-        if isinstance(result, Exception):
-            each.error = result
+    if not held:
+        return
+    outcomes = await STEP_TYPES[step.type].execute(
+        services, step, [RunAtStep(each.context, each.scope) for each in held]
+    )
+    for each, outcome in zip(held, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            each.error = outcome
         else:
-            each.record(index, result)
+            each.record(position, step.ref, outcome)
 
 
 async def execute_runs(
-    runtime: Runtime,
-    connection: AsyncConnection,
-    runs: Sequence[RunRecord],
-    definition: WorkflowDefinition,
-    *,
-    active: bool,
-    now: datetime,
+    services: StepServices, runs: Sequence[RunRecord], definition: WorkflowDefinition, *, active: bool
 ) -> list[RunProgress]:
     """Take each of `runs` (unfinished, of one environment and workflow version) through its steps until
-    it finishes or must wait, reading through `connection` and writing nothing."""
+    it finishes or must wait, in the pass's transaction (`services.connection`), writing only what the
+    steps themselves write; `record_progress` then records where each run got to."""
     if not runs:
         return []
+    connection, now = services.connection, services.now
     contexts = await load_contexts(connection, runs[0].environment_id, runs, definition, now)
     progress: list[RunProgress] = []
     for context in contexts:
@@ -190,7 +199,7 @@ async def execute_runs(
         each = RunProgress(
             context=context,
             scope=ConditionScope(variables={}, now=now),
-            index=int(run.position),
+            position=parse_position(run.position),
             status=run.status,
             step_results=dict(run.step_results),
         )
@@ -198,7 +207,7 @@ async def execute_runs(
         starting = run.position == FIRST_POSITION and run.status is RunStatus.QUEUED
         conditions_met = True
         try:
-            each.scope = condition_scope(context, connection, runtime.renderer)
+            each.scope = condition_scope(context, connection, services.renderer)
             if starting and active and context.recipient is not None:
                 conditions_met = await conditions_hold(definition.conditions, each.scope)
         except Exception as exc:
@@ -213,13 +222,16 @@ async def execute_runs(
             each.end("recipient_missing")
         elif not conditions_met:
             each.end("trigger_conditions_not_met")
+        else:
+            assert each.position is not None
+            each.go_to(each.position)
     while runnable := [each for each in progress if each.runnable]:
-        at_step: dict[int, list[RunProgress]] = defaultdict(list)
+        at_step: dict[Position, list[RunProgress]] = defaultdict(list)
         for each in runnable:
-            assert each.index is not None
-            at_step[each.index].append(each)
-        for index in sorted(at_step):
-            await _run_step(runtime, connection, index, at_step[index])
+            assert each.position is not None
+            at_step[each.position].append(each)
+        for position in sorted(at_step):
+            await _run_step(services, position, at_step[position])
     failed = [each for each in progress if each.error is not None]
     if failed:
         logger.warning(
@@ -254,7 +266,7 @@ async def record_progress(
         in_lock_order = sorted(progress, key=lambda each: each.run.id)
         written = [each for each in in_lock_order if await advance(connection, each.run, each.moved(now))]
         await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
-    await queue.insert_all(connection, _step_jobs(environment_id, written, now))
+    await queue.insert_all(connection, _step_jobs(environment_id, written))
     return written
 
 
@@ -262,7 +274,7 @@ def count_committed(metrics: Metrics, written: Sequence[RunProgress], *, created
     """Count in the metrics what `record_progress` wrote, once committed: every new run has started."""
     metrics.runs_progressed(
         started=len(written) if created else 0,
-        completed=sum(1 for each in written if each.index is None),
+        completed=sum(1 for each in written if each.position is None),
         channel_ids=[message.channel_id for each in written for message in each.messages],
     )
 
@@ -294,22 +306,22 @@ async def _insert_created(
     return written
 
 
-def _step_jobs(environment_id: str, waiting: Sequence[RunProgress], now: datetime) -> list[Job]:
+def _step_jobs(environment_id: str, waiting: Sequence[RunProgress]) -> list[Job]:
     """The jobs of the steps the runs wait at: one for the runs waiting at the same step until the same
     moment, up to `RUNS_PER_STEP_JOB`; one of its own for each run whose step raised."""
-    together: dict[tuple[int, float, str | None], list[str]] = defaultdict(list)
+    together: dict[tuple[Position, datetime | None, str | None], list[str]] = defaultdict(list)
     for each in waiting:
-        if each.index is not None:
+        if each.position is not None:
             alone = each.run.id if each.error is not None else None
-            together[each.index, each.wait_seconds, alone].append(each.run.id)
+            together[each.position, each.wait_until, alone].append(each.run.id)
     return [
         step_job(
             environment_id,
             run_ids[start : start + RUNS_PER_STEP_JOB],
-            str(index),
-            scheduled_at=now + timedelta(seconds=wait_seconds) if wait_seconds else None,
+            format_position(position),
+            scheduled_at=wait_until,
         )
-        for (index, wait_seconds, _), run_ids in together.items()
+        for (position, wait_until, _), run_ids in together.items()
         for start in range(0, len(run_ids), RUNS_PER_STEP_JOB)
     ]
 
@@ -323,34 +335,46 @@ def _waiting(runs: Sequence[RunRecord], position: str) -> list[RunRecord]:
     )
 
 
+def step_services(runtime: Runtime, connection: AsyncConnection, now: datetime) -> StepServices:
+    """What the steps of a pass in `connection`'s transaction may use."""
+    return StepServices(connection=connection, now=now, channels=runtime.channels, renderer=runtime.renderer)
+
+
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
-    """The `workflow_step` job: its runs go on from the step they waited at. A job of one run whose own
-    step raises fails, for the queue to retry it; in a job of many, that run goes on in a job of its own."""
+    """The `workflow_step` job: its runs go on from the step they waited at, in one transaction that
+    completes the job first (so that an attempt that is no longer the job's writes nothing, and a rescue
+    skips the job while it commits), then locks the runs, executes their steps and records where they got
+    to. A job of one run whose own step raises fails, for the queue to retry it; in a job of many, that
+    run goes on in a job of its own."""
     environment_id, position = job.args["environment_id"], job.args["position"]
     run_ids = step_job_runs(job)
-    waiting = _waiting(await runtime.workflow_runs.get_many(environment_id, run_ids), position)
-    if not waiting:
-        return None
-    # A job's runs are one trigger's, so they share its workflow version.
-    first = waiting[0]
-    definition = await runtime.workflows.definition(environment_id, first.version_id)
-    if definition is None:
-        raise LookupError(f"run {first.id} names workflow version {first.version_id}, which does not exist")
     # Looked up before the step's connection is taken: a second checkout while holding one could wait
-    # forever on a pool that concurrent steps have emptied the same way.
-    current = await runtime.workflows.current(environment_id, first.workflow_key)
+    # forever on a pool that concurrent steps have emptied the same way. A job's runs are one trigger's,
+    # so they share its workflow version.
+    found = await runtime.workflow_runs.version_of(environment_id, run_ids)
+    if found is None:
+        return None
+    workflow_key, version_id = found
+    definition = await runtime.workflows.definition(environment_id, version_id)
+    if definition is None:
+        raise LookupError(f"runs {run_ids} name workflow version {version_id}, which does not exist")
+    current = await runtime.workflows.current(environment_id, workflow_key)
     now = utcnow()
-    async with runtime.database.reader.connect() as connection:
-        progress = await execute_runs(
-            runtime, connection, waiting, definition, active=current is None or current.active, now=now
-        )
-    if len(run_ids) == 1:
-        [only] = progress
-        if only.error is not None and only.index == int(position):
-            raise only.error  # this job's own step failed: the queue retries it
     async with runtime.database.writer.begin() as connection:
         if not await runtime.queue.complete_in(connection, job):
             raise Superseded
+        stored = await read_runs(connection, environment_id, run_ids, for_update=True)
+        waiting = _waiting(stored, position)
+        progress = await execute_runs(
+            step_services(runtime, connection, now),
+            waiting,
+            definition,
+            active=current is None or current.active,
+        )
+        if len(run_ids) == 1 and progress:
+            [only] = progress
+            if only.error is not None and only.position == parse_position(position):
+                raise only.error  # this job's own step failed: the queue retries it
         written = await record_progress(connection, runtime.queue, progress, created=False, now=now)
     count_committed(runtime.metrics, written, created=False)
     return Acknowledged()

@@ -14,14 +14,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.engine.conditions import ConditionScope
 from clarion.engine.frozen import FrozenDict, freeze_object
 from clarion.engine.templates import TemplateRenderer
-from clarion.engine.workflow_definition import WorkflowDefinition
 from clarion.schemas.base import format_timestamp
 from clarion.schemas.objects import Object
 from clarion.schemas.users import User
@@ -31,6 +30,9 @@ from clarion.store.recipient_resolution import RecipientKey, load_recipients
 from clarion.store.recipients import RecipientRecord
 from clarion.store.tables import TENANTS_COLLECTION, USERS_COLLECTION
 from clarion.store.workflow_runs import RunRecord
+
+if TYPE_CHECKING:
+    from clarion.engine.workflow_definition import WorkflowDefinition
 
 
 def serialise_recipient(record: RecipientRecord) -> dict[str, Any]:

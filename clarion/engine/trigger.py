@@ -30,7 +30,13 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.engine.frozen import FrozenDict, freeze, freeze_object
-from clarion.engine.run_executor import RunProgress, count_committed, execute_runs, record_progress
+from clarion.engine.run_executor import (
+    RunProgress,
+    count_committed,
+    execute_runs,
+    record_progress,
+    step_services,
+)
 from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
@@ -56,7 +62,7 @@ from clarion.store.recipients import ensure_recipients
 from clarion.store.subscriptions import subscribers_of
 from clarion.store.tables import TENANTS_COLLECTION
 from clarion.store.tenants import TenantEntry, upsert_tenants
-from clarion.store.workflow_runs import FIRST_POSITION, RunRecord, RunStatus
+from clarion.store.workflow_runs import FIRST_POSITION, RunRecord, RunStatus, started_recipients
 from clarion.store.workflows import document_sha
 
 if TYPE_CHECKING:
@@ -328,12 +334,25 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         )
 
     async def start(
-        connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]]
+        connection: AsyncConnection, reached: Sequence[tuple[RecipientKey, Any]], *, last: bool
     ) -> list[RunProgress]:
+        """Start the runs of `reached` in the transaction of `connection`, completing the job with the
+        `last` chunk. A chunk before the last holds the job instead, so that an attempt that is no longer
+        the job's commits nothing. Steps write inside the transaction (a batch joined, a throttle counted),
+        so a later attempt leaves out the recipients whose runs an earlier one committed."""
+        if not last and not await runtime.queue.hold_in(connection, job):
+            raise Superseded
+        if job.attempt > 1:
+            reached = await _not_started(connection, environment_id, args["workflow_run_id"], reached)
         now = utcnow()  # each chunk's own: its delays count from when its runs start
         runs = [new_run(recipient, via, now) for recipient, via in reached]
-        progress = await execute_runs(runtime, connection, runs, definition, active=active, now=now)
-        return await record_progress(connection, runtime.queue, progress, created=True, now=now)
+        progress = await execute_runs(
+            step_services(runtime, connection, now), runs, definition, active=active
+        )
+        written = await record_progress(connection, runtime.queue, progress, created=True, now=now)
+        if last and not await runtime.queue.complete_in(connection, job):
+            raise Superseded
+        return written
 
     async with runtime.database.writer.begin() as connection:
         inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
@@ -344,23 +363,26 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             else:
                 await ensure_recipients(connection, environment_id, TENANTS_COLLECTION, [prepared.tenant.id])
         reached = await _fan_out(connection, environment_id, [key_of(r) for r in prepared.recipients], actor)
-        written = await start(connection, reached[:RUNS_PER_TRANSACTION])
-        finished = len(reached) <= RUNS_PER_TRANSACTION
-        if finished and not await runtime.queue.complete_in(connection, job):
-            raise Superseded
+        size = RUNS_PER_TRANSACTION
+        chunks = [reached[at : at + size] for at in range(0, len(reached), size)]
+        written = await start(connection, chunks[0] if chunks else [], last=len(chunks) <= 1)
     count_committed(runtime.metrics, written, created=True)
-    if finished:
-        return Acknowledged()
     # A large fan-out commits its runs a chunk at a time, so that no transaction (SQLite's single writer
     # least of all) grows with it. A job that stops midway starts the rest when run again: runs are
-    # unique per (trigger, recipient), so those already started are skipped.
-    rest = reached[RUNS_PER_TRANSACTION:]
-    for offset in range(0, len(rest), RUNS_PER_TRANSACTION):
+    # unique per (trigger, recipient), and those already started are left out.
+    for index in range(1, len(chunks)):
         async with runtime.database.writer.begin() as connection:
-            written = await start(connection, rest[offset : offset + RUNS_PER_TRANSACTION])
-            if offset + RUNS_PER_TRANSACTION >= len(rest) and not await runtime.queue.complete_in(
-                connection, job
-            ):
-                raise Superseded
+            written = await start(connection, chunks[index], last=index == len(chunks) - 1)
         count_committed(runtime.metrics, written, created=True)
     return Acknowledged()
+
+
+async def _not_started(
+    connection: AsyncConnection,
+    environment_id: str,
+    workflow_run_id: str,
+    reached: Sequence[tuple[RecipientKey, Any]],
+) -> list[tuple[RecipientKey, Any]]:
+    """Those of `reached` for whom the trigger has no run yet."""
+    started = set(await started_recipients(connection, environment_id, workflow_run_id))
+    return [(recipient, via) for recipient, via in reached if recipient not in started]

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from clarion.channels import ChannelRegistry
+from clarion.engine.step_definition import DefinitionError
 from clarion.engine.templates import TemplateRenderer
-from clarion.engine.workflow_definition import DefinitionError, WorkflowDefinition, parse_workflow
+from clarion.engine.workflow_definition import WorkflowDefinition, parse_workflow
 
 WORKFLOW_JSON = "workflow.json"
 FILE_MARKER = "@"

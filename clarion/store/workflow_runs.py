@@ -267,18 +267,48 @@ async def advance(connection: AsyncConnection, run: RunRecord, moved: RunRecord)
 
 
 async def read_runs(
-    connection: AsyncConnection, environment_id: str, run_ids: Sequence[str]
+    connection: AsyncConnection, environment_id: str, run_ids: Sequence[str], *, for_update: bool = False
 ) -> list[RunRecord]:
-    """The runs of `run_ids` that exist in the environment."""
+    """The runs of `run_ids` that exist in the environment; `for_update` locks them for the caller's
+    transaction (on PostgreSQL; SQLite's writer holds the whole file), in id order, the order every
+    transaction that changes many runs takes them in, so that two never deadlock."""
     found: list[RunRecord] = []
-    for chunk in chunks(list(run_ids)):
-        rows = await connection.execute(
-            sa.select(workflow_runs).where(
-                workflow_runs.c.environment_id == environment_id, workflow_runs.c.id.in_(list(chunk))
-            )
+    for chunk in chunks(sorted(run_ids) if for_update else list(run_ids)):
+        query = sa.select(workflow_runs).where(
+            workflow_runs.c.environment_id == environment_id, workflow_runs.c.id.in_(list(chunk))
         )
-        found.extend(map(run_record, rows))
+        if for_update:
+            query = query.order_by(workflow_runs.c.id).with_for_update()
+        found.extend(map(run_record, await connection.execute(query)))
     return found
+
+
+async def started_recipients(
+    connection: AsyncConnection, environment_id: str, workflow_run_id: str
+) -> list[RecipientKey]:
+    """The recipients the trigger `workflow_run_id` has runs for (its unique index answers)."""
+    c = workflow_runs.c
+    rows = await connection.execute(
+        sa.select(c.recipient_collection, c.recipient_id).where(
+            c.environment_id == environment_id, c.workflow_run_id == workflow_run_id
+        )
+    )
+    return [RecipientKey(row.recipient_collection, row.recipient_id) for row in rows]
+
+
+async def read_version(
+    connection: AsyncConnection, environment_id: str, run_ids: Sequence[str]
+) -> tuple[str, str] | None:
+    """(workflow key, version id) of one of the runs of `run_ids` (runs of one trigger share them), or None
+    when none exists."""
+    row = (
+        await connection.execute(
+            sa.select(workflow_runs.c.workflow_key, workflow_runs.c.version_id)
+            .where(workflow_runs.c.environment_id == environment_id, workflow_runs.c.id.in_(list(run_ids)))
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (row.workflow_key, row.version_id)
 
 
 @dataclass(frozen=True)
@@ -303,6 +333,10 @@ class WorkflowRunStore:
     async def get_many(self, environment_id: str, run_ids: Sequence[str]) -> list[RunRecord]:
         async with self.database.reader.connect() as connection:
             return await read_runs(connection, environment_id, run_ids)
+
+    async def version_of(self, environment_id: str, run_ids: Sequence[str]) -> tuple[str, str] | None:
+        async with self.database.reader.connect() as connection:
+            return await read_version(connection, environment_id, run_ids)
 
     async def page(
         self, environment_id: str, filters: RunFilter, page: PageRequest

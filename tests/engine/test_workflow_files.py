@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from clarion.channels import Channel, ChannelRegistry, ChannelType, Provider
+from clarion.engine.steps.channel import ChannelStep
+from clarion.engine.steps.delay import DelayStep
 from clarion.engine.templates import TemplateRenderer
-from clarion.engine.workflow_definition import ChannelStep, DelayStep
 from clarion.engine.workflow_files import WorkflowFilesError, read_workflows
 from tests.conftest import write_workflow
 

@@ -1,1 +1,1 @@
-"""The step types a workflow runs, one module each; `result.py` is what every step hands back."""
+"""The step types a workflow runs, one module each, listed in `registry.py`."""

@@ -23,7 +23,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,9 +38,15 @@ from clarion.engine.preference_evaluation import (
     evaluate_preferences,
 )
 from clarion.engine.run_scope import RunContext
-from clarion.engine.steps.result import StepResult
+from clarion.engine.step_definition import (
+    DefinitionError,
+    DefinitionParser,
+    StepDefinition,
+    condition_group,
+    text_field,
+)
+from clarion.engine.step_protocol import Outcomes, RunAtStep, StepOutcome, StepServices, StepType
 from clarion.engine.templates import SharedRenders, TemplateError, render_markdown
-from clarion.engine.workflow_definition import ChannelStep
 from clarion.schemas.base import format_timestamp
 from clarion.store.channel_data import read_channel_data
 from clarion.store.ids import new_ksuid
@@ -49,14 +56,103 @@ from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import TENANTS_COLLECTION
 from clarion.store.workflow_runs import RunEvent, RunRecord
 
-if TYPE_CHECKING:
-    from clarion.runtime import Runtime
+CHANNEL_TYPES = ("email", "in_app_feed", "sms", "push", "chat", "http")
+
+TEMPLATE_FIELDS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "in_app_feed": (("markdown_body",), ("action_url",)),
+    "email": (("subject",), ("html_body", "text_body")),
+    "sms": (("text_body",), ()),
+    "push": (("text_body",), ("title",)),
+    "chat": (("markdown_body",), ("summary", "json_body")),
+    "http": (("url",), ("method", "body")),
+}
+"""Per channel type, the template's required and optional Liquid text fields."""
 
 CHANNEL_DATA_KEYS: Mapping[str, tuple[str, ...]] = {
     "push": ("tokens", "devices", "target_arns", "player_ids"),
     "chat": ("connections",),
 }
 """Channel types whose messages need channel data, and the keys of which one must be non-empty."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelStep(StepDefinition):
+    type: ClassVar[str] = "channel"
+
+    channel_type: str
+    channel_key: str
+    template: Mapping[str, Any]
+
+    @cached_property
+    def texts(self) -> tuple[tuple[str, str, str], ...]:
+        """The template's Liquid text fields that it has: (field, source, the name errors give it)."""
+        required, optional = TEMPLATE_FIELDS[self.channel_type]
+        return tuple(
+            (name, source, f"{self.ref}.{name}")
+            for name in (*required, *optional)
+            if isinstance(source := self.template.get(name), str)
+        )
+
+
+def parse_channel_step(parser: DefinitionParser, data: dict[str, Any], ref: str, field: str) -> ChannelStep:
+    if data.get("channel_group_key") is not None:
+        raise DefinitionError(f"{field}.channel_group_key", "channel groups are not supported by Clarion yet")
+    if data.get("send_windows"):
+        raise DefinitionError(f"{field}.send_windows", "send windows are not supported by Clarion yet")
+    channel_key = text_field(data, "channel_key", field, required=True)
+    assert channel_key is not None
+    channel_type = _channel_type(parser, data, channel_key, field)
+    template = data.get("template")
+    if not isinstance(template, dict):
+        raise DefinitionError(f"{field}.template", "must be a template object")
+    required, optional = TEMPLATE_FIELDS[channel_type]
+    for name in (*required, *optional):
+        source = text_field(template, name, f"{field}.template", required=name in required)
+        if source is not None:
+            parser.liquid(source, f"{field}.template.{name}")
+    if channel_type == "in_app_feed":
+        _check_action_buttons(parser, template.get("action_buttons"), f"{field}.template.action_buttons")
+    return ChannelStep(
+        ref=ref,
+        conditions=condition_group(data, field),
+        channel_type=channel_type,
+        channel_key=channel_key,
+        template=template,
+    )
+
+
+def _channel_type(parser: DefinitionParser, data: dict[str, Any], channel_key: str, field: str) -> str:
+    """The step's channel type; a push writes it into the step when the file leaves it out, so the stored
+    version holds it even if the channel later leaves the configuration."""
+    declared = data.get("channel_type")
+    if parser.channels is None:
+        if declared not in CHANNEL_TYPES:
+            raise DefinitionError(f"{field}.channel_type", f"must be one of {', '.join(CHANNEL_TYPES)}")
+        return str(declared)
+    channel = parser.channels.by_key(channel_key)
+    if channel is None:
+        raise DefinitionError(f"{field}.channel_key", f"no channel with key {channel_key!r} is configured")
+    if declared is not None and declared != channel.type:
+        raise DefinitionError(
+            f"{field}.channel_type",
+            f"is {declared!r} but channel {channel_key!r} is a {channel.type} channel",
+        )
+    data["channel_type"] = str(channel.type)
+    return str(channel.type)
+
+
+def _check_action_buttons(parser: DefinitionParser, buttons: Any, field: str) -> None:
+    if buttons is None:
+        return
+    if not isinstance(buttons, list) or len(buttons) > 2:
+        raise DefinitionError(field, "must be a list of at most two buttons")
+    for index, button in enumerate(buttons):
+        if not isinstance(button, dict):
+            raise DefinitionError(f"{field}.{index}", "must be a button object with `label` and `action`")
+        for name in ("label", "action"):
+            source = text_field(button, name, f"{field}.{index}", required=True)
+            assert source is not None
+            parser.liquid(source, f"{field}.{index}.{name}")
 
 
 def _has_required_data(
@@ -218,23 +314,21 @@ def _feed_blocks(
     return blocks
 
 
-async def run_channel_steps(
-    runtime: Runtime,
-    connection: AsyncConnection,
-    step: ChannelStep,
-    pending: Sequence[tuple[RunContext, ConditionScope]],
-) -> list[StepResult | Exception]:
+async def execute_channel_steps(
+    services: StepServices, step: ChannelStep, pending: Sequence[RunAtStep]
+) -> Outcomes:
     """The step for each of `pending` (runs of one environment, each with the condition scope that its
     preference conditions are evaluated in too), reading what they need in one query per kind for all.
-    A run whose rendering fails gets its exception in its place, and the others their results."""
-    channel = runtime.channels.by_key(step.channel_key)
+    A run whose rendering fails gets its exception in its place, and the others their outcomes."""
+    channel = services.channels.by_key(step.channel_key)
     if channel is None or channel.type != step.channel_type:
         return [
-            StepResult.skipped(step.ref, "channel", "channel_not_configured", channel_key=step.channel_key)
+            StepOutcome.skipped(step.ref, "channel", "channel_not_configured", channel_key=step.channel_key)
             for _ in pending
         ]
     if not pending:
         return []
+    connection = services.connection
     runs = [context.run for context, _ in pending]
     environment_id = runs[0].environment_id
     channel_data: dict[RecipientKey, dict[str, Any]] = {}
@@ -255,9 +349,9 @@ async def run_channel_steps(
             commercial=definition.is_commercial,
             override_preferences=definition.override_preferences,
         ),
-        SharedRenders(runtime.renderer),
+        SharedRenders(services.renderer),
     )
-    results: list[StepResult | Exception] = []
+    results: list[StepOutcome | Exception] = []
     for context, scope in pending:
         run = context.run
         data, run_layers = channel_data.get(run.recipient), layers[run.recipient, run.tenant]
@@ -308,11 +402,11 @@ async def _channel_step(
     scope: ConditionScope,
     data: Mapping[str, Any] | None,
     layers: PreferenceLayers,
-) -> StepResult:
+) -> StepOutcome:
     step, channel = sending.step, sending.channel
     properties = {} if context.recipient is None else context.recipient.properties
     if not _has_required_data(channel.type, properties, data):
-        return StepResult.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
+        return StepOutcome.skipped(step.ref, "channel", "missing_channel_data", channel_id=channel.id)
     preferences = effective_preferences(layers)
     if preferences:  # most recipients of a fan-out have set nothing, which allows every send
         decision = await evaluate_preferences(
@@ -321,9 +415,9 @@ async def _channel_step(
             lambda conditions: conditions_hold(parse_condition_list(list(conditions)), scope),
         )
         if not decision.allowed:
-            return StepResult.skipped(step.ref, "channel", "preferences", preference=decision.reason)
+            return StepOutcome.skipped(step.ref, "channel", "preferences", preference=decision.reason)
     message = _message(sending, context, data)
-    return StepResult(
+    return StepOutcome(
         events=[
             RunEvent(
                 "message_created", step_ref=step.ref, step_type="channel", data={"message_id": message.id}
@@ -367,3 +461,6 @@ def _message(sending: _Sending, context: RunContext, channel_data: Mapping[str, 
         status=status,
         events=("message.created", f"message.{status}"),
     )
+
+
+STEP_TYPE = StepType("channel", parse_channel_step, execute_channel_steps)

@@ -11,16 +11,50 @@ The trigger's `settings.skip_delay` skips every delay.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
-from clarion.engine.run_scope import RunContext
-from clarion.engine.steps.result import StepResult
-from clarion.engine.workflow_definition import MAX_DELAY_SECONDS, DefinitionError, DelayStep, duration_seconds
+from clarion.engine.step_definition import (
+    DefinitionError,
+    DefinitionParser,
+    StepDefinition,
+    condition_group,
+    duration_seconds,
+    settings_object,
+    text_field,
+)
+from clarion.engine.step_protocol import RunAtStep, StepOutcome, StepServices, StepType, WaitUntil, each_run
 from clarion.store.workflow_runs import RunEvent
 
+MAX_DELAY_SECONDS = 365 * 86400
 
-def _lookup(variables: Mapping[str, Any], path: str) -> Any:
+
+@dataclass(frozen=True, kw_only=True)
+class DelayStep(StepDefinition):
+    type: ClassVar[str] = "delay"
+
+    delay_seconds: float | None
+    """The fixed delay (`delay_for`), or None when only `delay_until_field_path` sets it."""
+    until_field_path: str | None
+
+
+def parse_delay_step(_parser: DefinitionParser, data: dict[str, Any], ref: str, field: str) -> DelayStep:
+    settings = settings_object(data, field, "`delay_for` or `delay_until_field_path`")
+    delay_for = settings.get("delay_for")
+    seconds = None if delay_for is None else duration_seconds(delay_for, f"{field}.settings.delay_for")
+    if seconds is not None and seconds > MAX_DELAY_SECONDS:
+        raise DefinitionError(f"{field}.settings.delay_for", "must be at most 365 days")
+    until = text_field(settings, "delay_until_field_path", f"{field}.settings")
+    if seconds is None and until is None:
+        raise DefinitionError(f"{field}.settings", "needs `delay_for` or `delay_until_field_path`")
+    return DelayStep(
+        ref=ref, conditions=condition_group(data, field), delay_seconds=seconds, until_field_path=until
+    )
+
+
+def lookup(variables: Mapping[str, Any], path: str) -> Any:
+    """The value at dotted `path` in a run's variables (`data.when`, `recipient.plan`), or None."""
     value: Any = variables
     for part in path.split("."):
         if isinstance(value, Mapping):
@@ -49,18 +83,28 @@ def _seconds_until(value: Any, now: datetime) -> float | None:
     return None
 
 
-def run_delay_step(context: RunContext, step: DelayStep) -> StepResult:
+def _delay(services: StepServices, step: DelayStep, at: RunAtStep) -> StepOutcome:
+    context = at.context
+
     def event(name: str, **data: Any) -> RunEvent:
         return RunEvent(name, step_ref=step.ref, step_type="delay", data=data)
 
     if context.run.settings.get("skip_delay"):
-        return StepResult(events=[event("step_skipped", reason="skip_delay")])
+        return StepOutcome(events=[event("step_skipped", reason="skip_delay")])
     seconds = step.delay_seconds or 0.0
     if step.until_field_path is not None:
-        found = _seconds_until(_lookup(context.variables(), step.until_field_path), context.now)
+        found = _seconds_until(lookup(context.variables(), step.until_field_path), services.now)
         if found is None or not 0 < found + seconds <= MAX_DELAY_SECONDS:
-            return StepResult(
+            return StepOutcome(
                 events=[event("step_skipped", reason="invalid_delay", field_path=step.until_field_path)]
             )
         seconds += found
-    return StepResult(events=[event("delay_started", seconds=seconds)], wait_seconds=seconds)
+    if seconds <= 0:
+        return StepOutcome(events=[event("delay_started", seconds=0.0)])
+    return StepOutcome(
+        events=[event("delay_started", seconds=seconds)],
+        then=WaitUntil(services.now + timedelta(seconds=seconds)),
+    )
+
+
+STEP_TYPE = StepType("delay", parse_delay_step, each_run(_delay))

@@ -94,6 +94,7 @@ class QueueEngine(Protocol):
     ) -> int: ...
     async def complete(self, job: JobRecord) -> bool: ...
     async def complete_in(self, connection: AsyncConnection, job: JobRecord) -> bool: ...
+    async def hold_in(self, connection: AsyncConnection, job: JobRecord) -> bool: ...
     async def retry(
         self, job: JobRecord, error: str, on_discarded: DiscardHook | None = None
     ) -> JobState | None: ...
@@ -484,6 +485,14 @@ class SQLQueueEngine(ABC):
         that transaction commits. False when the job is no longer this attempt's: the caller must then
         roll its transaction back (raise `Superseded`), or the work would be recorded twice."""
         statement = jobs.update().where(_owned(job)).values(lease_expires_at=None, **self._completed())
+        return bool((await connection.execute(statement)).rowcount)
+
+    async def hold_in(self, connection: AsyncConnection, job: JobRecord) -> bool:
+        """Hold `job` for the caller's transaction without completing it: a job that commits its work in
+        several transactions (a large fan-out) checks in each that its attempt is still the executing one,
+        and keeps a rescue from taking the job until that transaction ends (rescues skip locked jobs).
+        False when the job is no longer this attempt's: the caller must then roll back (`Superseded`)."""
+        statement = jobs.update().where(_owned(job)).values(attempted_by=jobs.c.attempted_by)
         return bool((await connection.execute(statement)).rowcount)
 
     async def retry(

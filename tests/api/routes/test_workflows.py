@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from clarion.engine import trigger
 from clarion.engine.workflow_jobs import STEP_JOB, TRIGGER_JOB, WORKFLOW_QUEUE
-from clarion.jobs.job import Job, JobState
+from clarion.jobs.job import Job, JobState, Superseded
 from clarion.store.clock import utcnow
 from clarion.store.environments import KeyKind
 from clarion.store.recipient_resolution import RecipientKey
@@ -724,6 +724,31 @@ async def test_a_fan_out_larger_than_a_transaction_starts_every_run_once(
     assert {run["status"] for run in runs} == {"completed"}
     for n in range(5):
         assert len((await feed(env, f"sub-{n}"))["entries"]) == 1
+
+
+async def test_a_fan_out_attempt_that_lost_its_job_commits_no_chunk(
+    env: EnvFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker stalled past its lease while another took the job over: its next chunk's transaction finds
+    the job no longer its attempt's and writes nothing; the attempt that holds the job starts every run."""
+    monkeypatch.setattr(trigger, "RUNS_PER_TRANSACTION", 2)
+    await push_workflow(env, tmp_path, "greeting", workflow())
+    recipients = [{"id": f"user-{n}"} for n in range(5)]
+    response = await env.post("/v1/workflows/greeting/trigger", json={"recipients": recipients, "data": {}})
+    assert response.status_code == 200, response.text
+    runtime = env.runtime
+    [stale] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "stalled-worker", 60)
+    async with runtime.database.writer.begin() as connection:  # as a rescue leaves it
+        await connection.execute(
+            jobs.update().where(jobs.c.id == stale.id).values(state=JobState.AVAILABLE.value)
+        )
+    with pytest.raises(Superseded):
+        await trigger.start_runs(runtime, stale)
+    assert await runs_of(env, "greeting") == []
+
+    await run_workflow_jobs(runtime)
+    runs = await runs_of(env, "greeting")
+    assert sorted(run["recipient"] for run in runs) == [f"user-{n}" for n in range(5)]
 
 
 async def test_a_trigger_job_run_again_starts_only_the_recipients_without_a_run(

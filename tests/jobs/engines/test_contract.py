@@ -277,6 +277,24 @@ async def test_expired_lease_is_rescued_and_late_acks_are_ignored(
     assert (await state_of(engine, lost.id)).state is JobState.COMPLETED
 
 
+async def test_a_job_is_held_for_a_transaction_only_by_its_executing_attempt(
+    engine: QueueEngine, queue: str, clock: FakeClock, runtime: Runtime
+) -> None:
+    await engine.enqueue(Job("k", queue=queue))
+    lost = await claim_one(engine, queue, "dead-worker")
+    async with runtime.database.writer.begin() as connection:
+        assert await engine.hold_in(connection, lost)
+    assert (await state_of(engine, lost.id)).state is JobState.EXECUTING, "holding does not complete"
+
+    clock.advance(LEASE + 1)
+    await engine.rescue()
+    again = await claim_one(engine, queue, "live-worker")
+    async with runtime.database.writer.begin() as connection:
+        assert not await engine.hold_in(connection, lost), "the rescued attempt no longer holds it"
+        assert await engine.hold_in(connection, again)
+        assert await engine.complete_in(connection, again)
+
+
 async def test_rescue_discards_a_job_out_of_attempts(
     engine: QueueEngine, queue: str, clock: FakeClock
 ) -> None:

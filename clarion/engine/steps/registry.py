@@ -1,0 +1,34 @@
+"""Every step type Clarion runs, by the name `workflow.json` gives it. A new step type is a module in this
+package with its `STEP_TYPE` (`clarion.engine.step_protocol.StepType`), and one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from clarion.engine.step_protocol import StepType
+from clarion.engine.steps import branch, channel, delay
+
+STEP_TYPES: Mapping[str, StepType[Any]] = {
+    step_type.name: step_type
+    for step_type in (
+        branch.STEP_TYPE,
+        channel.STEP_TYPE,
+        delay.STEP_TYPE,
+    )
+}
+
+NOT_YET_SUPPORTED_STEPS = (
+    "batch",
+    "throttle",
+    "http_fetch",
+    "trigger_workflow",
+    "update_data",
+    "update_user",
+    "update_object",
+    "update_tenant",
+    "wait_for_event",
+    "random_cohort",
+    "ai_agent",
+)
+"""Knock step types that Clarion does not run yet: a workflow using one is refused at push."""
