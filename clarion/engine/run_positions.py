@@ -54,6 +54,8 @@ def settle(steps: Sequence[StepDefinition], position: Position) -> Position | No
     """The step a run at `position` executes next: `position` itself when it names a step; past a nested
     list's end, the step after the one holding the list, unless the list terminates the run; None when
     the run has reached its end."""
+    if len(position) == 1:  # a step of the workflow's own list, as nearly every run of a fan-out is at
+        return position if position[0] < len(steps) else None
     while position[-1] >= len(_steps_at(steps, position)):
         if len(position) == 1:
             return None
