@@ -37,6 +37,7 @@ from clarion.engine.run_executor import (
     record_progress,
     step_services,
 )
+from clarion.engine.workflow_definition import EVERY_TRIGGER, ONCE_PER_RECIPIENT_PER_TENANT
 from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
@@ -48,6 +49,7 @@ from clarion.schemas.workflows import TRIGGER_DATA_KEY, TriggerWorkflowRequest
 from clarion.store import json_codec
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
+from clarion.store.first_runs import NO_TENANT, record_first_runs
 from clarion.store.group_commit import GroupCommitter
 from clarion.store.idempotency_keys import claim
 from clarion.store.ids import new_uuid
@@ -299,6 +301,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
     current = await runtime.workflows.current(environment_id, args["workflow_key"])
     active = current is None or current.active
     actor = None if prepared.actor is None else key_of(prepared.actor)
+    tenant = None if prepared.tenant is None else prepared.tenant.id
     # Frozen (`clarion.engine.frozen`), as the runs share them: no run can change them under another.
     data = freeze_object(prepared.data)
     settings = freeze_object(args["request"].get("settings") or {})
@@ -318,7 +321,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             version_id=args["version_id"],
             recipient=recipient,
             actor=actor,
-            tenant=None if prepared.tenant is None else prepared.tenant.id,
+            tenant=tenant,
             cancellation_key=args["request"].get("cancellation_key"),
             data=run_data(recipient),
             # Shared by the runs that add nothing to it, like their data.
@@ -345,6 +348,10 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         if job.attempt > 1:
             reached = await _not_started(connection, environment_id, args["workflow_run_id"], reached)
         now = utcnow()  # each chunk's own: its delays count from when its runs start
+        if definition.trigger_frequency != EVERY_TRIGGER:
+            reached = await _first_runs_only(
+                connection, job, definition.trigger_frequency, tenant, reached, now
+            )
         runs = [new_run(recipient, via, now) for recipient, via in reached]
         progress = await execute_runs(
             step_services(runtime, connection, now), runs, definition, active=active
@@ -375,6 +382,29 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             written = await start(connection, chunks[index], last=index == len(chunks) - 1)
         count_committed(runtime.metrics, written, created=True)
     return Acknowledged()
+
+
+async def _first_runs_only(
+    connection: AsyncConnection,
+    job: JobRecord,
+    frequency: str,
+    tenant: str | None,
+    reached: Sequence[tuple[RecipientKey, Any]],
+    now: datetime,
+) -> list[tuple[RecipientKey, Any]]:
+    """Those of `reached` whose first run through the workflow this is (per tenant too with
+    `once_per_recipient_per_tenant`), recorded as such."""
+    scope = (tenant or NO_TENANT) if frequency == ONCE_PER_RECIPIENT_PER_TENANT else NO_TENANT
+    args = job.args
+    first = await record_first_runs(
+        connection,
+        args["environment_id"],
+        args["workflow_key"],
+        args["workflow_run_id"],
+        [(recipient, scope) for recipient, _ in reached],
+        now,
+    )
+    return [(recipient, via) for recipient, via in reached if (recipient, scope) in first]
 
 
 async def _not_started(

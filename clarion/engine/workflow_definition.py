@@ -32,7 +32,10 @@ from clarion.engine.steps.registry import NOT_YET_SUPPORTED_STEPS, STEP_TYPES
 from clarion.engine.templates import TemplateRenderer
 
 WORKFLOW_KEY = re.compile(r"^[a-z0-9_-]{3,255}$")
-TRIGGER_FREQUENCIES = ("every_trigger", "once_per_recipient", "once_per_recipient_per_tenant")
+EVERY_TRIGGER = "every_trigger"
+ONCE_PER_RECIPIENT_PER_TENANT = "once_per_recipient_per_tenant"
+TRIGGER_FREQUENCIES = (EVERY_TRIGGER, "once_per_recipient", ONCE_PER_RECIPIENT_PER_TENANT)
+"""How often a recipient may run through the workflow: every trigger, or once (per tenant too)."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,9 @@ def parse_workflow(
         if not isinstance(value, bool):
             raise DefinitionError(f"settings.{flag}", "must be a boolean")
         flags[flag] = value
-    frequency = data.get("trigger_frequency") or "every_trigger"
+    frequency = data.get("trigger_frequency") or EVERY_TRIGGER
     if frequency not in TRIGGER_FREQUENCIES:
         raise DefinitionError("trigger_frequency", f"must be one of {', '.join(TRIGGER_FREQUENCIES)}")
-    if frequency != "every_trigger":
-        raise DefinitionError("trigger_frequency", f"{frequency!r} is not supported by Clarion yet")
     schema = data.get("trigger_data_json_schema")
     if schema is not None:
         _check_schema(schema)

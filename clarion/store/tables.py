@@ -407,6 +407,23 @@ messages = sa.Table(
     sa.Index(None, "environment_id", "workflow_run_id", "pk"),
 )
 
+workflow_first_runs = sa.Table(
+    "workflow_first_runs",
+    metadata,
+    _environment_id(),
+    sa.Column("workflow_key", sa.String(255), nullable=False),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    # The run's tenant for `once_per_recipient_per_tenant`, else (and for a run without one) "".
+    sa.Column("tenant", sa.String(255), nullable=False),
+    # The trigger that made the recipient's one run.
+    sa.Column("workflow_run_id", sa.String(36), nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "environment_id", "workflow_key", "recipient_collection", "recipient_id", "tenant"
+    ),
+)
+
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
