@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from clarion.engine.workflow_definition import DefinitionError
+from clarion.engine.step_definition import DefinitionError
 
 DEFAULT_TIMEZONE = ZoneInfo("Etc/UTC")
 """Knock's timezone when neither the device, the recipient nor the account sets one."""

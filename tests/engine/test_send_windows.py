@@ -22,7 +22,7 @@ from clarion.engine.send_windows import (
     parse_send_windows,
     recipient_timezone,
 )
-from clarion.engine.workflow_definition import DefinitionError
+from clarion.engine.step_definition import DefinitionError
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 WEEKDAYS = DAYS[:5]
