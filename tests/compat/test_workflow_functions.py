@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from knockapi import Knock
+from knockapi.types import InlineIdentifyUserRequestParam, MessageInAppFeedContentBlock
 
 from tests.compat.live_server import IN_APP_FEED_CHANNEL_ID, EnvironmentKeys, LiveServer
 from tests.compat.test_workflows import wait_until
@@ -54,13 +55,17 @@ def workflows(live_server: LiveServer, environment: EnvironmentKeys, tmp_path: P
 
 def feed_bodies(knock: Knock, user_id: str) -> list[str]:
     page = knock.users.feeds.list_items(user_id, IN_APP_FEED_CHANNEL_ID)
-    return [entry.blocks[0].content for entry in reversed(page.entries)]
+    bodies = [entry.blocks[0] for entry in reversed(page.entries)]
+    assert all(isinstance(body, MessageInAppFeedContentBlock) for body in bodies)
+    return [body.content for body in bodies if isinstance(body, MessageInAppFeedContentBlock)]
 
 
 def test_a_branch_routes_each_recipient_and_the_run_says_where(knock: Knock, workflows: None) -> None:
-    knock.workflows.trigger(
-        "plans", recipients=[{"id": "ada", "plan": "pro"}, {"id": "bob", "plan": "free"}], data={}
-    )
+    recipients: list[InlineIdentifyUserRequestParam] = [
+        {"id": "ada", "plan": "pro"},  # type: ignore[typeddict-unknown-key]  # custom properties are allowed
+        {"id": "bob", "plan": "free"},  # type: ignore[typeddict-unknown-key]
+    ]
+    knock.workflows.trigger("plans", recipients=recipients, data={})
     runs = wait_until(
         lambda: (
             len(r := list(knock.workflow_recipient_runs.list(workflow="plans", status=["completed"]))) == 2
