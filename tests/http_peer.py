@@ -47,6 +47,8 @@ class HTTPPeer:
     connections: int = 0
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> HTTPPeer:
         if self.ssl_context is not None:
@@ -56,11 +58,13 @@ class HTTPPeer:
         return self
 
     async def close(self) -> None:
+        """Stops listening and drops every connection; a reply waiting out its delay gives up."""
+        self._closing.set()
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.transport.abort()
+        await asyncio.gather(*self._tasks)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -76,6 +80,7 @@ class HTTPPeer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         connection = self.connections
         self.connections += 1
         try:
@@ -83,10 +88,9 @@ class HTTPPeer:
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
-        except asyncio.CancelledError:
-            pass  # closed by `close`: end quietly, as asyncio logs a connection task that ends cancelled
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -105,7 +109,10 @@ class HTTPPeer:
         self.received.append(ReceivedRequest(method, target, headers, body, connection))
         reply = self.replies.popleft() if self.replies else Reply(body=b"{}")
         if reply.delay:
-            await asyncio.sleep(reply.delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), reply.delay)
+            if self._closing.is_set():
+                return False
         lines = [f"HTTP/1.1 {reply.status} Status", *(f"{name}: {value}" for name, value in reply.headers)]
         lines.append("transfer-encoding: chunked" if reply.chunked else f"content-length: {len(reply.body)}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))

@@ -36,7 +36,7 @@ import httpx
 from clarion import __version__
 from clarion.engine.outbound_http import SCHEMES, OutboundRequest
 from clarion.engine.templates import SharedRenders, TemplateError, TemplateRenderer
-from clarion.engine.workflow_definition import DefinitionError
+from clarion.engine.step_definition import DefinitionError
 from clarion.errors import ClarionError
 
 METHODS: Final = ("get", "post", "put", "delete", "patch")
@@ -272,6 +272,8 @@ def _key_values(
 
 
 def _url(text: str) -> httpx.URL:
+    if not text:
+        raise InvalidFetchRequestError("the URL renders empty")
     try:
         url = httpx.URL(text)
     except httpx.InvalidURL as exc:

@@ -75,7 +75,7 @@ async def resolve_host(host: str, port: int) -> list[IPAddress]:
     """The system resolver's addresses for `host`, in its order, each once."""
     try:
         answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError) as exc:  # socket.gaierror, mostly
         raise ResolutionError(f"{host} could not be resolved: {exc}") from exc
     addresses: dict[IPAddress, None] = {}
     for *_, sockaddr in answers:
@@ -316,17 +316,15 @@ class _GuardedNetwork(httpcore.AsyncNetworkBackend):
         refusal = self._policy.host_refusal(host)
         if refusal is not None:
             raise TargetRefusedError(refusal)
-        try:
-            addresses: Sequence[IPAddress] = [ipaddress.ip_address(host)]
-        except ValueError:
-            addresses = await self._resolver(host, port)
+        literal = _literal_address(host)
+        addresses = [literal] if literal is not None else await self._resolver(host, port)
         if not addresses:
             raise ResolutionError(f"{host} has no address")
         refusals = {address: self._policy.address_refusal(host, address) for address in addresses}
         permitted = [address for address, refusal in refusals.items() if refusal is None]
         if not permitted:
             reasons = "; ".join(str(refusal) for refusal in refusals.values())
-            raise TargetRefusedError(reasons if _is_address(host) else f"{host} resolves to {reasons}")
+            raise TargetRefusedError(reasons if literal is not None else f"{host} resolves to: {reasons}")
         return permitted
 
 
@@ -391,6 +389,8 @@ def _recorded_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, st
 
 
 def _redacted_url(url: httpx.URL) -> str:
+    if url.password:
+        url = url.copy_with(username=url.username, password=REDACTED)
     if not any(_SECRET_NAME.search(name) for name in url.params):
         return str(url)
     params = [
@@ -408,9 +408,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _is_address(host: str) -> bool:
+def _literal_address(host: str) -> IPAddress | None:
+    """The address a URL's host is, when it is one rather than a name."""
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return None
