@@ -35,8 +35,8 @@ import httpx
 
 from clarion import __version__
 from clarion.engine.outbound_http import SCHEMES, OutboundRequest
-from clarion.engine.templates import SharedRenders, TemplateError, TemplateRenderer
 from clarion.engine.step_definition import DefinitionError
+from clarion.engine.templates import SharedRenders, TemplateError, TemplateRenderer
 from clarion.errors import ClarionError
 
 METHODS: Final = ("get", "post", "put", "delete", "patch")

@@ -19,8 +19,8 @@ from clarion.engine.fetch_settings import (
     sign,
 )
 from clarion.engine.frozen import freeze
-from clarion.engine.templates import TemplateError, TemplateRenderer
 from clarion.engine.step_definition import DefinitionError
+from clarion.engine.templates import TemplateError, TemplateRenderer
 
 RENDERER = TemplateRenderer()
 FIELD = "steps.1.settings"
