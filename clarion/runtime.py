@@ -23,6 +23,7 @@ from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
 from clarion.engine.housekeeping import IdempotencyKeyPruner, RetentionPruner
+from clarion.engine.outbound_http import OutboundHTTP
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.trigger import TriggerIntake, start_runs
@@ -77,8 +78,11 @@ class Runtime:
     messages: MessageStore
     trigger_intake: TriggerIntake
     metrics: Metrics
+    outbound_http: OutboundHTTP
+    """Fetch steps' requests, through the address guard (`clarion.engine.outbound_http`)."""
 
     async def close(self) -> None:
+        await self.outbound_http.aclose()
         await self.database.dispose()
 
 
@@ -169,6 +173,7 @@ async def build_runtime(
         messages=MessageStore(database),
         trigger_intake=TriggerIntake(database, queue),
         metrics=metrics or Metrics(database, channels),
+        outbound_http=OutboundHTTP.from_settings(settings),
     )
 
 

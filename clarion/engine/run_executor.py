@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ from clarion.engine.run_scope import RunContext, condition_scope, load_contexts,
 from clarion.engine.step_protocol import (
     EnterBranch,
     Halt,
+    OutsideServices,
     RunAtStep,
     StepOutcome,
     StepServices,
@@ -335,9 +336,47 @@ def _waiting(runs: Sequence[RunRecord], position: str) -> list[RunRecord]:
     )
 
 
-def step_services(runtime: Runtime, connection: AsyncConnection, now: datetime) -> StepServices:
+def step_services(
+    runtime: Runtime, connection: AsyncConnection, now: datetime, prepared: Mapping[str, Any] | None = None
+) -> StepServices:
     """What the steps of a pass in `connection`'s transaction may use."""
-    return StepServices(connection=connection, now=now, channels=runtime.channels, renderer=runtime.renderer)
+    return StepServices(
+        connection=connection,
+        now=now,
+        channels=runtime.channels,
+        renderer=runtime.renderer,
+        prepared=prepared or {},
+    )
+
+
+async def _prepare(
+    runtime: Runtime,
+    environment_id: str,
+    run_ids: Sequence[str],
+    position: str,
+    definition: WorkflowDefinition,
+    now: datetime,
+) -> dict[str, Any]:
+    """What the step at `position` prepares outside any transaction for the runs waiting there whose
+    conditions hold (a fetch's response), by run id; nothing for a step type that prepares nothing."""
+    at = settle(definition.steps, parse_position(position))
+    if at is None or format_position(at) != position:
+        return {}
+    step = step_at(definition.steps, at)
+    prepare = STEP_TYPES[step.type].prepare
+    if prepare is None:
+        return {}
+    held: list[RunAtStep] = []
+    async with runtime.database.reader.connect() as connection:
+        waiting = _waiting(await read_runs(connection, environment_id, run_ids), position)
+        for context in await load_contexts(connection, environment_id, waiting, definition, now):
+            scope = condition_scope(context, connection, runtime.renderer)
+            with contextlib.suppress(Exception):  # the pass evaluates them again, and records the error
+                if await conditions_hold(step.conditions, scope):
+                    held.append(RunAtStep(context, scope))
+    outside = OutsideServices(now=now, renderer=runtime.renderer, http=runtime.outbound_http)
+    results = await prepare(outside, step, held)
+    return {at.context.run.id: result for at, result in zip(held, results, strict=True)}
 
 
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
@@ -360,13 +399,14 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
         raise LookupError(f"runs {run_ids} name workflow version {version_id}, which does not exist")
     current = await runtime.workflows.current(environment_id, workflow_key)
     now = utcnow()
+    prepared = await _prepare(runtime, environment_id, run_ids, position, definition, now)
     async with runtime.database.writer.begin() as connection:
         if not await runtime.queue.complete_in(connection, job):
             raise Superseded
         stored = await read_runs(connection, environment_id, run_ids, for_update=True)
         waiting = _waiting(stored, position)
         progress = await execute_runs(
-            step_services(runtime, connection, now),
+            step_services(runtime, connection, now, prepared),
             waiting,
             definition,
             active=current is None or current.active,

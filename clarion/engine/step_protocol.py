@@ -14,7 +14,7 @@ for its send window), enter one of the step's nested step lists (a branch), or h
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.channels import ChannelRegistry
 from clarion.engine.conditions import ConditionScope
+from clarion.engine.outbound_http import OutboundHTTP
 from clarion.engine.run_scope import RunContext
 from clarion.engine.step_definition import DefinitionParser, StepDefinition
 from clarion.engine.templates import TemplateRenderer
@@ -104,6 +105,18 @@ class StepServices:
     now: datetime
     channels: ChannelRegistry
     renderer: TemplateRenderer
+    prepared: Mapping[str, Any] = field(default_factory=dict)
+    """What the step type's `prepare` made for the runs of the step the pass's job was for, by run id;
+    empty for other steps and passes."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutsideServices:
+    """What a step type's `prepare` may use: no connection, since it runs outside any transaction."""
+
+    now: datetime
+    renderer: TemplateRenderer
+    http: OutboundHTTP
 
 
 S = TypeVar("S", bound=StepDefinition)
@@ -121,6 +134,12 @@ class StepType(Generic[S]):
     """(parser, the step's JSON, its ref, its dotted field) -> the parsed step."""
     execute: Callable[[StepServices, S, Sequence[RunAtStep]], Awaitable[Outcomes]]
     """(services, the step, the runs at it) -> one outcome or exception per run, in their order."""
+    prepare: Callable[[OutsideServices, S, Sequence[RunAtStep]], Awaitable[Sequence[Any]]] | None = None
+    """For a step that reaches outside (a fetch): run before the pass's transaction by the job of runs
+    waiting at the step, for those whose conditions hold; `execute` finds each run's result in
+    `StepServices.prepared`. A run that reaches such a step in a pass without it waits at the step
+    (`WaitAtStep`), so that its own job prepares it: nothing outside is waited for while the store's
+    transaction is open."""
 
 
 def each_run(
