@@ -175,6 +175,12 @@ audiences = sa.Table(
     _environment_id(),
     sa.Column("key", sa.String(255), nullable=False),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
+    # 'static' (members added and removed) or 'dynamic' (members computed from their users' properties).
+    sa.Column("type", sa.String(16), nullable=False, server_default="static"),
+    # The audience.json it was pushed from (name, description, segments) and that document's SHA-256;
+    # NULL for an audience created by adding members to it.
+    sa.Column("definition", JSONType),
+    sa.Column("sha", sa.String(64)),
     sa.PrimaryKeyConstraint("environment_id", "key"),
 )
 
