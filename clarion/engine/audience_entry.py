@@ -6,8 +6,8 @@ A membership's runs start as an API trigger's do: one `workflow_trigger` job per
 in the shape `clarion.engine.trigger.accept_trigger` enqueues (the request, the version current now,
 pinned), with `trigger_source` "audience", so `clarion.engine.trigger.start_runs` runs it unchanged. The
 jobs are inserted in the transaction that inserts the memberships (`clarion.engine.audience_rules`), so a
-membership commits with its runs to come or not at all; each job's unique key names its membership row,
-so however that transaction is retried, one membership fires each of its workflows once.
+membership commits with its runs to come or not at all; each job's unique key names its membership (row
+and moment), so one membership fires each of its workflows once however often its jobs are enqueued.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ AUDIENCE_SOURCE = "audience"
 def _unique_key(environment_id: str, workflow_key: str, audience_key: str, membership: NewMembership) -> str:
     # Hashed: the keys and ids it names may together run past the column's 255 characters.
     parts = (environment_id, workflow_key, audience_key, membership.user_id, membership.tenant or "")
-    named = "\x00".join((*parts, str(membership.pk)))
+    named = "\x00".join((*parts, str(membership.pk), membership.added_at.isoformat()))
     return f"audience_entry:{hashlib.sha256(named.encode()).hexdigest()}"
 
 

@@ -55,10 +55,12 @@ class MemberKey(NamedTuple):
 
 
 class NewMembership(NamedTuple):
-    """A membership that did not exist before the transaction that inserted it."""
+    """A membership that did not exist before the transaction that inserted it. Its row's key and when it
+    was added tell it from the same pair removed and added again (SQLite may give the new row the key of
+    the one deleted)."""
 
     pk: int
-    """The membership row's own key: a membership removed and added again is a new one."""
+    added_at: datetime
     user_id: str
     tenant: str | None
 
@@ -162,7 +164,7 @@ async def add_memberships(
             conflict=["environment_id", "audience_key", "user_id", "tenant"],
         ).returning(c.pk, c.user_id, c.tenant)
         added.extend(
-            NewMembership(row.pk, row.user_id, _tenant(row.tenant))
+            NewMembership(row.pk, now, row.user_id, _tenant(row.tenant))
             for row in await connection.execute(statement)
         )
     return added
