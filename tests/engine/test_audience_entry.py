@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.engine import audience_rules
 from clarion.engine.workflow_files import WorkflowFilesError
@@ -188,7 +189,7 @@ async def test_adding_a_thousand_members_is_one_membership_insert_and_one_job_in
     await add(env, [{"user": {"id": "m0"}}])
     statements: list[int] = []
     job_inserts: list[int] = []
-    execute = sa.ext.asyncio.AsyncConnection.execute
+    execute = AsyncConnection.execute
     insert_all = env.runtime.queue.insert_all
 
     async def counting_execute(connection: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
@@ -200,7 +201,7 @@ async def test_adding_a_thousand_members_is_one_membership_insert_and_one_job_in
         job_inserts.append(len(new_jobs))
         return await insert_all(connection, new_jobs)
 
-    monkeypatch.setattr(sa.ext.asyncio.AsyncConnection, "execute", counting_execute)
+    monkeypatch.setattr(AsyncConnection, "execute", counting_execute)
     monkeypatch.setattr(env.runtime.queue, "insert_all", counting_insert_all)
     await add(env, [{"user": {"id": f"m{i}"}} for i in range(1000)])
     monkeypatch.undo()

@@ -102,7 +102,10 @@ BAD_AUDIENCES: list[tuple[Any, str]] = [
         {"type": "dynamic", "name": "x", "segments": [{"conditions": []}]},
         "at segments.0.conditions: must be a list of at least one condition",
     ),
-    (dynamic("recipient.plan"), "at segments.0.conditions.0: must be a condition object"),
+    (
+        {"type": "dynamic", "name": "x", "segments": [{"conditions": ["recipient.plan"]}]},
+        "at segments.0.conditions.0: must be a condition object",
+    ),
     (dynamic({"operator": "exists"}), "at segments.0.conditions.0.property: is required"),
     (
         dynamic(condition("data.plan", "exists")),
