@@ -33,7 +33,7 @@ from clarion.store import dialect
 from clarion.store.batching import ordered_chunks
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
-from clarion.store.membership_rules import NO_RULES, MembershipRulebook
+from clarion.store.membership_rules import NO_RULES, MembershipRulebook, MembershipRules
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import RecipientKey, load_recipients
 from clarion.store.recipients import InlineRecipientData, RecipientRecord
@@ -297,6 +297,46 @@ async def commit_audiences(
     return commits
 
 
+async def add_static_members(
+    connection: AsyncConnection,
+    rules: MembershipRules,
+    environment_id: str,
+    audience_key: str,
+    members: Sequence[MemberKey],
+) -> list[NewMembership]:
+    """Add members, whose users exist, to a static audience in the caller's transaction, and fire its
+    entry workflows for the new memberships (`rules` asked for with `adding_members`); the dynamic
+    audiences that ask about this one follow. Returns the new memberships. Raises `NotFoundError` for an
+    unknown audience and `InvalidInputError` for a dynamic one. What `POST /v1/audiences/{key}/members`
+    and a workflow's update-audience step do."""
+    await require_static(connection, environment_id, audience_key)
+    added = await add_memberships(connection, environment_id, audience_key, members)
+    await rules.members_added(connection, audience_key, added)
+    if rules.follows_users:
+        keys = {RecipientKey.user(member.user_id) for member in members}
+        users = await load_recipients(connection, environment_id, keys, lock=True)
+        await rules.users_written(connection, list(users.values()))
+    return added
+
+
+async def audience_type(connection: AsyncConnection, environment_id: str, audience_key: str) -> AudienceType:
+    """The audience's type; raises `NotFoundError` when the environment has no such audience."""
+    found = await connection.scalar(
+        sa.select(audiences.c.type).where(
+            audiences.c.environment_id == environment_id, audiences.c.key == audience_key
+        )
+    )
+    if found is None:
+        raise NotFoundError(f"The audience {audience_key!r} was not found")
+    return AudienceType(found)
+
+
+async def require_static(connection: AsyncConnection, environment_id: str, audience_key: str) -> None:
+    """Raise unless the environment has this audience and it is static (its members are not computed)."""
+    if await audience_type(connection, environment_id, audience_key) is AudienceType.DYNAMIC:
+        raise dynamic_audience_error(audience_key)
+
+
 def dynamic_audience_error(audience_key: str) -> InvalidInputError:
     return InvalidInputError(
         f"The audience {audience_key!r} is dynamic: its members are the users whose properties match its "
@@ -334,16 +374,19 @@ class AudienceStore:
                         conflict=["environment_id", "key"],
                     )
                 )
-            await self._require_static(connection, environment_id, audience_key)
-            users = await upsert_users(
+            # Checked before the users are written, though the add checks it again: a refused add writes
+            # nothing anyway, but should not first identify a thousand users for nothing.
+            await require_static(connection, environment_id, audience_key)
+            await upsert_users(
                 connection,
                 environment_id,
                 [(member.key.user_id, member.properties, member.inline) for member in members],
             )
-            added = await add_memberships(connection, environment_id, audience_key, [m.key for m in members])
-            await rules.members_added(connection, audience_key, added)
-            # After the memberships: a dynamic audience may ask whether its users are members of this one.
-            await rules.users_written(connection, users)
+            # The dynamic audiences follow the users, as just written, once the memberships are in: one
+            # may ask whether they are members of this audience.
+            await add_static_members(
+                connection, rules, environment_id, audience_key, [m.key for m in members]
+            )
 
     async def remove_members(
         self, environment_id: str, audience_key: str, members: Sequence[MemberKey]
@@ -351,14 +394,16 @@ class AudienceStore:
         """Remove the memberships matching both user and tenant; returns how many existed."""
         rules = await self.rulebook.rules(environment_id)
         async with self.database.writer.begin() as connection:
-            await self._require_static(connection, environment_id, audience_key)
-            removed = await remove_memberships(connection, environment_id, audience_key, members)
+            await require_static(connection, environment_id, audience_key)
+            users: list[RecipientRecord] = []
             if rules.follows_users:
-                # A dynamic audience may ask whether its users are members of this one.
-                found = await load_recipients(
-                    connection, environment_id, {RecipientKey.user(member.user_id) for member in members}
-                )
-                await rules.users_written(connection, list(found.values()))
+                # A dynamic audience may ask whether its users are members of this one. The users are
+                # locked before any membership, as every writer of users takes them, and read as they
+                # stand: an identify of one of them commits first, or waits.
+                keys = {RecipientKey.user(member.user_id) for member in members}
+                users = list((await load_recipients(connection, environment_id, keys, lock=True)).values())
+            removed = await remove_memberships(connection, environment_id, audience_key, members)
+            await rules.users_written(connection, users)
         return removed
 
     async def page_members(
@@ -369,7 +414,7 @@ class AudienceStore:
             audience_members.c.audience_key == audience_key,
         )
         async with self.database.reader.connect() as connection:
-            await self._type(connection, environment_id, audience_key)
+            await audience_type(connection, environment_id, audience_key)
             result = await fetch_page(connection, query, audience_members.c.pk, page)
             found = await load_recipients(
                 connection, environment_id, (RecipientKey.user(row.user_id) for row in result.rows)
@@ -384,21 +429,3 @@ class AudienceStore:
             for row in result.rows
         ]
         return records, result
-
-    @classmethod
-    async def _require_static(
-        cls, connection: AsyncConnection, environment_id: str, audience_key: str
-    ) -> None:
-        if await cls._type(connection, environment_id, audience_key) is AudienceType.DYNAMIC:
-            raise dynamic_audience_error(audience_key)
-
-    @staticmethod
-    async def _type(connection: AsyncConnection, environment_id: str, audience_key: str) -> AudienceType:
-        found = await connection.scalar(
-            sa.select(audiences.c.type).where(
-                audiences.c.environment_id == environment_id, audiences.c.key == audience_key
-            )
-        )
-        if found is None:
-            raise NotFoundError(f"The audience {audience_key!r} was not found")
-        return AudienceType(found)

@@ -7,7 +7,9 @@ The rules themselves live in the engine (`clarion.engine.audience_rules`), which
 builds workflow jobs; the stores that write users (`clarion.store.users`, `clarion.store.subscriptions`,
 `clarion.store.audiences`) and the trigger's inline identify only call them. A writer asks for an
 environment's rules before it opens its transaction, since they may need a lookup, which must not wait
-for a pool connection while holding one; then hands them what it wrote.
+for a pool connection while holding one; then hands them what it wrote. Adding members to a static
+audience inside another transaction (a workflow step) goes through
+`clarion.store.audiences.add_static_members`, which makes both calls.
 """
 
 from __future__ import annotations

@@ -298,3 +298,37 @@ async def test_concurrent_writes_of_one_user_leave_its_membership_true(
     assert len(plans) == 1
     expected = [(f"u{i}", None) for i in range(50)] if plans == {"premium"} else []
     assert await members(env, "premium") == sorted(expected)
+
+
+async def test_concurrent_adds_removals_and_identifies_do_not_deadlock(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    require_postgres(env.runtime)
+    in_beta = dynamic([condition("recipient.id", "is_audience_member", "beta")])
+    await push_audiences(env, tmp_path, {"in-beta": in_beta})
+    users = [f"u{i}" for i in range(40)]
+    member_list = [{"user": {"id": user_id}} for user_id in users]
+    assert (
+        await env.post(
+            "/v1/audiences/beta/members", params={"create_audience": "true"}, json={"members": member_list}
+        )
+    ).status_code == 204
+
+    async def add() -> None:
+        response = await env.post("/v1/audiences/beta/members", json={"members": member_list[::-1]})
+        assert response.status_code == 204, response.text
+
+    async def remove() -> None:
+        response = await env.delete("/v1/audiences/beta/members", json={"members": member_list})
+        assert response.status_code == 204, response.text
+
+    async def identify_all() -> None:
+        await env.runtime.users.identify_many(
+            env.id, [(user_id, {"n": 1}, InlineRecipientData()) for user_id in users]
+        )
+
+    await race(add, remove, identify_all)
+    # Whatever the order they committed in, the dynamic audience agrees with the static one.
+    assert [user_id for user_id, _ in await members(env, "in-beta")] == [
+        user_id for user_id, _ in await members(env, "beta")
+    ]
