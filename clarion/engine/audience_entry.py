@@ -4,7 +4,8 @@ distinct tenant of a user), never for a membership that already existed, never o
 
 A membership's runs start as an API trigger's do: one `workflow_trigger` job per (workflow, membership),
 in the shape `clarion.engine.trigger.accept_trigger` enqueues (the request, the version current now,
-pinned), with `trigger_source` "audience", so `clarion.engine.trigger.start_runs` runs it unchanged. The
+pinned), with `trigger_source` "audience:<key>" (the run shows `{"type": "audience", "audience_key": …}`,
+`clarion.schemas.workflow_runs`), so `clarion.engine.trigger.start_runs` runs it unchanged. The
 jobs are inserted in the transaction that inserts the memberships (`clarion.engine.audience_rules`), so a
 membership commits with its runs to come or not at all; each job's unique key names its membership (row
 and moment), so one membership fires each of its workflows once however often its jobs are enqueued.
@@ -20,11 +21,12 @@ from clarion.engine.trigger import TRIGGER_ATTEMPTS
 from clarion.engine.workflow_catalog import CurrentWorkflow
 from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
 from clarion.jobs.job import Job
+from clarion.schemas.workflow_runs import SOURCE_QUALIFIER
 from clarion.store.audiences import NewMembership
 from clarion.store.ids import new_uuid
 
 AUDIENCE_SOURCE = "audience"
-"""The runs' `trigger_source.type`, as Knock records an audience entry."""
+"""The runs' `trigger_source.type`, as Knock records an audience entry; stored with the audience's key."""
 
 
 def _unique_key(environment_id: str, workflow_key: str, audience_key: str, membership: NewMembership) -> str:
@@ -57,7 +59,7 @@ def entry_jobs(
                         "workflow_run_id": new_uuid(),
                         "workflow_key": workflow.key,
                         "version_id": workflow.version_id,
-                        "trigger_source": AUDIENCE_SOURCE,
+                        "trigger_source": f"{AUDIENCE_SOURCE}{SOURCE_QUALIFIER}{audience_key}",
                         "request": request,
                     },
                     unique_key=_unique_key(environment_id, workflow.key, audience_key, membership),

@@ -331,7 +331,8 @@ workflow_runs = sa.Table(
     sa.Column("cancellation_key", sa.String(255)),
     sa.Column("data", JSONType, nullable=False),
     sa.Column("settings", JSONType, nullable=False),
-    sa.Column("trigger_source", sa.String(32), nullable=False),
+    # Its type, or `type:qualifier` (`audience:<key>`): see `clarion.schemas.workflow_runs`.
+    sa.Column("trigger_source", sa.String(300), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     # The path of the step the run is at: indexes into nested step lists, joined by dots ("2", "1.0.3");
     # NULL once finished.

@@ -123,7 +123,9 @@ def test_adding_members_runs_the_entry_workflow_once_per_membership(
     assert {item.source.key for item in page.entries} == {"beta-welcome"}
     runs = list(knock.workflow_recipient_runs.list(workflow="beta-welcome"))
     assert sorted(run.tenant or "" for run in runs) == ["", "acme"]
-    assert {run.trigger_source.type for run in runs} == {"audience"}
+    assert {(run.trigger_source.type, run.trigger_source.audience_key) for run in runs} == {
+        ("audience", "beta")
+    }
 
     # Re-adding fires nothing: once a later member's message is there, Ann still has her two.
     knock.audiences.add_members(

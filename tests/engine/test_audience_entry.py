@@ -101,7 +101,9 @@ async def test_each_new_member_runs_the_workflow_once_per_tenant(env: EnvFixture
         ("ann", "acme"),
         ("bob", "acme"),
     ]
-    assert {run["trigger_source"]["type"] for run in listed} == {"audience"}
+    assert [run["trigger_source"] for run in listed] == [
+        {"type": "audience", "audience_key": "beta", "cancellation_key": None}
+    ] * 3
     assert {run["status"] for run in listed} == {"completed"}
 
     # Re-adding existing memberships fires nothing; a new tenant of a known member is a new membership.
@@ -130,7 +132,9 @@ async def test_an_entry_workflow_can_still_be_triggered_by_api(env: EnvFixture, 
     assert response.status_code == 200, response.text
     await run_workflow_jobs(env.runtime)
     assert await feed(env, "ann") == [("Welcome, Ann", None)]
-    assert [run["trigger_source"]["type"] for run in await runs(env, "welcome")] == ["api"]
+    assert [run["trigger_source"] for run in await runs(env, "welcome")] == [
+        {"type": "api", "cancellation_key": None}
+    ]
 
 
 async def test_only_the_named_audience_fires_and_a_missing_one_never(env: EnvFixture, tmp_path: Path) -> None:
@@ -233,7 +237,7 @@ async def test_a_membership_that_rolls_back_enqueues_nothing(
     # Done again, the add fires once.
     await env.runtime.audiences.add_members(env.id, "beta", [member], create_audience=True)
     [job] = await entry_jobs_of(env)
-    assert (job["trigger_source"], job["request"]) == ("audience", {"recipients": ["ann"]})
+    assert (job["trigger_source"], job["request"]) == ("audience:beta", {"recipients": ["ann"]})
     await run_workflow_jobs(env.runtime)
     assert await feed(env, "ann") == [("Welcome, Ann", None)]
 
