@@ -10,9 +10,9 @@ audience has segments too, at least one, each with at least one `AudienceConditi
 when the conditions of any one segment all hold for it (segments OR'd, conditions AND'd). A condition reads
 the user's properties (`recipient.<path>`, with `recipient.id`), by the operators of the management spec,
 evaluated as every Knock condition is (`clarion.engine.conditions`); `recipient.created_at` and
-`recipient.updated_at` are refused, as Knock reserves them. `is_audience_member` names another audience
-whose members without a tenant count, never the audience itself. Unknown fields (`created_at`, `sha`, …
-of a pulled file) are ignored. An error names the field by its dotted path
+`recipient.updated_at` are refused, as Knock reserves them. `is_audience_member` names another audience by
+its key (not a path to one), whose members without a tenant count, never the audience itself. Unknown
+fields (`created_at`, `sha`, … of a pulled file) are ignored. An error names the field by its dotted path
 (`segments.0.conditions.1.operator`).
 """
 
@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from clarion.engine.conditions import Condition, ConditionGroup, Operator
+from clarion.engine.conditions import Condition, ConditionGroup, Operator, is_reference
 from clarion.store.audiences import AudienceType
 
 AUDIENCE_KEY = re.compile(r"^[a-z0-9_-]{1,255}$")
@@ -109,7 +109,8 @@ def _condition(value: Any, key: str, field: str) -> Condition:
     if isinstance(argument, dict):
         raise AudienceDefinitionError(f"{field}.argument", "must be a string, number, boolean or list")
     if operator in _MEMBERSHIP_OPERATORS:
-        if not isinstance(argument, str) or not argument:
+        # A static key: an audience is evaluated after those it names (`clarion.engine.audience_rules`).
+        if not isinstance(argument, str) or not argument or is_reference(argument):
             raise AudienceDefinitionError(f"{field}.argument", "must be the key of an audience")
         if argument == key:
             raise AudienceDefinitionError(f"{field}.argument", "cannot name the audience itself")

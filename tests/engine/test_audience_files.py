@@ -133,6 +133,10 @@ BAD_AUDIENCES: list[tuple[Any, str]] = [
         "at segments.0.conditions.0.argument: must be the key of an audience",
     ),
     (
+        dynamic(condition("recipient.id", "is_audience_member", "recipient.team")),
+        "at segments.0.conditions.0.argument: must be the key of an audience",
+    ),
+    (
         dynamic(condition("recipient.id", "is_not_audience_member", "aud")),
         "at segments.0.conditions.0.argument: cannot name the audience itself",
     ),
