@@ -294,3 +294,16 @@ async def test_a_bad_trigger_is_refused_at_push_with_its_field(
     [problem] = raised.value.problems
     assert f"welcome/workflow.json {expected}" in str(problem), problem
     assert await env.runtime.workflows.store.list(env.id) == []
+
+
+async def test_trigger_frequency_limits_entries_as_knock_documents(env: EnvFixture, tmp_path: Path) -> None:
+    await push_workflow(env, tmp_path, "welcome", {**WELCOME, "trigger_frequency": "once_per_recipient"})
+    await add(
+        env,
+        [
+            {"user": {"id": "ann", "name": "Ann"}, "tenant": "acme"},
+            {"user": {"id": "ann"}, "tenant": "globex"},
+        ],
+    )
+    await run_workflow_jobs(env.runtime)
+    assert len(await feed(env, "ann")) == 1

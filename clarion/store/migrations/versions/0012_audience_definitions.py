@@ -7,7 +7,7 @@ PostgreSQL the column is widened (no rewrite of the table); SQLite does not enfo
 length, and altering a column there would copy the whole runs table.
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0015
 """
 
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0012"
-down_revision: str | None = "0011"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
