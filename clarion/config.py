@@ -45,6 +45,7 @@ class Settings:
     rate_limit_mode: RateLimitMode = RateLimitMode.CLIENT
     channels_file: Path | None = None
     workflows_dir: Path = Path("workflows")
+    audiences_dir: Path = Path("audiences")
     key_cache_seconds: float = 2.0
     workflow_cache_seconds: float = 2.0
     cors_origins: tuple[str, ...] = ("*",)
@@ -139,6 +140,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         rate_limit_mode=rate_limit_mode,
         channels_file=Path(channels_file) if channels_file else None,
         workflows_dir=Path(env.get("CLARION_WORKFLOWS_DIR", "workflows")),
+        audiences_dir=Path(env.get("CLARION_AUDIENCES_DIR", "audiences")),
         cors_origins=cors_origins,
         job_lease_seconds=float(env.get("CLARION_JOB_LEASE_SECONDS", "60")),
         heartbeat_seconds=float(env.get("CLARION_HEARTBEAT_SECONDS", "2")),

@@ -21,6 +21,7 @@ from clarion.api.auth import KeyResolver
 from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
+from clarion.engine.audience_catalog import RECOMPUTE_JOB, AudienceCatalog
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
 from clarion.engine.housekeeping import IdempotencyKeyPruner, RetentionPruner
 from clarion.engine.outbound_http import OutboundHTTP
@@ -74,6 +75,7 @@ class Runtime:
     audiences: AudienceStore
     renderer: TemplateRenderer
     workflows: WorkflowCatalog
+    audience_catalog: AudienceCatalog
     workflow_runs: WorkflowRunStore
     messages: MessageStore
     trigger_intake: TriggerIntake
@@ -149,6 +151,12 @@ async def build_runtime(
     environments = EnvironmentStore(database)
     renderer = TemplateRenderer()
     queue = create_queue_engine(database)
+    workflows = WorkflowCatalog(
+        WorkflowStore(database), channels, renderer, cache_seconds=settings.workflow_cache_seconds
+    )
+    audience_catalog = AudienceCatalog(
+        database, workflows, queue, cache_seconds=settings.workflow_cache_seconds
+    )
     return Runtime(
         settings=settings,
         database=database,
@@ -157,18 +165,17 @@ async def build_runtime(
         rate_limiter=RateLimiter(settings.rate_limit_mode, counter),
         queue=queue,
         bulk_operations=BulkOperationStore(database),
-        users=UserStore(database),
+        users=UserStore(database, audience_catalog),
         objects=ObjectStore(database),
         channels=channels,
         channel_data=ChannelDataStore(database),
         preferences=PreferenceStore(database),
         tenants=TenantStore(database),
-        subscriptions=SubscriptionStore(database),
-        audiences=AudienceStore(database),
+        subscriptions=SubscriptionStore(database, audience_catalog),
+        audiences=AudienceStore(database, audience_catalog),
         renderer=renderer,
-        workflows=WorkflowCatalog(
-            WorkflowStore(database), channels, renderer, cache_seconds=settings.workflow_cache_seconds
-        ),
+        workflows=workflows,
+        audience_catalog=audience_catalog,
         workflow_runs=WorkflowRunStore(database),
         messages=MessageStore(database),
         trigger_intake=TriggerIntake(database, queue),
@@ -254,6 +261,7 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
         **bulk_job_handlers(runtime),
         TRIGGER_JOB: run_trigger,
         STEP_JOB: run_step,
+        RECOMPUTE_JOB: runtime.audience_catalog.run_recompute,
     }
     chosen = options or worker_options(runtime.settings)
     housekeeping: list[Looper] = [IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)]

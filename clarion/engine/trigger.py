@@ -300,6 +300,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         raise LookupError(f"trigger {args['workflow_run_id']} names a workflow version that does not exist")
     current = await runtime.workflows.current(environment_id, args["workflow_key"])
     active = current is None or current.active
+    audience_rules = await runtime.audience_catalog.rules(environment_id)
     actor = None if prepared.actor is None else key_of(prepared.actor)
     tenant = None if prepared.tenant is None else prepared.tenant.id
     # Frozen (`clarion.engine.frozen`), as the runs share them: no run can change them under another.
@@ -363,7 +364,10 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
 
     async with runtime.database.writer.begin() as connection:
         inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
-        await upsert_recipients(connection, environment_id, inline)
+        # The users identified inline move in and out of dynamic audiences with their properties.
+        await audience_rules.users_written(
+            connection, await upsert_recipients(connection, environment_id, inline)
+        )
         if prepared.tenant is not None:
             if prepared.tenant_is_inline:
                 await upsert_tenants(connection, environment_id, [prepared.tenant])

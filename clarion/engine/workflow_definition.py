@@ -36,6 +36,15 @@ EVERY_TRIGGER = "every_trigger"
 ONCE_PER_RECIPIENT_PER_TENANT = "once_per_recipient_per_tenant"
 TRIGGER_FREQUENCIES = (EVERY_TRIGGER, "once_per_recipient", ONCE_PER_RECIPIENT_PER_TENANT)
 """How often a recipient may run through the workflow: every trigger, or once (per tenant too)."""
+MAX_AUDIENCE_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class AudienceTrigger:
+    """`"trigger": {"type": "audience", "audience_key": …}`: the workflow also runs for each member added
+    to that audience (Clarion's own field: Knock sets it in its dashboard)."""
+
+    audience_key: str
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class WorkflowDefinition:
     override_preferences: bool
     trigger_frequency: str
     trigger_data_json_schema: Mapping[str, Any] | None
+    trigger: AudienceTrigger | None = None
 
 
 def _check_schema(schema: Any) -> None:
@@ -61,6 +71,24 @@ def _check_schema(schema: Any) -> None:
     except jsonschema.SchemaError as exc:
         where = ".".join(["trigger_data_json_schema", *map(str, exc.absolute_path)])
         raise DefinitionError(where, f"is not a valid JSON schema: {exc.message}") from None
+
+
+def _trigger(value: Any) -> AudienceTrigger | None:
+    """Whether the audience exists is the business of the membership that would fire it: a workflow may be
+    pushed before its audience, and a missing audience simply never fires."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DefinitionError("trigger", "must be an object with `type` and `audience_key`")
+    if value.get("type") != "audience":
+        raise DefinitionError("trigger.type", 'must be "audience" (an audience-entry trigger)')
+    if set(value) - {"type", "audience_key"}:
+        raise DefinitionError("trigger", "takes only `type` and `audience_key`")
+    key = text_field(value, "audience_key", "trigger", required=True)
+    assert key is not None
+    if not 1 <= len(key) <= MAX_AUDIENCE_KEY_LENGTH:
+        raise DefinitionError("trigger.audience_key", f"must be 1 to {MAX_AUDIENCE_KEY_LENGTH} characters")
+    return AudienceTrigger(key)
 
 
 def parse_workflow(
@@ -105,4 +133,5 @@ def parse_workflow(
         override_preferences=flags["override_preferences"],
         trigger_frequency=frequency,
         trigger_data_json_schema=schema,
+        trigger=_trigger(data.get("trigger")),
     )

@@ -175,6 +175,12 @@ audiences = sa.Table(
     _environment_id(),
     sa.Column("key", sa.String(255), nullable=False),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
+    # 'static' (members added and removed) or 'dynamic' (members computed from their users' properties).
+    sa.Column("type", sa.String(16), nullable=False, server_default="static"),
+    # The audience.json it was pushed from (name, description, segments) and that document's SHA-256;
+    # NULL for an audience created by adding members to it.
+    sa.Column("definition", JSONType),
+    sa.Column("sha", sa.String(64)),
     sa.PrimaryKeyConstraint("environment_id", "key"),
 )
 
@@ -325,7 +331,8 @@ workflow_runs = sa.Table(
     sa.Column("cancellation_key", sa.String(255)),
     sa.Column("data", JSONType, nullable=False),
     sa.Column("settings", JSONType, nullable=False),
-    sa.Column("trigger_source", sa.String(32), nullable=False),
+    # Its type, or `type:qualifier` (`audience:<key>`): see `clarion.schemas.workflow_runs`.
+    sa.Column("trigger_source", sa.String(300), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     # The path of the step the run is at: indexes into nested step lists, joined by dots ("2", "1.0.3");
     # NULL once finished.
