@@ -23,6 +23,7 @@ from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
 from clarion.engine.housekeeping import IdempotencyKeyPruner, RetentionPruner
+from clarion.engine.message_delivery import DELIVERY_JOB, deliver_messages
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.trigger import TriggerIntake, start_runs
@@ -245,10 +246,14 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
     async def run_step(job: JobRecord) -> Outcome:
         return await execute_step(runtime, job)
 
+    async def run_delivery(job: JobRecord) -> Outcome:
+        return await deliver_messages(runtime.database, runtime.channels, job)
+
     handlers: dict[str, JobHandler] = {
         **bulk_job_handlers(runtime),
         TRIGGER_JOB: run_trigger,
         STEP_JOB: run_step,
+        DELIVERY_JOB: run_delivery,
     }
     chosen = options or worker_options(runtime.settings)
     housekeeping: list[Looper] = [IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)]
