@@ -33,12 +33,12 @@ from tests.conftest import (
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 OFFICE_HOURS = [{"day": day, "type": "send", "from": "09:00:00", "until": "17:00:00"} for day in DAYS]
 NIGHT, NOON = 3, 12
-"""Local hours outside and inside `OFFICE_HOURS`, six and five hours from their edges."""
+"""Local hours outside and inside `OFFICE_HOURS`, hours away from their edges."""
 
 
-def zone_at(hour: int) -> str:
-    """A timezone in which it is now `hour` o'clock (`Etc/GMT+N` is N hours behind UTC)."""
-    offset = (hour - datetime.now(UTC).hour + 12) % 24 - 12
+def zone_at(hour: int, now: datetime | None = None) -> str:
+    """A timezone in which it is `hour` o'clock now (`Etc/GMT+N` is N hours behind UTC)."""
+    offset = (hour - (now or datetime.now(UTC)).hour + 12) % 24 - 12
     return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
@@ -79,7 +79,7 @@ async def trigger(env: EnvFixture, key: str, recipients: list[str]) -> None:
 
 
 async def messages_of(env: EnvFixture, user_id: str) -> list[dict[str, Any]]:
-    response = await env.get("/v1/messages", params={"recipient": user_id})
+    response = await env.get("/v1/messages")
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = [m for m in response.json()["items"] if m["recipient"] == user_id]
     return found
@@ -130,10 +130,6 @@ async def delivery_jobs(env: EnvFixture) -> list[tuple[int, list[str], datetime]
             for row in rows
             if row.args["environment_id"] == env.id
         ]
-
-
-def at(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def message(env: EnvFixture, message_id: str) -> dict[str, Any]:
@@ -268,21 +264,36 @@ async def test_a_push_device_timezone_comes_before_the_recipients(env: EnvFixtur
 async def test_messages_held_until_the_same_moment_share_a_delivery_job(
     env: EnvFixture, tmp_path: Path
 ) -> None:
-    night = zone_at(NIGHT)
+    now = datetime.now(UTC)
+    night, later_night = zone_at(NIGHT, now), zone_at(NIGHT + 1, now)
     for user_id in ("ada", "bob", "cy"):
         await identify(env, user_id, timezone=night)
-    await identify(env, "dee", timezone=zone_at(NIGHT + 1))
+    await identify(env, "dee", timezone=later_night)
     await push_workflow(env, tmp_path, "greeting", {"steps": [feed_step(send_windows=OFFICE_HOURS)]})
     await trigger(env, "greeting", ["ada", "bob", "cy", "dee"])
     held = {user_id: (await only_message(env, user_id))["id"] for user_id in ("ada", "bob", "cy", "dee")}
     due = {moment: sorted(message_ids) for _, message_ids, moment in await delivery_jobs(env)}
     assert due == {
         nine_today(night): sorted([held["ada"], held["bob"], held["cy"]]),
-        nine_today(zone_at(NIGHT + 1)): [held["dee"]],
+        nine_today(later_night): [held["dee"]],
     }
     await run_workflow_jobs(env.runtime)
     for user_id in held:
         assert (await feed(env, user_id))[0] == [f"Hello {user_id}"]
+
+
+async def test_a_step_reached_after_a_delay_holds_its_message_too(env: EnvFixture, tmp_path: Path) -> None:
+    zone = zone_at(NIGHT)
+    await identify(env, "ada", timezone=zone)
+    delay = {"ref": "wait", "type": "delay", "settings": {"delay_for": {"unit": "minutes", "value": 5}}}
+    await push_workflow(env, tmp_path, "later", {"steps": [delay, feed_step(send_windows=OFFICE_HOURS)]})
+    await trigger(env, "later", ["ada"])
+    assert await messages_of(env, "ada") == []
+    await run_workflow_jobs(env.runtime)  # the delay ends, then the window opens
+    held = await only_message(env, "ada")
+    assert (held["status"], held["scheduled_at"]) == ("delivered", timestamp(nine_today(zone)))
+    assert await message_events(env, held["id"]) == ["message.created", "message.delivered", "message.queued"]
+    assert message_created(await run_of(env, "ada")) == [held_event(zone, held["id"], nine_today(zone))]
 
 
 async def test_a_delivery_job_run_twice_delivers_once(env: EnvFixture, tmp_path: Path) -> None:
