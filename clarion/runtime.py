@@ -24,6 +24,7 @@ from clarion.config import Settings
 from clarion.engine.audience_catalog import RECOMPUTE_JOB, AudienceCatalog
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
 from clarion.engine.housekeeping import IdempotencyKeyPruner, RetentionPruner
+from clarion.engine.message_delivery import DELIVERY_JOB, deliver_messages
 from clarion.engine.outbound_http import OutboundHTTP
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
@@ -257,11 +258,15 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
     async def run_step(job: JobRecord) -> Outcome:
         return await execute_step(runtime, job)
 
+    async def run_delivery(job: JobRecord) -> Outcome:
+        return await deliver_messages(runtime.database, runtime.channels, job)
+
     handlers: dict[str, JobHandler] = {
         **bulk_job_handlers(runtime),
         TRIGGER_JOB: run_trigger,
         STEP_JOB: run_step,
         RECOMPUTE_JOB: runtime.audience_catalog.run_recompute,
+        DELIVERY_JOB: run_delivery,
     }
     chosen = options or worker_options(runtime.settings)
     housekeeping: list[Looper] = [IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)]

@@ -1,6 +1,6 @@
 """Executing runs: every run goes through its steps for as long as they take no time, then records where it
-got to, in ONE transaction with what its steps produced (messages, events, `refs` results, and what steps
-wrote as they decided) and the job of the step it waits at.
+got to, in ONE transaction with what its steps produced (messages, events, `refs` results, the jobs they
+enqueue, and what steps wrote as they decided) and the job of the step it waits at.
 
 Runs are executed many at once: a trigger's fan-out executes the first steps of all its runs before
 writing a single one (`clarion.engine.trigger`), and the runs that wait at the same step until the same
@@ -98,6 +98,8 @@ class RunProgress:
     step_results: dict[str, Any]
     events: list[RunEvent] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    """What its steps enqueue with its checkpoint (`StepOutcome.jobs`)."""
     wait_until: datetime | None = None
     """The run pauses at `position` until then."""
     error: Exception | None = None
@@ -128,6 +130,7 @@ class RunProgress:
         """The step at `position` (whose ref is `ref`) produced `outcome`: the run goes where it says."""
         self.events.extend(outcome.events)
         self.messages.extend(outcome.messages)
+        self.jobs.extend(outcome.jobs)
         if outcome.step_result is not None:
             self.step_results[ref] = outcome.step_result
             self.context.refs[ref] = refs_entry([(message.status, []) for message in outcome.messages])
@@ -254,10 +257,10 @@ async def record_progress(
     now: datetime,
 ) -> list[RunProgress]:
     """Write, in the caller's transaction, where each run got to and what it produced, with the job of the
-    step it waits at. `created`: the runs are new and inserted as they stand (those a trigger job already
-    inserted before a crash are left as they are); else each moves on from the position it was read at,
-    unless it moved meanwhile. Returns the runs written, for `count_committed` once the transaction
-    commits."""
+    step it waits at and the jobs its steps enqueue (`StepOutcome.jobs`), all in one insert. `created`:
+    the runs are new and inserted as they stand (those a trigger job already inserted before a crash are
+    left as they are); else each moves on from the position it was read at, unless it moved meanwhile.
+    Returns the runs written, for `count_committed` once the transaction commits."""
     if not progress:
         return []
     environment_id = progress[0].run.environment_id
@@ -267,7 +270,7 @@ async def record_progress(
         in_lock_order = sorted(progress, key=lambda each: each.run.id)
         written = [each for each in in_lock_order if await advance(connection, each.run, each.moved(now))]
         await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
-    await queue.insert_all(connection, _step_jobs(environment_id, written))
+    await queue.insert_all(connection, [*_step_jobs(environment_id, written), *_outcome_jobs(written)])
     return written
 
 
@@ -325,6 +328,12 @@ def _step_jobs(environment_id: str, waiting: Sequence[RunProgress]) -> list[Job]
         for (position, wait_until, _), run_ids in together.items()
         for start in range(0, len(run_ids), RUNS_PER_STEP_JOB)
     ]
+
+
+def _outcome_jobs(written: Sequence[RunProgress]) -> list[Job]:
+    """The jobs the steps of the runs written enqueue, each once though several runs' outcomes share it."""
+    jobs = {id(job): job for each in written for job in each.jobs}
+    return list(jobs.values())
 
 
 def _waiting(runs: Sequence[RunRecord], position: str) -> list[RunRecord]:

@@ -6,10 +6,11 @@ answers one `StepOutcome` per run (or the exception that run's step raised, whic
 What a step reads and writes goes through `StepServices.connection`, the pass's transaction, which also
 records where each run got to: what a step did commits with the run's move past it, or not at all.
 
-An outcome says what the step produced (run events, messages, what `refs.<ref>` conditions read) and what
-the run does next (`then`): go on with the next step, wait until a moment and then go on, wait at this
-step and execute it again at a moment (a batch's opener waiting for its window to close, a message held
-for its send window), enter one of the step's nested step lists (a branch), or halt with a reason.
+An outcome says what the step produced (run events, messages, what `refs.<ref>` conditions read, jobs to
+enqueue with the run's checkpoint) and what the run does next (`then`): go on with the next step, wait
+until a moment and then go on, wait at this step and execute it again at a moment (a batch's opener
+waiting for its window to close), enter one of the step's nested step lists (a branch), or halt with a
+reason.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from clarion.engine.outbound_http import OutboundHTTP
 from clarion.engine.run_scope import RunContext
 from clarion.engine.step_definition import DefinitionParser, StepDefinition
 from clarion.engine.templates import TemplateRenderer
+from clarion.jobs.job import Job
 from clarion.store.messages import NewMessage
 from clarion.store.workflow_runs import RunEvent
 
@@ -45,7 +47,7 @@ class WaitUntil:
 
 @dataclass(frozen=True, slots=True)
 class WaitAtStep:
-    """Pause until `moment`, then execute this step again (a batch's window, a send window)."""
+    """Pause until `moment`, then execute this step again (a batch's window)."""
 
     moment: datetime
 
@@ -76,6 +78,10 @@ class StepOutcome:
     messages: list[NewMessage] = field(default_factory=list)
     step_result: dict[str, Any] | None = None
     """Stored under the step's ref in the run's `step_results`."""
+    jobs: list[Job] = field(default_factory=list)
+    """Enqueued in the checkpoint that records the run, and only if it does (a run that moved meanwhile is
+    not recorded). One `Job` object in the outcomes of several runs (work the step batched for them: the
+    delivery of messages held until the same moment) is enqueued once, when any of them is recorded."""
     then: Then = CONTINUE
 
     @classmethod

@@ -397,8 +397,8 @@ messages = sa.Table(
     *_timestamps(),
     # One message per run and step (and channel): a step that runs twice after a crash finds its message.
     sa.UniqueConstraint("run_id", "step_ref", "channel_id"),
-    # A recipient's messages (on a channel), newest first; the trailing timestamps let the feed's badge
-    # counts be counted from the index alone.
+    # A recipient's messages (on a channel), newest first; the trailing timestamps and status let the
+    # feed's badge counts be counted from the index alone (the feed leaves out `queued` messages).
     sa.Index(
         "ix_messages_feed",
         "environment_id",
@@ -409,6 +409,7 @@ messages = sa.Table(
         "archived_at",
         "read_at",
         "seen_at",
+        "status",
     ),
     sa.Index(None, "environment_id", "pk"),
     sa.Index(None, "environment_id", "workflow_run_id", "pk"),
