@@ -346,7 +346,10 @@ def _waiting(runs: Sequence[RunRecord], position: str) -> list[RunRecord]:
 
 
 def step_services(
-    runtime: Runtime, connection: AsyncConnection, now: datetime, prepared: Mapping[str, Any] | None = None
+    runtime: Runtime,
+    connection: AsyncConnection,
+    now: datetime,
+    prepared: Mapping[tuple[str, str], Any] | None = None,
 ) -> StepServices:
     """What the steps of a pass in `connection`'s transaction may use."""
     return StepServices(
@@ -365,9 +368,10 @@ async def _prepare(
     position: str,
     definition: WorkflowDefinition,
     now: datetime,
-) -> dict[str, Any]:
+) -> dict[tuple[str, str], Any]:
     """What the step at `position` prepares outside any transaction for the runs waiting there whose
-    conditions hold (a fetch's response), by run id; nothing for a step type that prepares nothing."""
+    conditions hold (a fetch's response), by (step ref, run id); nothing for a step type that prepares
+    nothing."""
     at = settle(definition.steps, parse_position(position))
     if at is None or format_position(at) != position:
         return {}
@@ -385,7 +389,7 @@ async def _prepare(
                     held.append(RunAtStep(context, scope))
     outside = OutsideServices(now=now, renderer=runtime.renderer, http=runtime.outbound_http)
     results = await prepare(outside, step, held)
-    return {at.context.run.id: result for at, result in zip(held, results, strict=True)}
+    return {(step.ref, at.context.run.id): result for at, result in zip(held, results, strict=True)}
 
 
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
