@@ -163,9 +163,8 @@ class _Batch:
     activity_count: int
     closes_at: datetime
     extension_ends_at: datetime | None
-    stored: bool
-    """A row already (found or inserted by the first statement); otherwise inserted at the end."""
     changed: bool = False
+    """Joined since it was read: written back at the end."""
 
     def takes_runs(self, now: datetime) -> bool:
         return self.state is BatchState.OPEN and self.closes_at > now
@@ -309,7 +308,6 @@ class _Joining:
             activity_count=0,
             closes_at=entry.closes_at,
             extension_ends_at=_extension_end(entry, self.now),
-            stored=False,
         )
         self.inserted.append((identity, batch))
         return batch
@@ -428,7 +426,6 @@ async def _take_open_batches(
                 activity_count=row["activity_count"],
                 closes_at=row["closes_at"],
                 extension_ends_at=row["extension_ends_at"],
-                stored=True,
             )
     return taken
 
