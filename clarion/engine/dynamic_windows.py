@@ -4,8 +4,8 @@ closes. Knock accepts three kinds of value:
 - an ISO-8601 timestamp with an offset (`2024-01-05T14:00:00Z`): that moment;
 - a Duration `{unit, value}`: that long after now;
 - a window rule `{frequency, days, hours, minutes, day_of_month}` (`clarion.engine.window_rules`): its next
-  moment, on the recipient's wall clock (`timezone` on the recipient, else UTC: Clarion has no account
-  default timezone).
+  moment, on the recipient's wall clock (its `timezone`, else `Etc/UTC`: Clarion has no account default
+  timezone), picked as send windows pick it (`clarion.engine.send_windows.recipient_timezone`).
 
 Anything else, a timestamp without an offset included, resolves to nothing; so does a moment the calendar
 cannot hold. Whether the moment is acceptable (in the future, within the step's longest window) is the
@@ -15,24 +15,20 @@ step settings' business (`clarion.engine.batch_settings`, `clarion.engine.thrott
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from clarion.engine.send_windows import recipient_timezone
+from clarion.engine.step_definition import DefinitionError, duration_seconds
 from clarion.engine.window_rules import next_occurrence, parse_window_rule
-from clarion.engine.workflow_definition import DefinitionError, duration_seconds
 
 
-def recipient_zone(variables: Mapping[str, Any]) -> tzinfo:
-    """The recipient's timezone (its `timezone` property, an IANA name), or UTC without a valid one."""
+def recipient_zone(variables: Mapping[str, Any]) -> ZoneInfo:
+    """The timezone window rules run on: the recipient's `timezone`, else Knock's default (`Etc/UTC`;
+    Clarion has no account default timezone). A value that names no timezone is passed over."""
     recipient = variables.get("recipient")
-    name = recipient.get("timezone") if isinstance(recipient, Mapping) else None
-    if not isinstance(name, str) or not name:
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones, a name too long
-        return UTC
+    return recipient_timezone(recipient if isinstance(recipient, Mapping) else {})
 
 
 def after_seconds(now: datetime, seconds: float) -> datetime | None:

@@ -11,9 +11,9 @@ from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any, NoReturn, TypeVar, overload
 
+from clarion.engine.step_definition import DefinitionError, duration_seconds
 from clarion.engine.step_keys import is_liquid
 from clarion.engine.templates import TemplateError, TemplateRenderer
-from clarion.engine.workflow_definition import DefinitionError, duration_seconds
 
 E = TypeVar("E", bound=StrEnum)
 

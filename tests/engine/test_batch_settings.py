@@ -16,8 +16,8 @@ from clarion.engine.batch_settings import (
     WorkflowVersionMode,
     parse_batch_settings,
 )
+from clarion.engine.step_definition import DefinitionError
 from clarion.engine.templates import TemplateRenderer
-from clarion.engine.workflow_definition import DefinitionError
 from clarion.store.recipient_resolution import RecipientKey
 
 NOW = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)  # a Monday

@@ -36,20 +36,24 @@ def test_window_values(value: Any, expected: datetime | None) -> None:
     assert window_end(value, NOW, UTC) == expected
 
 
+KNOCK_DEFAULT = ZoneInfo("Etc/UTC")
+
+
 @pytest.mark.parametrize(
     ("variables", "zone"),
     [
         ({"recipient": {"timezone": "Europe/Paris"}}, ZoneInfo("Europe/Paris")),
-        ({"recipient": {"timezone": "Mars/Olympus"}}, UTC),
-        ({"recipient": {"timezone": "America"}}, UTC),
-        ({"recipient": {"timezone": "../../etc/passwd"}}, UTC),
-        ({"recipient": {"timezone": "x" * 300}}, UTC),
-        ({"recipient": {"timezone": 5}}, UTC),
-        ({"recipient": {}}, UTC),
-        ({}, UTC),
+        ({"recipient": {"timezone": "Mars/Olympus"}}, KNOCK_DEFAULT),
+        ({"recipient": {"timezone": "America"}}, KNOCK_DEFAULT),
+        ({"recipient": {"timezone": "../../etc/passwd"}}, KNOCK_DEFAULT),
+        ({"recipient": {"timezone": "x" * 300}}, KNOCK_DEFAULT),
+        ({"recipient": {"timezone": 5}}, KNOCK_DEFAULT),
+        ({"recipient": {}}, KNOCK_DEFAULT),
+        ({"recipient": None}, KNOCK_DEFAULT),
+        ({}, KNOCK_DEFAULT),
     ],
 )
-def test_the_recipients_timezone_or_utc(variables: dict[str, Any], zone: Any) -> None:
+def test_the_recipients_timezone_or_knocks_default(variables: dict[str, Any], zone: Any) -> None:
     assert recipient_zone(variables) == zone
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from clarion.engine.step_definition import DefinitionError
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.throttle_settings import parse_throttle_settings
-from clarion.engine.workflow_definition import DefinitionError
 from clarion.store.recipient_resolution import RecipientKey
 
 NOW = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
