@@ -4,7 +4,7 @@ keyed by batch, so a batch of any size pages through `GET /v1/messages/{id}/acti
 after a batch names it (`messages.batch_id`).
 
 Revision ID: 0013
-Revises: 0015
+Revises: 0016
 """
 
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0013"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
