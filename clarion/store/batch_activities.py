@@ -12,7 +12,7 @@ rank within the batch, however many it holds.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.store import dialect
 from clarion.store.batching import chunks
 from clarion.store.db import Database
+from clarion.store.dialect import RowParameters
 from clarion.store.ids import stable_ksuid
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import batch_activities
 
-RowParameters = Callable[[Sequence[Sequence[Any]]], dict[str, Any]]
 ACTIVITY_COLUMNS = tuple(
     batch_activities.c[name]
     for name in ("pk", "batch_id", "run_id", "actor_collection", "actor_id", "data", "inserted_at")

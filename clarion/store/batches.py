@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -49,6 +49,7 @@ from clarion.store import dialect
 from clarion.store.batch_activities import BatchContents, RenderRequest, batch_contents
 from clarion.store.batching import chunks
 from clarion.store.bulk_insert import BulkInsert
+from clarion.store.dialect import RowParameters
 from clarion.store.direct import DirectQuery, fetch_in
 from clarion.store.ids import new_uuid
 from clarion.store.recipient_resolution import RecipientKey
@@ -187,11 +188,7 @@ _STAMP = UTCDateTime()
 
 
 def _stamp(moment: datetime | None, sa_dialect: sa.Dialect) -> str | None:
-    """A moment as text that the store reads back as a timestamp (bound rows carry text only)."""
-    if moment is None:
-        return None
-    value = _STAMP.process_bind_param(moment, sa_dialect)
-    return value if isinstance(value, str) else value.isoformat()
+    return None if moment is None else _STAMP.bound_text(moment, sa_dialect)
 
 
 _OPENING = ("id", "opened_by", "run_id", "closes_at", "extension_ends_at")
@@ -205,7 +202,6 @@ _RETURNED = (
     "closes_at",
     "extension_ends_at",
 )
-RowParameters = Callable[[Sequence[Sequence[Any]]], dict[str, Any]]
 
 
 @functools.cache

@@ -43,6 +43,12 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return value.replace(tzinfo=None).isoformat(" ", "microseconds")
         return value
 
+    def bound_text(self, value: datetime, dialect: sa.Dialect) -> str:
+        """`value` as the text a row bound as JSON (`clarion.store.dialect.bound_rows`) carries, which a
+        cast to this type reads back."""
+        bound = self.process_bind_param(value, dialect)
+        return bound if isinstance(bound, str) else bound.isoformat()
+
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None

@@ -18,10 +18,9 @@ by the retention pass (`clarion.store.retention`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,11 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clarion.store import dialect
 from clarion.store.batching import chunks
 from clarion.store.db import Database
+from clarion.store.dialect import RowParameters
 from clarion.store.direct import DirectQuery, fetch_in
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.tables import UTCDateTime, throttles
 
-RowParameters = Callable[[Sequence[Sequence[Any]]], dict[str, Any]]
 IDENTITY_COLUMNS = (
     "environment_id",
     "workflow_key",
@@ -91,9 +90,11 @@ class _Window:
     changed: bool = False
 
 
+_STAMP = UTCDateTime()
+
+
 def _stamp(moment: datetime, sa_dialect: sa.Dialect) -> str:
-    value = UTCDateTime().process_bind_param(moment, sa_dialect)
-    return value if isinstance(value, str) else value.isoformat()
+    return _STAMP.bound_text(moment, sa_dialect)
 
 
 @functools.cache
