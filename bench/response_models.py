@@ -45,6 +45,7 @@ MESSAGE = MessageRecord(
     workflow_key="bench",
     run_id="run",
     step_ref="in_app_feed_1",
+    batch_id=None,
     source={"key": "bench", "version_id": "v", "categories": [], "step_ref": "in_app_feed_1"},
     tenant=None,
     actors=[],

@@ -37,8 +37,9 @@ class IdempotencyKeyPruner(Periodic):
 
 
 class RetentionPruner(Periodic):
-    """Deletes the messages, runs and bulk operations the retention lets go. Rows are stamped with the
-    host's clock (`clarion.store.clock`), so the cutoff is taken from it too; tests pass their own."""
+    """Deletes the messages, runs, bulk operations and batches the retention lets go, and the throttle
+    windows that are over. Rows are stamped with the host's clock (`clarion.store.clock`), so the cutoff
+    is taken from it too; tests pass their own."""
 
     name = "retention-pruner"
 
@@ -60,9 +61,13 @@ class RetentionPruner(Periodic):
         pruned = await prune_older_than(self.database, self.retention, now=self.clock(), batch=self.batch)
         if pruned:
             logger.info(
-                "retention of %s: pruned %d messages, %d workflow runs, %d bulk operations",
+                "retention of %s: pruned %d messages, %d workflow runs, %d bulk operations, %d batches"
+                " (%d activities), %d throttle windows",
                 self.retention,
                 pruned.messages,
                 pruned.runs,
                 pruned.bulk_operations,
+                pruned.batches,
+                pruned.batch_activities,
+                pruned.throttles,
             )

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from clarion.schemas.base import format_timestamp
+from clarion.store.batch_activities import BatchActivity
 from clarion.store.ids import stable_ksuid
 from clarion.store.messages import FeedCounts, MessageRecord
 from clarion.store.recipient_resolution import RecipientKey
@@ -94,6 +95,22 @@ def activities(
         }
         for index, stored in enumerate(record.activities)
     ]
+
+
+def batch_activity(
+    activity: BatchActivity, recipient: dict[str, Any] | None, serialise: Serialise
+) -> dict[str, Any]:
+    """Knock's `Activity` of one run's trigger in a batch, its actor and recipient serialised in full."""
+    inserted_at = format_timestamp(activity.inserted_at)
+    return {
+        "__typename": "Activity",
+        "id": activity.id,
+        "actor": None if activity.actor is None else serialise(activity.actor),
+        "recipient": recipient,
+        "data": activity.data,
+        "inserted_at": inserted_at,
+        "updated_at": inserted_at,
+    }
 
 
 def _actor(stored: Mapping[str, Any], serialise: Serialise) -> dict[str, Any] | None:

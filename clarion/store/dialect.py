@@ -109,9 +109,13 @@ def select_by_keys(
     return sa.select(*columns).where(*scope, key.in_(values.scalar_subquery()))
 
 
+RowParameters = Callable[[Sequence[Sequence[Any]]], dict[str, Any]]
+"""The parameters binding a list of rows to a `bound_rows` source."""
+
+
 def bound_rows(
     names: Sequence[str], dialect_name: str, *, json_names: Collection[str] = ()
-) -> tuple[sa.Subquery, Callable[[Sequence[Sequence[Any]]], dict[str, Any]]]:
+) -> tuple[sa.Subquery, RowParameters]:
     """A source of rows bound as one parameter, whatever the number of rows: a subquery with the columns
     `names` and `bound_row` (each row's place in the list), and the function giving the parameter for a
     list of rows. The rows are a JSON array of arrays, taken apart by `jsonb_array_elements` on

@@ -15,6 +15,7 @@ nothing the second time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +71,8 @@ class NewMessage:
     events: tuple[str, ...] = ("message.created",)
     scheduled_at: datetime | None = None
     """When a message held for its step's send window is due to go."""
+    batch_id: str | None = None
+    """The batch whose activities the message shows, for a message made after a batch step."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class MessageRecord:
     workflow_key: str
     run_id: str
     step_ref: str
+    batch_id: str | None
+    """The batch whose activities the message shows (`clarion.store.batches.activities_page`); None for a
+    message of one trigger, whose one activity is `activities`."""
     source: dict[str, Any]
     tenant: str | None
     actors: list[dict[str, str]]
@@ -141,6 +147,7 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
         workflow_key=m["workflow_key"],
         run_id=m["run_id"],
         step_ref=m["step_ref"],
+        batch_id=m["batch_id"],
         source=m["source"],
         tenant=m["tenant"],
         actors=m["actors"],
@@ -162,21 +169,23 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
 
 # Nothing has happened to a new message yet. Left out rather than bound: Python 3.11's sqlite3 binds a None
 # through an AttributeError it formats and drops, dearer than any other value.
-_UNSET_WHEN_NEW = ["seen_at", "read_at", "interacted_at", "link_clicked_at", "archived_at", "metadata"]
-_MESSAGE_INSERT = BulkInsert(
-    messages,
-    shared=["environment_id", "inserted_at", "updated_at"],
-    unset=[*_UNSET_WHEN_NEW, "scheduled_at"],
-    skip_conflicts_on=["run_id", "step_ref", "channel_id"],
-)
-# With a `scheduled_at`, for the messages of a pass that holds some for a send window: most passes hold
-# none and bind no `scheduled_at` for each of their messages.
-_HELD_MESSAGE_INSERT = BulkInsert(
-    messages,
-    shared=["environment_id", "inserted_at", "updated_at"],
-    unset=_UNSET_WHEN_NEW,
-    skip_conflicts_on=["run_id", "step_ref", "channel_id"],
-)
+_UNSET_WHEN_NEW = ("seen_at", "read_at", "interacted_at", "link_clicked_at", "archived_at", "metadata")
+_SET_BY_SOME = ("scheduled_at", "batch_id")
+"""What only some new messages have (held for a send window, made after a batch): bound only for the
+inserts of a pass where some message sets them, so that most passes bind neither for each message."""
+
+
+@functools.cache
+def _message_insert(bound: frozenset[str]) -> BulkInsert:
+    """The insert of new messages binding the `_SET_BY_SOME` columns in `bound` (leaving the others NULL)."""
+    return BulkInsert(
+        messages,
+        shared=["environment_id", "inserted_at", "updated_at"],
+        unset=[*_UNSET_WHEN_NEW, *(name for name in _SET_BY_SOME if name not in bound)],
+        skip_conflicts_on=["run_id", "step_ref", "channel_id"],
+    )
+
+
 MESSAGE_COLUMNS = tuple(column for column in messages.c if column.name != "events")
 """What a `MessageRecord` holds: every column but the events, which only the events list reads."""
 
@@ -199,15 +208,15 @@ def prepare_messages(sa_dialect: sa.Dialect, environment_id: str, new: Sequence[
         if message.events not in first_events:
             first_events[message.events] = [_event_entry(event, None, now) for event in message.events]
     shared = {"environment_id": environment_id, "inserted_at": now, "updated_at": now}
-    if all(message.scheduled_at is None for message in new):
-        rows = [_message_row(message, first_events[message.events]) for message in new]
-        return _MESSAGE_INSERT.prepare(sa_dialect, rows, **shared)
-    held = [{**_message_row(m, first_events[m.events]), "scheduled_at": m.scheduled_at} for m in new]
-    return _HELD_MESSAGE_INSERT.prepare(sa_dialect, held, **shared)
+    bound = frozenset(name for name in _SET_BY_SOME if any(getattr(m, name) is not None for m in new))
+    rows = [_message_row(message, first_events[message.events], bound) for message in new]
+    return _message_insert(bound).prepare(sa_dialect, rows, **shared)
 
 
-def _message_row(message: NewMessage, first_events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+def _message_row(
+    message: NewMessage, first_events: list[dict[str, Any]], bound: frozenset[str]
+) -> dict[str, Any]:
+    row = {
         "id": message.id,
         "channel_id": message.channel_id,
         "recipient_collection": message.recipient.collection,
@@ -225,6 +234,9 @@ def _message_row(message: NewMessage, first_events: list[dict[str, Any]]) -> dic
         "status": message.status,
         "events": first_events,
     }
+    for name in bound:
+        row[name] = getattr(message, name)
+    return row
 
 
 async def message_statuses(

@@ -43,6 +43,12 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return value.replace(tzinfo=None).isoformat(" ", "microseconds")
         return value
 
+    def bound_text(self, value: datetime, dialect: sa.Dialect) -> str:
+        """`value` as the text a row bound as JSON (`clarion.store.dialect.bound_rows`) carries, which a
+        cast to this type reads back."""
+        bound = self.process_bind_param(value, dialect)
+        return bound if isinstance(bound, str) else bound.isoformat()
+
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
@@ -375,6 +381,9 @@ messages = sa.Table(
     # The trigger's id, shared by the messages of all its recipients (also in `source`, for the wire).
     sa.Column("workflow_run_id", sa.String(36)),
     sa.Column("step_ref", sa.String(255), nullable=False),
+    # The batch whose activities the message shows (`batch_activities`), for a message made after a batch
+    # step; NULL for one made by a single trigger, whose one activity is `activities`.
+    sa.Column("batch_id", sa.String(36)),
     sa.Column("source", JSONType, nullable=False),
     sa.Column("tenant", sa.String(255)),
     sa.Column("actors", JSONType, nullable=False),
@@ -443,4 +452,89 @@ idempotency_keys = sa.Table(
     sa.Column("inserted_at", UTCDateTime, nullable=False),
     sa.PrimaryKeyConstraint("environment_id", "key"),
     sa.Index(None, "inserted_at"),
+)
+
+BATCHES_OPEN = sa.text("state = 'open'")
+"""The batches still taking activities, the only ones the batch identity's unique index holds (one open batch
+per identity). The upsert that finds a batch names this very text: PostgreSQL matches a partial index for
+ON CONFLICT only by a predicate it can prove from the statement's, and a bound parameter proves nothing."""
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    _environment_id(),
+    # The batch's identity: per workflow, recipient and resolved `batch_key`, and per workflow version
+    # (`pinned`; `step_ref` is '') or per step (`latest`; `version_id` is '').
+    sa.Column("workflow_key", sa.String(255), nullable=False),
+    sa.Column("version_id", sa.String(36), nullable=False),
+    sa.Column("step_ref", sa.String(255), nullable=False),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    # open (taking activities until `closes_at`), closed (window over or full, waiting for `run_id` to
+    # flush it), flushed.
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("opened_by", sa.String(36), nullable=False),
+    # The run that flushes the batch and goes on with it: its opener, or with `flush_leading` the second
+    # run to reach it (NULL until then).
+    sa.Column("run_id", sa.String(36)),
+    sa.Column("activity_count", sa.Integer, nullable=False),
+    sa.Column("closes_at", UTCDateTime, nullable=False),
+    # A sliding window's cap: the opening plus the extension limit; NULL for a fixed window.
+    sa.Column("extension_ends_at", UTCDateTime),
+    *_timestamps(),
+    sa.Index(
+        "ix_batches_open",
+        "environment_id",
+        "workflow_key",
+        "version_id",
+        "step_ref",
+        "recipient_collection",
+        "recipient_id",
+        "key",
+        unique=True,
+        sqlite_where=BATCHES_OPEN,
+        postgresql_where=BATCHES_OPEN,
+    ),
+)
+
+batch_activities = sa.Table(
+    "batch_activities",
+    metadata,
+    sa.Column("pk", RowId, primary_key=True, autoincrement=True),
+    _environment_id(),
+    sa.Column("batch_id", sa.String(36), sa.ForeignKey("batches.id"), nullable=False),
+    # The run the activity came from, which ended when it joined (or carries the batch).
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("actor_collection", sa.String(255)),
+    sa.Column("actor_id", sa.String(255)),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    # A run is in a batch once; cancelling finds a run's activities by this index's leading column.
+    sa.UniqueConstraint("run_id", "batch_id"),
+    # A batch's activities in the order they came: paging, rendering the first or last, counting.
+    sa.Index(None, "batch_id", "pk"),
+)
+
+throttles = sa.Table(
+    "throttles",
+    metadata,
+    _environment_id(),
+    # Per workflow step, recipient and resolved `throttle_key`.
+    sa.Column("workflow_key", sa.String(255), nullable=False),
+    sa.Column("step_ref", sa.String(255), nullable=False),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    # The runs let through in the current window, which the first of them opened.
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("window_started_at", UTCDateTime, nullable=False),
+    sa.Column("window_ends_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "environment_id", "workflow_key", "step_ref", "recipient_collection", "recipient_id", "key"
+    ),
+    # Pruning the windows that are over.
+    sa.Index(None, "window_ends_at"),
 )

@@ -1,12 +1,14 @@
-"""Data retention with a clock the test moves: messages (with their events and activities), finished runs and
-finished bulk operations older than the retention are gone from the API; newer ones stay, and so do runs
-still waiting (at a delay) and their messages, until they finish and age out in turn.
+"""Data retention with a clock the test moves: messages (with their events and activities), finished runs,
+finished bulk operations and batches older than the retention are gone from the API; newer ones stay, and so
+do runs still waiting (at a delay) and their messages, and batches such runs carry, until they finish and age
+out in turn. Throttle windows go once they are over.
 
 Each test has a store of its own, since a pass with the clock months ahead prunes everything old in it."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -15,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from clarion.api.app import create_app
 from clarion.config import settings_from_env
@@ -22,7 +25,11 @@ from clarion.engine.bulk import BULK_QUEUE
 from clarion.engine.housekeeping import RetentionPruner
 from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
 from clarion.runtime import Runtime, build_runtime, build_worker
+from clarion.store.batches import BatchFlush, BatchIdentity, BatchJoin, flush_batches, join_batches
 from clarion.store.clock import utcnow
+from clarion.store.recipient_resolution import RecipientKey
+from clarion.store.tables import batch_activities, batches, throttles
+from clarion.store.throttles import ThrottleEntry, ThrottleIdentity, count_throttled
 from tests.conftest import EnvFixture, fresh_postgres_database, make_settings, new_environment, push_workflow
 
 RETENTION = timedelta(days=90)
@@ -217,3 +224,52 @@ async def test_sqlite_reuses_the_pages_pruning_freed(
 async def pages(env: EnvFixture, pragma: str) -> int:
     async with env.runtime.database.reader.connect() as connection:
         return int((await connection.exec_driver_sql(f"PRAGMA {pragma}")).scalar_one())
+
+
+async def test_old_batches_go_with_their_activities_and_those_still_carried_stay(
+    private_env: EnvFixture, tmp_path: Path
+) -> None:
+    env = private_env
+    database = env.runtime.database
+    await push_workflow(
+        env, tmp_path, "reminder", {"name": "R", "steps": [FEED_STEP, YEAR_DELAY, LATER_STEP]}
+    )
+    await trigger(env, "reminder", "waiting")
+    waiting_run = (await run_of(env, "waiting"))["id"]
+    opened = utcnow() - RETENTION - timedelta(days=10)
+
+    def entries(user: str, carrier: str | None = None) -> list[BatchJoin]:
+        identity = BatchIdentity(env.id, "digest", RecipientKey.user(user), "batch_1", "", "")
+        closes_at = opened + timedelta(minutes=1)
+        first = BatchJoin(carrier or str(uuid.uuid4()), identity, None, {"n": 0}, closes_at)
+        return [first, BatchJoin(str(uuid.uuid4()), identity, None, {"n": 1}, closes_at)]
+
+    async with database.writer.begin() as connection:
+        flushed, _, carried, _, abandoned, _ = await join_batches(
+            connection,
+            [*entries("flushed"), *entries("carried", carrier=waiting_run), *entries("abandoned")],
+            opened,
+        )
+        assert flushed.run_id is not None
+        request = BatchFlush(flushed.batch_id, flushed.run_id, 10, False)
+        await flush_batches(connection, env.id, [request], opened + timedelta(minutes=1))
+        # A throttle window that is over, and one that is not.
+        await count_throttled(
+            connection,
+            [
+                ThrottleEntry(ThrottleIdentity(env.id, "alert", "t", RecipientKey.user(user), ""), 1, ends)
+                for user, ends in (("over", opened), ("running", utcnow() + timedelta(days=1)))
+            ],
+            opened - timedelta(seconds=1),
+        )
+
+    await prune(env, utcnow(), batch=1)
+
+    async with database.reader.connect() as connection:
+        left = await connection.execute(sa.select(batches.c.id, batches.c.activity_count))
+        assert [tuple(row) for row in left] == [(carried.batch_id, 2)]
+        activities = await connection.scalars(sa.select(batch_activities.c.batch_id))
+        assert list(activities) == [carried.batch_id] * 2
+        throttled = await connection.scalars(sa.select(throttles.c.recipient_id))
+        assert list(throttled) == ["running"]
+    assert abandoned.batch_id not in (flushed.batch_id, carried.batch_id)

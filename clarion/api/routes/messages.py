@@ -24,7 +24,7 @@ from clarion.engine.run_scope import serialise_recipient
 from clarion.errors import InvalidInputError, NotFoundError
 from clarion.schemas.base import empty_page_info
 from clarion.schemas.bulk_operations import BulkOperation
-from clarion.schemas.feeds import activities, referenced_keys
+from clarion.schemas.feeds import activities, batch_activity, referenced_keys
 from clarion.schemas.messages import (
     MAX_BATCH_MESSAGES,
     BatchMessagesInteractedRequest,
@@ -40,7 +40,9 @@ from clarion.schemas.messages import (
 )
 from clarion.schemas.objects import validate_collection
 from clarion.schemas.plain_responses import MessageActivities, MessageDeliveryLogs
+from clarion.store.batch_activities import activities_page
 from clarion.store.messages import Engagement, MessageRecord
+from clarion.store.pagination import PageRequest
 from clarion.store.recipient_resolution import RecipientKey, read_recipients
 
 
@@ -104,6 +106,8 @@ async def list_message_events(request: Request, context: RequestContext) -> Resp
 async def list_message_activities(request: Request, context: RequestContext) -> Response:
     record = await _record(request, context)
     page = page_request(request)
+    if record.batch_id is not None:
+        return await _batch_activities(context, record, record.batch_id, page)
     entities = await read_recipients(
         context.runtime.database, context.environment_id, referenced_keys([record])
     )
@@ -111,6 +115,20 @@ async def list_message_activities(request: Request, context: RequestContext) -> 
     items = activities(record, serialised.get(record.recipient), serialised.get)
     # A message made by one trigger has one activity; the list is one page.
     return JSONResponse({"items": items[: page.page_size], "page_info": empty_page_info(page.page_size)})
+
+
+async def _batch_activities(
+    context: RequestContext, record: MessageRecord, batch_id: str, page: PageRequest
+) -> Response:
+    """A page of the activities of the batch a message was made after, oldest first."""
+    database = context.runtime.database
+    found, result = await activities_page(database, context.environment_id, batch_id, page)
+    keys = {record.recipient, *(activity.actor for activity in found if activity.actor is not None)}
+    entities = await read_recipients(database, context.environment_id, keys)
+    serialised = {key: serialise_recipient(entity) for key, entity in entities.items()}
+    recipient = serialised.get(record.recipient)
+    items = [batch_activity(activity, recipient, serialised.get) for activity in found]
+    return JSONResponse({"items": items, "page_info": page_info(result, page)})
 
 
 async def get_message_content(request: Request, context: RequestContext) -> Response:
@@ -275,7 +293,8 @@ routes = [
         tier=4,
         query=PAGINATION,
         response=MessageActivities,
-        note="A message's activities are the one trigger that made it, on one page.",
+        note="A message made after a batch step pages through the batch's activities; any other has the one"
+        " trigger that made it.",
     ),
     route("/v1/messages/{message_id}/content", "GET", get_message_content, tier=4, response=MessageContents),
     route(

@@ -4,6 +4,8 @@ content, engagement statuses one by one and in batches, and the feed's counts fo
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from clarion.engine.bulk import BULK_QUEUE
 from clarion.runtime import build_worker
+from clarion.store.batches import BatchIdentity, BatchJoin, join_batches
+from clarion.store.clock import utcnow
 from clarion.store.environments import KeyKind
+from clarion.store.ids import new_ksuid
+from clarion.store.messages import NewMessage, insert_messages
+from clarion.store.recipient_resolution import RecipientKey
 from tests.api.test_user_tokens import sign, token_header, with_signing_key
 from tests.conftest import EnvFixture, assert_error, feed_channel_id, push_workflow, run_workflow_jobs
 
@@ -461,3 +468,55 @@ async def test_an_activity_without_an_actor_says_null_as_knocks_example_does(
     [message] = (await env.get("/v1/users/ada/messages")).json()["items"]
     [activity] = (await env.get(f"/v1/messages/{message['id']}/activities")).json()["items"]
     assert "actor" in activity and activity["actor"] is None
+
+
+async def test_a_message_made_after_a_batch_pages_through_all_its_activities(env: EnvFixture) -> None:
+    # The batch step that makes such messages is the engine's; here the store makes the batch and the message.
+    await env.put("/v1/users/ada", json={"name": "Ada"})
+    await env.put("/v1/users/carol", json={"name": "Carol"})
+    identity = BatchIdentity(env.id, "digest", RecipientKey.user("ada"), "batch_1", "", "")
+    now = utcnow()
+    entries = [
+        BatchJoin(str(uuid.uuid4()), identity, RecipientKey.user("carol") if n % 2 else None, {"n": n}, now)
+        for n in range(120)
+    ]
+    async with env.runtime.database.writer.begin() as connection:
+        results = await join_batches(connection, entries, now - timedelta(seconds=1))
+        message = NewMessage(
+            id=new_ksuid(),
+            channel_id=feed_channel_id(env.runtime),
+            recipient=RecipientKey.user("ada"),
+            workflow_key="digest",
+            run_id=entries[0].run_id,
+            workflow_run_id=str(uuid.uuid4()),
+            step_ref="in_app_feed_1",
+            source={"key": "digest", "version_id": str(uuid.uuid4()), "categories": []},
+            tenant=None,
+            actors=[],
+            activities=[],
+            data={},
+            content={},
+            status="delivered",
+            batch_id=results[0].batch_id,
+        )
+        await insert_messages(connection, env.id, [message])
+
+    path = f"/v1/messages/{message.id}/activities"
+    seen: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"page_size": 50}
+    while True:
+        response = await env.get(path, params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen.extend(body["items"])
+        assert body["page_info"]["page_size"] == 50
+        if body["page_info"]["after"] is None:
+            break
+        params = {"page_size": 50, "after": body["page_info"]["after"]}
+    assert [activity["data"]["n"] for activity in seen] == list(range(120))
+    assert len({activity["id"] for activity in seen}) == 120
+    assert seen[0]["actor"] is None and seen[1]["actor"]["id"] == "carol"
+    assert seen[0]["recipient"]["id"] == "ada" and seen[0]["__typename"] == "Activity"
+    back = (await env.get(path, params={"page_size": 2, "before": body["page_info"]["before"]})).json()
+    assert [activity["data"]["n"] for activity in back["items"]] == [98, 99]
+    assert_error(await env.get(path, params={"page_size": 51}), 422)
