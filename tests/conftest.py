@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ import pytest
 
 from clarion.api.app import create_app
 from clarion.config import RateLimitMode, Settings
+from clarion.engine import run_executor, trigger
 from clarion.engine.audience_files import read_audiences
 from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
 from clarion.runtime import Runtime, build_runtime, build_worker
@@ -186,6 +188,30 @@ async def env(runtime: Runtime, client: httpx.AsyncClient) -> EnvFixture:
 async def other_env(runtime: Runtime, client: httpx.AsyncClient) -> EnvFixture:
     """A second environment, for isolation tests: its key must never see `env`'s data."""
     return await new_environment(runtime, client)
+
+
+class EngineClock:
+    """The moment the workflow engine's passes see (their steps' `now`), which a test moves."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def engine_clock(monkeypatch: pytest.MonkeyPatch) -> EngineClock:
+    """Windows, delays and send windows tested without sleeping: trigger and step jobs take their moment
+    from this clock. Due jobs still follow the database's clock; `run_workflow_jobs` runs scheduled ones
+    too unless told otherwise."""
+    clock = EngineClock()
+    monkeypatch.setattr(run_executor, "utcnow", clock)
+    monkeypatch.setattr(trigger, "utcnow", clock)
+    return clock
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

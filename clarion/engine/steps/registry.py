@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clarion.engine.step_protocol import StepType
-from clarion.engine.steps import branch, channel, delay
+from clarion.engine.steps import branch, channel, delay, throttle
 
 STEP_TYPES: Mapping[str, StepType[Any]] = {
     step_type.name: step_type
@@ -15,12 +15,12 @@ STEP_TYPES: Mapping[str, StepType[Any]] = {
         branch.STEP_TYPE,
         channel.STEP_TYPE,
         delay.STEP_TYPE,
+        throttle.STEP_TYPE,
     )
 }
 
 NOT_YET_SUPPORTED_STEPS = (
     "batch",
-    "throttle",
     "http_fetch",
     "trigger_workflow",
     "update_data",
