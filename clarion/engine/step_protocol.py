@@ -6,10 +6,11 @@ answers one `StepOutcome` per run (or the exception that run's step raised, whic
 What a step reads and writes goes through `StepServices.connection`, the pass's transaction, which also
 records where each run got to: what a step did commits with the run's move past it, or not at all.
 
-An outcome says what the step produced (run events, messages, what `refs.<ref>` conditions read) and what
-the run does next (`then`): go on with the next step, wait until a moment and then go on, wait at this
-step and execute it again at a moment (a batch's opener waiting for its window to close, a message held
-for its send window), enter one of the step's nested step lists (a branch), or halt with a reason.
+An outcome says what the step produced (run events, messages, what `refs.<ref>` conditions read, the run's
+new `data`, the users, objects and tenants it wrote, jobs to enqueue with the run) and what the run does
+next (`then`): go on with the next step, wait until a moment and then go on, wait at this step and
+execute it again at a moment (a batch's opener waiting for its window to close, a message held for its
+send window), enter one of the step's nested step lists (a branch), or halt with a reason.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from clarion.engine.conditions import ConditionScope
 from clarion.engine.run_scope import RunContext
 from clarion.engine.step_definition import DefinitionParser, StepDefinition
 from clarion.engine.templates import TemplateRenderer
+from clarion.jobs.job import Job
 from clarion.store.messages import NewMessage
+from clarion.store.recipients import RecipientRecord
 from clarion.store.workflow_runs import RunEvent
 
 
@@ -75,6 +78,15 @@ class StepOutcome:
     messages: list[NewMessage] = field(default_factory=list)
     step_result: dict[str, Any] | None = None
     """Stored under the step's ref in the run's `step_results`."""
+    data: dict[str, Any] | None = None
+    """The run's data from this step on (`update_data`): a new frozen document, never the old one changed
+    (`clarion.engine.frozen`); None leaves the data as it was. Stored with the run's checkpoint."""
+    entities: Sequence[RecipientRecord] = ()
+    """The users, objects and tenants the step wrote, as they stand after it: every run of the pass that has
+    one as its recipient, actor or tenant sees it so from its next step on."""
+    jobs: Sequence[Job] = ()
+    """Jobs to enqueue with the run's checkpoint (a nested trigger): they commit with the run's move past
+    the step, or not at all."""
     then: Then = CONTINUE
 
     @classmethod

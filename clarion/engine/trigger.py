@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,7 +36,8 @@ from clarion.engine.run_executor import (
     record_progress,
     step_services,
 )
-from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
+from clarion.engine.trigger_data import check_trigger_data
+from clarion.engine.workflow_jobs import TRIGGER_DEPTH, trigger_job
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.job import Acknowledged, Cancel, Job, JobRecord, Superseded
@@ -70,8 +70,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TRIGGER_ATTEMPTS = 8
-"""A trigger job fails only while the store does: eight attempts, backed off, span about six minutes."""
 RUNS_PER_TRANSACTION = 1000
 """How many runs one transaction of a trigger's fan-out executes and writes at most: the recipients one
 trigger may name, so that only subscribers reached through objects make a fan-out take several."""
@@ -132,24 +130,6 @@ def prepare_trigger(runtime: Runtime, body: TriggerWorkflowRequest) -> PreparedT
     )
 
 
-def _check_data(schema: Any, data: dict[str, Any]) -> None:
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    try:
-        found = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    except Exception as exc:
-        # The schema passed its checks at push, but some faults (a `$ref` to nowhere) show only when
-        # applied; the request is refused with what went wrong rather than failing the server.
-        raise InvalidInputError(
-            f"The workflow's trigger_data_json_schema cannot be applied: {exc}",
-            errors=[FieldError("data", "could not be checked against the workflow's schema")],
-        ) from None
-    errors = [
-        FieldError(".".join(["data", *map(str, error.absolute_path)]), error.message) for error in found
-    ]
-    if errors:
-        raise InvalidInputError("The trigger data does not match the workflow's schema", errors=errors)
-
-
 @dataclass(slots=True)  # made per request
 class AcceptedTrigger:
     workflow_run_id: str
@@ -179,7 +159,7 @@ async def accept_trigger(
         raise InvalidInputError(f"The workflow {key!r} is inactive", code="workflow_inactive")
     prepared = prepare_trigger(runtime, body)
     if workflow.definition.trigger_data_json_schema is not None:
-        _check_data(workflow.definition.trigger_data_json_schema, prepared.data)
+        check_trigger_data(workflow.definition.trigger_data_json_schema, prepared.data)
     if isinstance(prepared.actor, RecipientKey):
         async with runtime.database.reader.connect() as connection:
             found = await load_recipients(connection, environment_id, [prepared.actor])
@@ -190,19 +170,14 @@ async def accept_trigger(
                 errors=[FieldError("actor", "names a recipient that does not exist")],
             )
     workflow_run_id = new_uuid()
-    job = Job(
-        kind=TRIGGER_JOB,
-        queue=WORKFLOW_QUEUE,
-        max_attempts=TRIGGER_ATTEMPTS,
-        args={
-            "environment_id": environment_id,
-            "workflow_run_id": workflow_run_id,
-            "workflow_key": key,
-            "version_id": workflow.version_id,
-            "trigger_source": source,
-            # The request as it came and was checked, rather than the parsed model dumped again.
-            "request": orjson.Fragment(body_json),
-        },
+    job = trigger_job(
+        environment_id,
+        workflow_run_id,
+        key,
+        workflow.version_id,
+        source=source,
+        # The request as it came and was checked, rather than the parsed model dumped again.
+        request=orjson.Fragment(body_json),
     )
     if idempotency_key is None:
         await runtime.trigger_intake.submit(job)
@@ -301,7 +276,10 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
     actor = None if prepared.actor is None else key_of(prepared.actor)
     # Frozen (`clarion.engine.frozen`), as the runs share them: no run can change them under another.
     data = freeze_object(prepared.data)
-    settings = freeze_object(args["request"].get("settings") or {})
+    settings = args["request"].get("settings") or {}
+    if TRIGGER_DEPTH in args:
+        settings = {**settings, TRIGGER_DEPTH: args[TRIGGER_DEPTH]}
+    settings = freeze_object(settings)
 
     def run_data(recipient: RecipientKey) -> dict[str, Any]:
         # The trigger's own object for every run without data of its own: what is shared renders once

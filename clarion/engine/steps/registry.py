@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from clarion.engine.step_protocol import StepType
-from clarion.engine.steps import branch, channel, delay
+from clarion.engine.steps import (
+    branch,
+    channel,
+    delay,
+    trigger_workflow,
+    update_data,
+    update_object,
+    update_tenant,
+    update_user,
+)
 
 STEP_TYPES: Mapping[str, StepType[Any]] = {
     step_type.name: step_type
@@ -15,6 +24,11 @@ STEP_TYPES: Mapping[str, StepType[Any]] = {
         branch.STEP_TYPE,
         channel.STEP_TYPE,
         delay.STEP_TYPE,
+        trigger_workflow.STEP_TYPE,
+        update_data.STEP_TYPE,
+        update_object.STEP_TYPE,
+        update_tenant.STEP_TYPE,
+        update_user.STEP_TYPE,
     )
 }
 
@@ -22,11 +36,6 @@ NOT_YET_SUPPORTED_STEPS = (
     "batch",
     "throttle",
     "http_fetch",
-    "trigger_workflow",
-    "update_data",
-    "update_user",
-    "update_object",
-    "update_tenant",
     "wait_for_event",
     "random_cohort",
     "ai_agent",
