@@ -241,7 +241,9 @@ async def test_targets_a_run_lacks_skip_and_bad_ones_fail_the_step(env: EnvFixtu
         ]
     }
     await push_workflow(env, tmp_path, "targets", document)
-    await trigger(env, "targets", [{"id": "room", "collection": "rooms", "name": "Room"}], data={"collection": "$users"})
+    await trigger(
+        env, "targets", [{"id": "room", "collection": "rooms", "name": "Room"}], data={"collection": "$users"}
+    )
     await run_workflow_jobs(env.runtime)
     listed = (await env.get("/v1/workflow_recipient_runs", params={"workflow": "targets"})).json()["items"]
     [run] = listed
