@@ -63,7 +63,7 @@ async def test_the_current_user_is_deep_merged_and_later_steps_see_it_now_and_af
         ]
     }
     await push_workflow(env, tmp_path, "upgrade", document)
-    await trigger(env, "upgrade", ["ada"], data={"plan": "pro"})
+    await trigger(env, "upgrade", [{"id": "ada"}], data={"plan": "pro"})
 
     await run_workflow_jobs(env.runtime, with_scheduled=False)
     assert await feed_bodies(env, "ada") == ["pro: hello knock"]
