@@ -4,7 +4,9 @@
 `data` satisfies the workflow's `trigger_data_json_schema`, inline channel data fits its channels, and an
 actor given by id exists. It then enqueues one `workflow_trigger` job carrying the request and the version
 current now (the run pins it), and answers with the trigger's `workflow_run_id`. Nothing else happens in
-the request, which keeps the intake to one insert.
+the request, which keeps the intake to one insert. A `trigger_workflow` step makes the same job
+(`clarion.engine.workflow_jobs.trigger_job`, `trigger_source` `workflow_step`) with its run's checkpoint,
+and the depth of its chain of nested triggers, which the runs it starts keep in their settings.
 
 The job (`start_runs`) identifies the inline recipients, actor and tenant, fans object recipients out to
 their subscribers (two levels, each recipient once, the actor never reached through a subscription),
