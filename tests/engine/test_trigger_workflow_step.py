@@ -246,8 +246,8 @@ async def waiting_step_job(env: EnvFixture) -> JobRecord:
             .where(jobs.c.kind == "workflow_step", jobs.c.state == JobState.SCHEDULED.value)
             .values(state=JobState.AVAILABLE.value, scheduled_at=utcnow())
         )
-    claimed = await runtime.queue.claim(WORKFLOW_QUEUE, 10, "test-worker", 60)
-    [job] = [job for job in claimed if job.args["environment_id"] == env.id]
+    [job] = await runtime.queue.claim(WORKFLOW_QUEUE, 1, "test-worker", 60)
+    assert job.args["environment_id"] == env.id
     return job
 
 
@@ -273,6 +273,7 @@ async def test_a_pass_rolled_back_or_executed_twice_triggers_once_per_run(
     with pytest.raises(ConnectionError):
         await run_executor.execute_step(runtime, job)
     monkeypatch.undo()
+    assert await runtime.queue.retry(job, "the worker died") is JobState.RETRYABLE  # as the executor would
     assert await nested_trigger_jobs(env) == []
 
     # Two attempts that read the runs at the step before either wrote (as a store without the job's
