@@ -1,4 +1,5 @@
-"""The `clarion` command: serve (or api and worker apart), migrate, environments, keys and channels. Each
+"""The `clarion` command: serve (or api and worker apart), migrate, environments, keys, channels, workflows
+and audiences. Each
 command parses its options, builds a runtime (`clarion.runtime`) and calls into the package; no logic of its
 own lives here."""
 
@@ -18,6 +19,7 @@ from clarion.api.app import create_app
 from clarion.api.http_protocol import knock_http_protocol
 from clarion.channels import load_channels
 from clarion.config import Settings, settings_from_env
+from clarion.engine.audience_files import AudienceFilesError, LoadedAudience, read_audiences
 from clarion.engine.workflow_files import LoadedWorkflow, WorkflowFilesError, read_workflows
 from clarion.errors import ClarionError
 from clarion.observability.logging_setup import configure_logging, uvicorn_log_config
@@ -103,12 +105,21 @@ def worker(data_dir: Path | None) -> None:
     """Run the job worker only, until SIGINT or SIGTERM."""
 
     async def work(runtime: Runtime) -> None:
+        await _push_audiences_dir(
+            runtime,
+            [environment.id for environment in await runtime.environments.all()],
+            _read_audiences_dir(runtime),
+            err=False,
+        )
         freeze_startup_heap()
         await build_worker(runtime).run_until_signalled()
 
     settings = _settings(data_dir=data_dir)
     configure_logging(settings.log_format)
-    _with_runtime(settings, work, create_store=True, serves_requests=False)
+    try:
+        _with_runtime(settings, work, create_store=True, serves_requests=False)
+    except AudienceFilesError as exc:
+        raise click.ClickException(f"invalid audiences:\n{exc}") from exc
 
 
 def _read_workflows_dir(runtime: Runtime) -> list[LoadedWorkflow] | None:
@@ -133,6 +144,27 @@ async def _push_workflows_dir(
     click.echo(f"  workflows from {folder}: {', '.join(keys) or 'none'}", err=err)
 
 
+def _read_audiences_dir(runtime: Runtime) -> list[LoadedAudience] | None:
+    """The checked audiences of the audiences folder (`AudienceFilesError` when one is invalid), or None
+    when there is no such folder."""
+    folder = runtime.settings.audiences_dir
+    if not folder.is_dir():
+        return None
+    return read_audiences(folder)
+
+
+async def _push_audiences_dir(
+    runtime: Runtime, environment_ids: list[str], loaded: list[LoadedAudience] | None, *, err: bool
+) -> None:
+    """Commit the audiences folder's audiences to the environments, and say what was committed; said only
+    when there is a folder, since most setups keep no audiences in files."""
+    if loaded is None:
+        return
+    await runtime.audience_catalog.push(environment_ids, loaded)
+    keys = sorted(audience.definition.key for audience in loaded)
+    click.echo(f"  audiences from {runtime.settings.audiences_dir}: {', '.join(keys) or 'none'}", err=err)
+
+
 def _serve_http(settings: Settings, *, with_worker: bool) -> None:
     configure_logging(settings.log_format)
 
@@ -142,14 +174,11 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
         try:
             environment, _ = await runtime.environments.ensure(DEFAULT_ENVIRONMENT)
             click.echo(f"Clarion ready on {runtime.database.describe()}")
-            # Every environment gets the folder's workflows at start, as `environments create` gives them
-            # to environments made later.
-            await _push_workflows_dir(
-                runtime,
-                [environment.id for environment in await runtime.environments.all()],
-                _read_workflows_dir(runtime),
-                err=False,
-            )
+            # Every environment gets the folders' audiences and workflows at start, as `environments
+            # create` gives them to environments made later.
+            environment_ids = [environment.id for environment in await runtime.environments.all()]
+            await _push_audiences_dir(runtime, environment_ids, _read_audiences_dir(runtime), err=False)
+            await _push_workflows_dir(runtime, environment_ids, _read_workflows_dir(runtime), err=False)
             for key in await runtime.environments.list_keys():
                 if key.environment.id == environment.id and not key.revoked:
                     click.echo(f"  {environment.name} {key.kind.value} key: {key.key}")
@@ -182,6 +211,8 @@ def _serve_http(settings: Settings, *, with_worker: bool) -> None:
         raise click.ClickException(exc.message) from exc
     except WorkflowFilesError as exc:
         raise click.ClickException(f"invalid workflows:\n{exc}") from exc
+    except AudienceFilesError as exc:
+        raise click.ClickException(f"invalid audiences:\n{exc}") from exc
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -209,10 +240,16 @@ def environments() -> None:
 @click.argument("name")
 @data_dir_option
 def environments_create(name: str, data_dir: Path | None) -> None:
-    """Create an environment with one secret and one publishable key, and commit the workflows folder
-    (CLARION_WORKFLOWS_DIR) to it, as `serve` does for every environment at start."""
+    """Create an environment with one secret and one publishable key, and commit the audiences and
+    workflows folders (CLARION_AUDIENCES_DIR, CLARION_WORKFLOWS_DIR) to it, as `serve` does for every
+    environment at start."""
 
     async def create(runtime: Runtime) -> None:
+        try:
+            audiences = _read_audiences_dir(runtime)
+        except AudienceFilesError as exc:
+            folder = runtime.settings.audiences_dir
+            raise click.ClickException(f"invalid audiences in {folder}, nothing created:\n{exc}") from exc
         try:
             loaded = _read_workflows_dir(runtime)
         except WorkflowFilesError as exc:
@@ -223,6 +260,7 @@ def environments_create(name: str, data_dir: Path | None) -> None:
             if key.environment.id == environment.id:
                 click.echo(f"{environment.name}\t{key.kind.value}\t{key.key}")
         # On stderr, so that the key lines stay the whole of what scripts read.
+        await _push_audiences_dir(runtime, [environment.id], audiences, err=True)
         await _push_workflows_dir(runtime, [environment.id], loaded, err=True)
 
     _with_runtime(_settings(data_dir=data_dir), create)
@@ -415,3 +453,32 @@ def _set_active(key: str, environment_name: str | None, data_dir: Path | None, *
             click.echo(f"{names[environment_id]}\t{key}\t{state}")
 
     _with_runtime(_settings(data_dir=data_dir), switch)
+
+
+@main.group()
+def audiences() -> None:
+    """Manage audiences (folders in the Knock CLI layout, CLARION_AUDIENCES_DIR, default ./audiences)."""
+
+
+@audiences.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@environment_option
+@data_dir_option
+def audiences_push(folder: Path, environment_name: str | None, data_dir: Path | None) -> None:
+    """Check every audience of FOLDER, then commit each changed one and compute the members of the dynamic
+    ones."""
+
+    async def push(runtime: Runtime) -> None:
+        names = {environment.id: environment.name for environment in await runtime.environments.all()}
+        try:
+            results = await runtime.audience_catalog.push(
+                await _environment_ids(runtime, environment_name), read_audiences(folder)
+            )
+        except AudienceFilesError as exc:
+            raise click.ClickException(f"invalid audiences, nothing pushed:\n{exc}") from exc
+        for environment_id, commits in results.items():
+            for commit in commits:
+                state = "changed" if commit.changed else "unchanged"
+                click.echo(f"{names[environment_id]}\t{commit.key}\t{commit.type.value}\t{state}")
+
+    _with_runtime(_settings(data_dir=data_dir), push)

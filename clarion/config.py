@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from clarion.engine.address_policy import HostList
 
 
 class RateLimitMode(StrEnum):
@@ -43,6 +45,7 @@ class Settings:
     rate_limit_mode: RateLimitMode = RateLimitMode.CLIENT
     channels_file: Path | None = None
     workflows_dir: Path = Path("workflows")
+    audiences_dir: Path = Path("audiences")
     key_cache_seconds: float = 2.0
     workflow_cache_seconds: float = 2.0
     cors_origins: tuple[str, ...] = ("*",)
@@ -62,6 +65,13 @@ class Settings:
     job_db_timeout: float = 30.0
     """The same bound in a process that only runs jobs (`clarion worker`); a job that runs past it fails
     and is retried with backoff."""
+    fetch_timeout: float = 15.0
+    """Seconds a fetch step's request may take, resolution to last byte (Knock's limit); past it, retried."""
+    fetch_allow_hosts: HostList = field(default_factory=HostList)
+    """Hosts and networks fetch steps may reach although they are not public
+    (`clarion.engine.address_policy`)."""
+    fetch_deny_hosts: HostList = field(default_factory=HostList)
+    """Hosts and networks fetch steps may never reach, public or allowed."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -130,6 +140,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         rate_limit_mode=rate_limit_mode,
         channels_file=Path(channels_file) if channels_file else None,
         workflows_dir=Path(env.get("CLARION_WORKFLOWS_DIR", "workflows")),
+        audiences_dir=Path(env.get("CLARION_AUDIENCES_DIR", "audiences")),
         cors_origins=cors_origins,
         job_lease_seconds=float(env.get("CLARION_JOB_LEASE_SECONDS", "60")),
         heartbeat_seconds=float(env.get("CLARION_HEARTBEAT_SECONDS", "2")),
@@ -140,6 +151,11 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         request_read_timeout=float(env.get("CLARION_REQUEST_READ_TIMEOUT", "30")),
         request_db_timeout=_positive_seconds(env, "CLARION_REQUEST_DB_TIMEOUT", 5.0),
         job_db_timeout=_positive_seconds(env, "CLARION_JOB_DB_TIMEOUT", 30.0),
+        fetch_timeout=_positive_seconds(env, "CLARION_FETCH_TIMEOUT", 15.0),
+        fetch_allow_hosts=HostList.parse(
+            env.get("CLARION_FETCH_ALLOW_HOSTS", ""), "CLARION_FETCH_ALLOW_HOSTS"
+        ),
+        fetch_deny_hosts=HostList.parse(env.get("CLARION_FETCH_DENY_HOSTS", ""), "CLARION_FETCH_DENY_HOSTS"),
     )
 
 

@@ -21,8 +21,11 @@ from clarion.api.auth import KeyResolver
 from clarion.api.ratelimit import MemoryRateCounter, RateCounter, RateLimiter
 from clarion.channels import ChannelRegistry, load_channels
 from clarion.config import Settings
+from clarion.engine.audience_catalog import RECOMPUTE_JOB, AudienceCatalog
 from clarion.engine.bulk import BULK_DISCARD_HOOKS, BULK_QUEUE, bulk_job_handlers
 from clarion.engine.housekeeping import IdempotencyKeyPruner, RetentionPruner
+from clarion.engine.message_delivery import DELIVERY_JOB, deliver_messages
+from clarion.engine.outbound_http import OutboundHTTP
 from clarion.engine.run_executor import execute_step, step_discarded
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.trigger import TriggerIntake, start_runs
@@ -73,12 +76,16 @@ class Runtime:
     audiences: AudienceStore
     renderer: TemplateRenderer
     workflows: WorkflowCatalog
+    audience_catalog: AudienceCatalog
     workflow_runs: WorkflowRunStore
     messages: MessageStore
     trigger_intake: TriggerIntake
     metrics: Metrics
+    outbound_http: OutboundHTTP
+    """Fetch steps' requests, through the address guard (`clarion.engine.outbound_http`)."""
 
     async def close(self) -> None:
+        await self.outbound_http.aclose()
         await self.database.dispose()
 
 
@@ -145,6 +152,12 @@ async def build_runtime(
     environments = EnvironmentStore(database)
     renderer = TemplateRenderer()
     queue = create_queue_engine(database)
+    workflows = WorkflowCatalog(
+        WorkflowStore(database), channels, renderer, cache_seconds=settings.workflow_cache_seconds
+    )
+    audience_catalog = AudienceCatalog(
+        database, workflows, queue, cache_seconds=settings.workflow_cache_seconds
+    )
     return Runtime(
         settings=settings,
         database=database,
@@ -153,22 +166,22 @@ async def build_runtime(
         rate_limiter=RateLimiter(settings.rate_limit_mode, counter),
         queue=queue,
         bulk_operations=BulkOperationStore(database),
-        users=UserStore(database),
+        users=UserStore(database, audience_catalog),
         objects=ObjectStore(database),
         channels=channels,
         channel_data=ChannelDataStore(database),
         preferences=PreferenceStore(database),
         tenants=TenantStore(database),
-        subscriptions=SubscriptionStore(database),
-        audiences=AudienceStore(database),
+        subscriptions=SubscriptionStore(database, audience_catalog),
+        audiences=AudienceStore(database, audience_catalog),
         renderer=renderer,
-        workflows=WorkflowCatalog(
-            WorkflowStore(database), channels, renderer, cache_seconds=settings.workflow_cache_seconds
-        ),
+        workflows=workflows,
+        audience_catalog=audience_catalog,
         workflow_runs=WorkflowRunStore(database),
         messages=MessageStore(database),
         trigger_intake=TriggerIntake(database, queue),
         metrics=metrics or Metrics(database, channels),
+        outbound_http=OutboundHTTP.from_settings(settings),
     )
 
 
@@ -245,10 +258,15 @@ def build_worker(runtime: Runtime, options: WorkerOptions | None = None) -> Work
     async def run_step(job: JobRecord) -> Outcome:
         return await execute_step(runtime, job)
 
+    async def run_delivery(job: JobRecord) -> Outcome:
+        return await deliver_messages(runtime.database, runtime.channels, job)
+
     handlers: dict[str, JobHandler] = {
         **bulk_job_handlers(runtime),
         TRIGGER_JOB: run_trigger,
         STEP_JOB: run_step,
+        RECOMPUTE_JOB: runtime.audience_catalog.run_recompute,
+        DELIVERY_JOB: run_delivery,
     }
     chosen = options or worker_options(runtime.settings)
     housekeeping: list[Looper] = [IdempotencyKeyPruner(runtime.database, chosen.prune_seconds)]

@@ -25,6 +25,7 @@ import pytest
 
 from clarion.api.app import create_app
 from clarion.config import RateLimitMode, Settings
+from clarion.engine.audience_files import read_audiences
 from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
 from clarion.runtime import Runtime, build_runtime, build_worker
 from clarion.store.environments import KeyKind
@@ -218,6 +219,24 @@ async def push_workflow(env: EnvFixture, tmp_path: Path, key: str, document: dic
     root = tmp_path / f"workflows-{uuid.uuid4().hex[:8]}"
     write_workflow(root, key, document)
     await env.runtime.workflows.push_folder([env.id], root)
+
+
+def write_audience(root: Path, key: str, document: dict[str, Any]) -> Path:
+    """An audience folder in the Knock CLI layout: `root/key/audience.json`."""
+    folder = root / key
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "audience.json").write_text(json.dumps(document), encoding="utf-8")
+    return folder
+
+
+async def push_audiences(env: EnvFixture, tmp_path: Path, documents: dict[str, dict[str, Any]]) -> None:
+    """Commit audiences (key → audience.json) to `env` only, as `clarion audiences push --environment`
+    does."""
+    root = tmp_path / f"audiences-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    for key, document in documents.items():
+        write_audience(root, key, document)
+    await env.runtime.audience_catalog.push([env.id], read_audiences(root))
 
 
 async def run_workflow_jobs(runtime: Runtime, *, with_scheduled: bool = True) -> None:

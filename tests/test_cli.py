@@ -22,13 +22,18 @@ from clarion.config import settings_from_env
 from clarion.runtime import build_runtime
 from clarion.store.environments import Environment, KeyKind
 from tests.compat.live_server import IN_APP_FEED_CHANNEL_ID, LiveServer, _parse_keys
-from tests.conftest import fresh_postgres_database, write_workflow
+from tests.conftest import fresh_postgres_database, write_audience, write_workflow
 
 
 @pytest.fixture
 def cli_env(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    """The settings of a store made by `clarion migrate`, with a workflows folder of the test's own."""
-    environ = {"CLARION_DATA_DIR": str(tmp_path), "CLARION_WORKFLOWS_DIR": str(tmp_path / "workflows")}
+    """The settings of a store made by `clarion migrate`, with workflows and audiences folders of the
+    test's own."""
+    environ = {
+        "CLARION_DATA_DIR": str(tmp_path),
+        "CLARION_WORKFLOWS_DIR": str(tmp_path / "workflows"),
+        "CLARION_AUDIENCES_DIR": str(tmp_path / "audiences"),
+    }
     if store == "postgres":
         environ["CLARION_DATABASE_URL"] = request.getfixturevalue("postgres_database_url")
     run(environ, "migrate")
@@ -342,3 +347,113 @@ def test_environment_create_without_a_workflows_folder_says_so(
     assert result.exit_code == 0
     assert len(result.stdout.splitlines()) == len(KeyKind)
     assert f"no workflows folder at {tmp_path / 'workflows'}" in result.stderr
+
+
+PREMIUM = {
+    "name": "Premium",
+    "type": "dynamic",
+    "segments": [
+        {"conditions": [{"property": "recipient.plan", "operator": "equal_to", "argument": "premium"}]}
+    ],
+}
+
+
+def test_audiences_push_commits_changed_audiences(cli_env: dict[str, str], tmp_path: Path) -> None:
+    name = f"audiences-{tmp_path.name}"
+    run(cli_env, "environments", "create", name)
+    folder = tmp_path / "to-push"
+    write_audience(folder, "beta", {"name": "Beta", "type": "static"})
+    write_audience(folder, "premium", PREMIUM)
+    pushed = run(cli_env, "audiences", "push", str(folder), "--environment", name)
+    assert pushed == f"{name}\tbeta\tstatic\tchanged\n{name}\tpremium\tdynamic\tchanged\n"
+    again = run(cli_env, "audiences", "push", str(folder), "--environment", name)
+    assert again == f"{name}\tbeta\tstatic\tunchanged\n{name}\tpremium\tdynamic\tunchanged\n"
+    # Without --environment, every environment.
+    other = f"more-audiences-{tmp_path.name}"
+    run(cli_env, "environments", "create", other)
+    everywhere = run(cli_env, "audiences", "push", str(folder)).splitlines()
+    assert f"{name}\tbeta\tstatic\tunchanged" in everywhere
+    assert f"{other}\tpremium\tdynamic\tchanged" in everywhere
+
+
+def test_an_invalid_audiences_folder_is_refused_whole_and_names_the_problem(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = f"bad-audiences-{tmp_path.name}"
+    run(cli_env, "environments", "create", name)
+    folder = tmp_path / "to-push"
+    write_audience(folder, "good", {"name": "Good", "type": "static"})
+    broken = {**PREMIUM, "segments": [{"conditions": [{"property": "recipient.plan", "operator": "near"}]}]}
+    write_audience(folder, "broken", broken)
+    result = CliRunner().invoke(main, ["audiences", "push", str(folder), "--environment", name], env=cli_env)
+    assert result.exit_code == 1
+    assert "invalid audiences, nothing pushed" in result.output
+    assert "broken/audience.json at segments.0.conditions.0.operator: must be one of" in result.output
+    # Nothing of the folder was pushed: the good audience is new when pushed alone.
+    alone = run(cli_env, "audiences", "push", str(folder / "good"), "--environment", name)
+    assert alone == f"{name}\tgood\tstatic\tchanged\n"
+    # A push that would change an audience's type is refused the same way.
+    write_audience(folder, "good", PREMIUM)
+    result = CliRunner().invoke(
+        main, ["audiences", "push", str(folder / "good"), "--environment", name], env=cli_env
+    )
+    assert result.exit_code == 1
+    assert (
+        "good/audience.json at type: the audience exists as a static one; its type cannot change"
+        in result.output
+    )
+
+
+def test_environment_create_commits_the_audiences_folder(cli_env: dict[str, str], tmp_path: Path) -> None:
+    write_audience(tmp_path / "audiences", "premium", PREMIUM)
+    name = f"with-audiences-{tmp_path.name}"
+    result = CliRunner().invoke(main, ["environments", "create", name], env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert f"audiences from {tmp_path / 'audiences'}: premium" in result.stderr
+    assert run(cli_env, "audiences", "push", str(tmp_path / "audiences"), "--environment", name) == (
+        f"{name}\tpremium\tdynamic\tunchanged\n"
+    )
+
+
+def test_environment_create_with_an_invalid_audiences_folder_creates_nothing(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    write_audience(tmp_path / "audiences", "broken", {"type": "dynamic", "name": "Broken"})
+    name = f"refused-audiences-{tmp_path.name}"
+    result = CliRunner().invoke(main, ["environments", "create", name], env=cli_env)
+    assert result.exit_code == 1
+    assert f"invalid audiences in {tmp_path / 'audiences'}, nothing created" in result.output
+    assert "broken/audience.json at segments: must be a list of at least one segment" in result.output
+    assert name not in run(cli_env, "keys", "list")
+
+
+def test_audiences_push_refuses_where_there_is_no_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_audience(tmp_path / "audiences", "beta", {"name": "Beta", "type": "static"})
+    result = CliRunner().invoke(main, ["audiences", "push", "audiences"], env=without_clarion_settings())
+    assert result.exit_code == 1
+    assert "no Clarion store at" in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["audiences"]
+
+
+def test_serve_commits_the_audiences_folder_at_start(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    database_url = request.getfixturevalue("postgres_database_url") if store == "postgres" else ""
+    server = LiveServer(data_dir=tmp_path, database_url=database_url)
+    write_audience(server.audiences_dir, "premium", PREMIUM)
+    server.start()
+    try:
+        assert f"audiences from {server.audiences_dir}: premium" in server.log()
+        secret_key = server.keys()["development"]["secret"]
+        headers = {"Authorization": f"Bearer {secret_key}"}
+        user = f"ada-{uuid.uuid4().hex[:8]}"
+        identified = httpx.put(f"{server.url}/v1/users/{user}", headers=headers, json={"plan": "premium"})
+        assert identified.status_code == 200, identified.text
+        listed = httpx.get(f"{server.url}/v1/audiences/premium/members", headers=headers)
+        assert listed.status_code == 200, listed.text
+        assert user in [entry["user_id"] for entry in listed.json()["entries"]]
+    finally:
+        server.stop()

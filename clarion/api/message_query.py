@@ -84,7 +84,8 @@ def message_list_filter(request: Request, **fixed: Any) -> MessageFilter:
 
 def feed_filter(request: Request, **fixed: Any) -> MessageFilter:
     """The filters of the in-app feed: `status`, `archived`, `tenant` (untenanted items included unless
-    `has_tenant=true`), `source`, `workflow_categories[]`, `trigger_data`, `inserted_at.*`."""
+    `has_tenant=true`), `source`, `workflow_categories[]`, `trigger_data`, `inserted_at.*`. A message still
+    `queued` (held for a send window) is not in the feed until it is delivered."""
     query = request.query_params
     status = _one_of(request, "status", {*FEED_STATUSES, "all"}, "all")
     archived = _one_of(request, "archived", {a.value for a in ArchivedFilter}, ArchivedFilter.EXCLUDE.value)
@@ -102,5 +103,6 @@ def feed_filter(request: Request, **fixed: Any) -> MessageFilter:
         workflow_categories=tuple(query_list(request, "workflow_categories")),
         trigger_data=_trigger_data(request),
         archived=ArchivedFilter(archived),
+        excluded_statuses=("queued",),
     )
     return dataclasses.replace(filters, **engaged, **_inserted_at(request), **fixed)

@@ -236,6 +236,13 @@ _REFERENCE = re.compile(
     r"(data|recipient|actor|tenant|vars|workflow|run|refs|event)\.([^.\s]+(?:\.[^.\s]+)*)"
 )
 _INDEX = re.compile(r"[0-9]+")
+
+
+def is_reference(text: str) -> bool:
+    """Whether a string argument is dynamic: a path into the scope (`data.plan`) rather than a value."""
+    return _REFERENCE.fullmatch(text) is not None
+
+
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.engine.json_templates import (
     JsonTemplate,
@@ -118,9 +117,10 @@ def _then_default(
 R = TypeVar("R", bound=RecipientUpsertRequest)
 
 Written = Callable[
-    [AsyncConnection, str, Sequence[tuple[RecipientKey, EntityPatch]]], Awaitable[list[RecipientRecord]]
+    [StepServices, str, Sequence[tuple[RecipientKey, EntityPatch]]], Awaitable[list[RecipientRecord]]
 ]
-"""(connection, environment, (entity, patch) in order) -> each entity as it stood right after its patch."""
+"""(the pass's services, environment, (entity, patch) in order) -> each entity as it stood right after
+its patch, written through `StepServices.connection`."""
 
 
 class CurrentTarget(NamedTuple):
@@ -284,7 +284,7 @@ async def execute_entity_updates(
     if planned:
         entries, entry_of = _fold(planned)
         environment_id = runs[0].context.run.environment_id
-        written = await kind.write(services.connection, environment_id, entries)
+        written = await kind.write(services, environment_id, entries)
         for each in planned:
             event = RunEvent(
                 kind.event,

@@ -1,6 +1,6 @@
 """Executing runs: every run goes through its steps for as long as they take no time, then records where it
-got to, in ONE transaction with what its steps produced (messages, events, `refs` results, and what steps
-wrote as they decided) and the job of the step it waits at.
+got to, in ONE transaction with what its steps produced (messages, events, `refs` results, the jobs they
+enqueue, and what steps wrote as they decided) and the job of the step it waits at.
 
 Runs are executed many at once: a trigger's fan-out executes the first steps of all its runs before
 writing a single one (`clarion.engine.trigger`), and the runs that wait at the same step until the same
@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,7 @@ from clarion.engine.run_scope import (
 from clarion.engine.step_protocol import (
     EnterBranch,
     Halt,
+    OutsideServices,
     RunAtStep,
     StepOutcome,
     StepServices,
@@ -73,6 +74,7 @@ from clarion.engine.workflow_jobs import RUNS_PER_STEP_JOB, step_job, step_job_r
 from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.job import Acknowledged, Job, JobRecord, Outcome, Superseded
 from clarion.store.clock import utcnow
+from clarion.store.membership_rules import MembershipRules
 from clarion.store.messages import NewMessage, insert_messages, prepare_messages
 from clarion.store.recipient_resolution import RecipientKey, record_key
 from clarion.store.recipients import RecipientRecord
@@ -108,7 +110,7 @@ class RunProgress:
     events: list[RunEvent] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
-    """Jobs the run's steps asked for (nested triggers), enqueued with its checkpoint."""
+    """What its steps enqueue with its checkpoint (`StepOutcome.jobs`)."""
     data_changed: bool = False
     """A step gave the run new data, which its checkpoint stores."""
     wait_until: datetime | None = None
@@ -280,10 +282,10 @@ async def record_progress(
     now: datetime,
 ) -> list[RunProgress]:
     """Write, in the caller's transaction, where each run got to and what it produced (its data too where a
-    step changed it), with the job of the step it waits at and the jobs its steps asked for, all in one
-    insert. `created`: the runs are new and inserted as they stand (those a trigger job already inserted
-    before a crash are left as they are); else each moves on from the position it was read at, unless it
-    moved meanwhile. A run not written enqueues nothing. Returns the runs written, for `count_committed`
+    step changed it), with the job of the step it waits at and the jobs its steps enqueue
+    (`StepOutcome.jobs`), all in one insert. `created`: the runs are new and inserted as they stand (those
+    a trigger job already inserted before a crash are left as they are); else each moves on from the
+    position it was read at, unless it moved meanwhile. Returns the runs written, for `count_committed`
     once the transaction commits."""
     if not progress:
         return []
@@ -298,8 +300,7 @@ async def record_progress(
             if await advance(connection, each.run, each.moved(now), write_data=each.data_changed)
         ]
         await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
-    asked = [job for each in written for job in each.jobs]
-    await queue.insert_all(connection, [*_step_jobs(environment_id, written), *asked])
+    await queue.insert_all(connection, [*_step_jobs(environment_id, written), *_outcome_jobs(written)])
     return written
 
 
@@ -359,6 +360,12 @@ def _step_jobs(environment_id: str, waiting: Sequence[RunProgress]) -> list[Job]
     ]
 
 
+def _outcome_jobs(written: Sequence[RunProgress]) -> list[Job]:
+    """The jobs the steps of the runs written enqueue, each once though several runs' outcomes share it."""
+    jobs = {id(job): job for each in written for job in each.jobs}
+    return list(jobs.values())
+
+
 def _waiting(runs: Sequence[RunRecord], position: str) -> list[RunRecord]:
     """Those of `runs` still waiting at `position` (not finished, not moved on), in id order: the order
     every transaction that updates many runs locks them in, so that two never deadlock."""
@@ -368,9 +375,53 @@ def _waiting(runs: Sequence[RunRecord], position: str) -> list[RunRecord]:
     )
 
 
-def step_services(runtime: Runtime, connection: AsyncConnection, now: datetime) -> StepServices:
-    """What the steps of a pass in `connection`'s transaction may use."""
-    return StepServices(connection=connection, now=now, channels=runtime.channels, renderer=runtime.renderer)
+def step_services(
+    runtime: Runtime,
+    connection: AsyncConnection,
+    now: datetime,
+    audience_rules: MembershipRules,
+    prepared: Mapping[str, Any] | None = None,
+) -> StepServices:
+    """What the steps of a pass in `connection`'s transaction may use; `audience_rules` are the
+    environment's, looked up before the transaction."""
+    return StepServices(
+        connection=connection,
+        now=now,
+        channels=runtime.channels,
+        renderer=runtime.renderer,
+        prepared=prepared or {},
+        audience_rules=audience_rules,
+    )
+
+
+async def _prepare(
+    runtime: Runtime,
+    environment_id: str,
+    run_ids: Sequence[str],
+    position: str,
+    definition: WorkflowDefinition,
+    now: datetime,
+) -> dict[str, Any]:
+    """What the step at `position` prepares outside any transaction for the runs waiting there whose
+    conditions hold (a fetch's response), by run id; nothing for a step type that prepares nothing."""
+    at = settle(definition.steps, parse_position(position))
+    if at is None or format_position(at) != position:
+        return {}
+    step = step_at(definition.steps, at)
+    prepare = STEP_TYPES[step.type].prepare
+    if prepare is None:
+        return {}
+    held: list[RunAtStep] = []
+    async with runtime.database.reader.connect() as connection:
+        waiting = _waiting(await read_runs(connection, environment_id, run_ids), position)
+        for context in await load_contexts(connection, environment_id, waiting, definition, now):
+            scope = condition_scope(context, connection, runtime.renderer)
+            with contextlib.suppress(Exception):  # the pass evaluates them again, and records the error
+                if await conditions_hold(step.conditions, scope):
+                    held.append(RunAtStep(context, scope))
+    outside = OutsideServices(now=now, renderer=runtime.renderer, http=runtime.outbound_http)
+    results = await prepare(outside, step, held)
+    return {at.context.run.id: result for at, result in zip(held, results, strict=True)}
 
 
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
@@ -393,13 +444,15 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
         raise LookupError(f"runs {run_ids} name workflow version {version_id}, which does not exist")
     current = await runtime.workflows.current(environment_id, workflow_key)
     now = utcnow()
+    prepared = await _prepare(runtime, environment_id, run_ids, position, definition, now)
+    audience_rules = await runtime.audience_catalog.rules(environment_id)
     async with runtime.database.writer.begin() as connection:
         if not await runtime.queue.complete_in(connection, job):
             raise Superseded
         stored = await read_runs(connection, environment_id, run_ids, for_update=True)
         waiting = _waiting(stored, position)
         progress = await execute_runs(
-            step_services(runtime, connection, now),
+            step_services(runtime, connection, now, audience_rules, prepared),
             waiting,
             definition,
             active=current is None or current.active,

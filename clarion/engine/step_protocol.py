@@ -7,15 +7,15 @@ What a step reads and writes goes through `StepServices.connection`, the pass's 
 records where each run got to: what a step did commits with the run's move past it, or not at all.
 
 An outcome says what the step produced (run events, messages, what `refs.<ref>` conditions read, the run's
-new `data`, the users, objects and tenants it wrote, jobs to enqueue with the run) and what the run does
-next (`then`): go on with the next step, wait until a moment and then go on, wait at this step and
-execute it again at a moment (a batch's opener waiting for its window to close, a message held for its
-send window), enter one of the step's nested step lists (a branch), or halt with a reason.
+new `data`, the users, objects and tenants it wrote, jobs to enqueue with the run's checkpoint) and what
+the run does next (`then`): go on with the next step, wait until a moment and then go on, wait at this
+step and execute it again at a moment (a batch's opener waiting for its window to close), enter one of
+the step's nested step lists (a branch), or halt with a reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -24,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.channels import ChannelRegistry
 from clarion.engine.conditions import ConditionScope
+from clarion.engine.outbound_http import OutboundHTTP
 from clarion.engine.run_scope import RunContext
 from clarion.engine.step_definition import DefinitionParser, StepDefinition
 from clarion.engine.templates import TemplateRenderer
 from clarion.jobs.job import Job
+from clarion.store.membership_rules import NO_RULES, MembershipRules
 from clarion.store.messages import NewMessage
 from clarion.store.recipients import RecipientRecord
 from clarion.store.workflow_runs import RunEvent
@@ -47,7 +49,7 @@ class WaitUntil:
 
 @dataclass(frozen=True, slots=True)
 class WaitAtStep:
-    """Pause until `moment`, then execute this step again (a batch's window, a send window)."""
+    """Pause until `moment`, then execute this step again (a batch's window)."""
 
     moment: datetime
 
@@ -84,9 +86,10 @@ class StepOutcome:
     entities: Sequence[RecipientRecord] = ()
     """The users, objects and tenants the step wrote, as they stand after it: every run of the pass that has
     one as its recipient, actor or tenant sees it so from its next step on."""
-    jobs: Sequence[Job] = ()
-    """Jobs to enqueue with the run's checkpoint (a nested trigger): they commit with the run's move past
-    the step, or not at all."""
+    jobs: list[Job] = field(default_factory=list)
+    """Enqueued in the checkpoint that records the run, and only if it does (a run that moved meanwhile is
+    not recorded). One `Job` object in the outcomes of several runs (work the step batched for them: the
+    delivery of messages held until the same moment) is enqueued once, when any of them is recorded."""
     then: Then = CONTINUE
 
     @classmethod
@@ -116,6 +119,21 @@ class StepServices:
     now: datetime
     channels: ChannelRegistry
     renderer: TemplateRenderer
+    prepared: Mapping[str, Any] = field(default_factory=dict)
+    """What the step type's `prepare` made for the runs of the step the pass's job was for, by run id;
+    empty for other steps and passes."""
+    audience_rules: MembershipRules = NO_RULES
+    """The environment's audience rules, looked up before the pass's transaction: a step that writes users
+    hands them what it wrote (`users_written`), so that dynamic audiences follow."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutsideServices:
+    """What a step type's `prepare` may use: no connection, since it runs outside any transaction."""
+
+    now: datetime
+    renderer: TemplateRenderer
+    http: OutboundHTTP
 
 
 S = TypeVar("S", bound=StepDefinition)
@@ -133,6 +151,12 @@ class StepType(Generic[S]):
     """(parser, the step's JSON, its ref, its dotted field) -> the parsed step."""
     execute: Callable[[StepServices, S, Sequence[RunAtStep]], Awaitable[Outcomes]]
     """(services, the step, the runs at it) -> one outcome or exception per run, in their order."""
+    prepare: Callable[[OutsideServices, S, Sequence[RunAtStep]], Awaitable[Sequence[Any]]] | None = None
+    """For a step that reaches outside (a fetch): run before the pass's transaction by the job of runs
+    waiting at the step, for those whose conditions hold; `execute` finds each run's result in
+    `StepServices.prepared`. A run that reaches such a step in a pass without it waits at the step
+    (`WaitAtStep`), so that its own job prepares it: nothing outside is waited for while the store's
+    transaction is open."""
 
 
 def each_run(

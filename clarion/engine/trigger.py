@@ -39,6 +39,7 @@ from clarion.engine.run_executor import (
     step_services,
 )
 from clarion.engine.trigger_data import check_trigger_data
+from clarion.engine.workflow_definition import EVERY_TRIGGER, ONCE_PER_RECIPIENT_PER_TENANT
 from clarion.engine.workflow_jobs import TRIGGER_DEPTH, trigger_job
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
@@ -50,6 +51,7 @@ from clarion.schemas.workflows import TRIGGER_DATA_KEY, TriggerWorkflowRequest
 from clarion.store import json_codec
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
+from clarion.store.first_runs import NO_TENANT, record_first_runs
 from clarion.store.group_commit import GroupCommitter
 from clarion.store.idempotency_keys import claim
 from clarion.store.ids import new_uuid
@@ -275,7 +277,9 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         raise LookupError(f"trigger {args['workflow_run_id']} names a workflow version that does not exist")
     current = await runtime.workflows.current(environment_id, args["workflow_key"])
     active = current is None or current.active
+    audience_rules = await runtime.audience_catalog.rules(environment_id)
     actor = None if prepared.actor is None else key_of(prepared.actor)
+    tenant = None if prepared.tenant is None else prepared.tenant.id
     # Frozen (`clarion.engine.frozen`), as the runs share them: no run can change them under another.
     data = freeze_object(prepared.data)
     settings = args["request"].get("settings") or {}
@@ -298,7 +302,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             version_id=args["version_id"],
             recipient=recipient,
             actor=actor,
-            tenant=None if prepared.tenant is None else prepared.tenant.id,
+            tenant=tenant,
             cancellation_key=args["request"].get("cancellation_key"),
             data=run_data(recipient),
             # Shared by the runs that add nothing to it, like their data.
@@ -325,9 +329,13 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         if job.attempt > 1:
             reached = await _not_started(connection, environment_id, args["workflow_run_id"], reached)
         now = utcnow()  # each chunk's own: its delays count from when its runs start
+        if definition.trigger_frequency != EVERY_TRIGGER:
+            reached = await _first_runs_only(
+                connection, job, definition.trigger_frequency, tenant, reached, now
+            )
         runs = [new_run(recipient, via, now) for recipient, via in reached]
         progress = await execute_runs(
-            step_services(runtime, connection, now), runs, definition, active=active
+            step_services(runtime, connection, now, audience_rules), runs, definition, active=active
         )
         written = await record_progress(connection, runtime.queue, progress, created=True, now=now)
         if last and not await runtime.queue.complete_in(connection, job):
@@ -336,7 +344,10 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
 
     async with runtime.database.writer.begin() as connection:
         inline = [*prepared.recipients, *([] if prepared.actor is None else [prepared.actor])]
-        await upsert_recipients(connection, environment_id, inline)
+        # The users identified inline move in and out of dynamic audiences with their properties.
+        await audience_rules.users_written(
+            connection, await upsert_recipients(connection, environment_id, inline)
+        )
         if prepared.tenant is not None:
             if prepared.tenant_is_inline:
                 await upsert_tenants(connection, environment_id, [prepared.tenant])
@@ -355,6 +366,29 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             written = await start(connection, chunks[index], last=index == len(chunks) - 1)
         count_committed(runtime.metrics, written, created=True)
     return Acknowledged()
+
+
+async def _first_runs_only(
+    connection: AsyncConnection,
+    job: JobRecord,
+    frequency: str,
+    tenant: str | None,
+    reached: Sequence[tuple[RecipientKey, Any]],
+    now: datetime,
+) -> list[tuple[RecipientKey, Any]]:
+    """Those of `reached` whose first run through the workflow this is (per tenant too with
+    `once_per_recipient_per_tenant`), recorded as such."""
+    scope = (tenant or NO_TENANT) if frequency == ONCE_PER_RECIPIENT_PER_TENANT else NO_TENANT
+    args = job.args
+    first = await record_first_runs(
+        connection,
+        args["environment_id"],
+        args["workflow_key"],
+        args["workflow_run_id"],
+        [(recipient, scope) for recipient, _ in reached],
+        now,
+    )
+    return [(recipient, via) for recipient, via in reached if (recipient, scope) in first]
 
 
 async def _not_started(

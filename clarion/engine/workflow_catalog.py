@@ -1,17 +1,18 @@
 """The workflows an environment can run, as parsed definitions: the current version of a workflow by key
-(what a trigger pins) and any version by id (what a run executes).
+(what a trigger pins), any version by id (what a run executes), and which workflows each audience's new
+members trigger (`trigger.audience_key`).
 
 Versions never change, so parsed versions are kept for good (bounded); which version is current, and
-whether the workflow is active, is cached for `cache_seconds`, so a trigger costs no query and a push
-reaches every process within that time; the triggers that find an entry expired share one lookup
-(`clarion.expiring_lookups`). Pushing reads nothing from the cache: it commits through
-`clarion.store.workflows` and refreshes this process's entries at once.
+whether the workflow is active, is cached for `cache_seconds`, as are each environment's audience-entry
+workflows, so a trigger costs no query and a push reaches every process within that time; the triggers
+that find an entry expired share one lookup (`clarion.expiring_lookups`). Pushing reads nothing from the
+cache: it commits through `clarion.store.workflows` and refreshes this process's entries at once.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,9 @@ class WorkflowCatalog:
             self._look_up_current, cache_seconds, CURRENT_ENTRIES
         )
         self._versions: OrderedDict[str, WorkflowDefinition] = OrderedDict()
+        self._entries: ExpiringLookups[str, Mapping[str, tuple[CurrentWorkflow, ...]]] = ExpiringLookups(
+            self._look_up_entries, cache_seconds, CURRENT_ENTRIES
+        )
 
     def _remember(self, version_id: str, definition: WorkflowDefinition) -> None:
         self._versions[version_id] = definition
@@ -68,6 +72,19 @@ class WorkflowCatalog:
             return None
         definition = self._parsed(record.current.id, record.current.document)
         return CurrentWorkflow(record.key, record.active, record.current.id, definition)
+
+    async def audience_entries(self, environment_id: str) -> Mapping[str, tuple[CurrentWorkflow, ...]]:
+        """Per audience key, the environment's active workflows that its new members trigger."""
+        return await self._entries.get(environment_id)
+
+    async def _look_up_entries(self, environment_id: str) -> Mapping[str, tuple[CurrentWorkflow, ...]]:
+        entries: defaultdict[str, list[CurrentWorkflow]] = defaultdict(list)
+        for record in await self.store.list(environment_id):
+            definition = self._parsed(record.current.id, record.current.document)
+            if record.active and definition.trigger is not None:
+                workflow = CurrentWorkflow(record.key, record.active, record.current.id, definition)
+                entries[definition.trigger.audience_key].append(workflow)
+        return {key: tuple(workflows) for key, workflows in entries.items()}
 
     async def definition(self, environment_id: str, version_id: str) -> WorkflowDefinition | None:
         """The definition of a version committed to the environment, or None when it has none by that id.
@@ -103,8 +120,10 @@ class WorkflowCatalog:
             for workflow, result in zip(loaded, results[environment_id], strict=True):
                 self._remember(result.version.id, workflow.definition)
                 self._current.forget((environment_id, workflow.definition.key))
+            self._entries.forget(environment_id)
         return results
 
     def forget(self, environment_id: str, key: str) -> None:
         """Drop the cached current version of one workflow (after it was switched on or off here)."""
         self._current.forget((environment_id, key))
+        self._entries.forget(environment_id)

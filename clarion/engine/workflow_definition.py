@@ -31,7 +31,19 @@ from clarion.engine.step_definition import (
 from clarion.engine.steps.registry import NOT_YET_SUPPORTED_STEPS, STEP_TYPES
 from clarion.engine.templates import TemplateRenderer
 
-TRIGGER_FREQUENCIES = ("every_trigger", "once_per_recipient", "once_per_recipient_per_tenant")
+EVERY_TRIGGER = "every_trigger"
+ONCE_PER_RECIPIENT_PER_TENANT = "once_per_recipient_per_tenant"
+TRIGGER_FREQUENCIES = (EVERY_TRIGGER, "once_per_recipient", ONCE_PER_RECIPIENT_PER_TENANT)
+"""How often a recipient may run through the workflow: every trigger, or once (per tenant too)."""
+MAX_AUDIENCE_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class AudienceTrigger:
+    """`"trigger": {"type": "audience", "audience_key": …}`: the workflow also runs for each member added
+    to that audience (Clarion's own field: Knock sets it in its dashboard)."""
+
+    audience_key: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class WorkflowDefinition:
     override_preferences: bool
     trigger_frequency: str
     trigger_data_json_schema: Mapping[str, Any] | None
+    trigger: AudienceTrigger | None = None
 
 
 def _check_schema(schema: Any) -> None:
@@ -57,6 +70,24 @@ def _check_schema(schema: Any) -> None:
     except jsonschema.SchemaError as exc:
         where = ".".join(["trigger_data_json_schema", *map(str, exc.absolute_path)])
         raise DefinitionError(where, f"is not a valid JSON schema: {exc.message}") from None
+
+
+def _trigger(value: Any) -> AudienceTrigger | None:
+    """Whether the audience exists is the business of the membership that would fire it: a workflow may be
+    pushed before its audience, and a missing audience simply never fires."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DefinitionError("trigger", "must be an object with `type` and `audience_key`")
+    if value.get("type") != "audience":
+        raise DefinitionError("trigger.type", 'must be "audience" (an audience-entry trigger)')
+    if set(value) - {"type", "audience_key"}:
+        raise DefinitionError("trigger", "takes only `type` and `audience_key`")
+    key = text_field(value, "audience_key", "trigger", required=True)
+    assert key is not None
+    if not 1 <= len(key) <= MAX_AUDIENCE_KEY_LENGTH:
+        raise DefinitionError("trigger.audience_key", f"must be 1 to {MAX_AUDIENCE_KEY_LENGTH} characters")
+    return AudienceTrigger(key)
 
 
 def parse_workflow(
@@ -84,11 +115,9 @@ def parse_workflow(
         if not isinstance(value, bool):
             raise DefinitionError(f"settings.{flag}", "must be a boolean")
         flags[flag] = value
-    frequency = data.get("trigger_frequency") or "every_trigger"
+    frequency = data.get("trigger_frequency") or EVERY_TRIGGER
     if frequency not in TRIGGER_FREQUENCIES:
         raise DefinitionError("trigger_frequency", f"must be one of {', '.join(TRIGGER_FREQUENCIES)}")
-    if frequency != "every_trigger":
-        raise DefinitionError("trigger_frequency", f"{frequency!r} is not supported by Clarion yet")
     schema = data.get("trigger_data_json_schema")
     if schema is not None:
         _check_schema(schema)
@@ -103,4 +132,5 @@ def parse_workflow(
         override_preferences=flags["override_preferences"],
         trigger_frequency=frequency,
         trigger_data_json_schema=schema,
+        trigger=_trigger(data.get("trigger")),
     )

@@ -10,6 +10,20 @@ from clarion.schemas.base import PageInfo, ResponseModel, Timestamp, TypedRespon
 from clarion.store.ids import stable_ksuid
 from clarion.store.workflow_runs import RunEventRecord, RunRecord
 
+SOURCE_QUALIFIER = ":"
+"""A run's trigger source is stored as its type, or as `type:qualifier` where Knock's
+`WorkflowRecipientRunTriggerSource` names what started it: `audience:<key>` for an audience entry
+(`clarion.engine.audience_entry`)."""
+
+
+def trigger_source(record: RunRecord) -> dict[str, Any]:
+    """Knock's `WorkflowRecipientRunTriggerSource` of a run."""
+    source_type, _, qualifier = record.trigger_source.partition(SOURCE_QUALIFIER)
+    source: dict[str, Any] = {"type": source_type, "cancellation_key": record.cancellation_key}
+    if source_type == "audience":
+        source["audience_key"] = qualifier
+    return source
+
 
 class WorkflowRecipientRun(TypedResponseModel):
     typename: str = Field(default="WorkflowRecipientRun", alias="__typename")
@@ -36,7 +50,7 @@ class WorkflowRecipientRun(TypedResponseModel):
             "actor": None if record.actor is None else record.actor.reference(),
             "tenant": record.tenant,
             "error_count": record.error_count,
-            "trigger_source": {"type": record.trigger_source, "cancellation_key": record.cancellation_key},
+            "trigger_source": trigger_source(record),
             "inserted_at": record.inserted_at,
             "updated_at": record.updated_at,
         }

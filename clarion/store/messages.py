@@ -68,6 +68,8 @@ class NewMessage:
     content: dict[str, Any]
     status: str
     events: tuple[str, ...] = ("message.created",)
+    scheduled_at: datetime | None = None
+    """When a message held for its step's send window is due to go."""
 
 
 @dataclass(frozen=True)
@@ -158,20 +160,21 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
     )
 
 
+# Nothing has happened to a new message yet. Left out rather than bound: Python 3.11's sqlite3 binds a None
+# through an AttributeError it formats and drops, dearer than any other value.
+_UNSET_WHEN_NEW = ["seen_at", "read_at", "interacted_at", "link_clicked_at", "archived_at", "metadata"]
 _MESSAGE_INSERT = BulkInsert(
     messages,
     shared=["environment_id", "inserted_at", "updated_at"],
-    # Nothing has happened to a new message yet. Left out rather than bound: Python 3.11's sqlite3 binds
-    # a None through an AttributeError it formats and drops, dearer than any other value.
-    unset=[
-        "seen_at",
-        "read_at",
-        "interacted_at",
-        "link_clicked_at",
-        "archived_at",
-        "metadata",
-        "scheduled_at",
-    ],
+    unset=[*_UNSET_WHEN_NEW, "scheduled_at"],
+    skip_conflicts_on=["run_id", "step_ref", "channel_id"],
+)
+# With a `scheduled_at`, for the messages of a pass that holds some for a send window: most passes hold
+# none and bind no `scheduled_at` for each of their messages.
+_HELD_MESSAGE_INSERT = BulkInsert(
+    messages,
+    shared=["environment_id", "inserted_at", "updated_at"],
+    unset=_UNSET_WHEN_NEW,
     skip_conflicts_on=["run_id", "step_ref", "channel_id"],
 )
 MESSAGE_COLUMNS = tuple(column for column in messages.c if column.name != "events")
@@ -195,30 +198,33 @@ def prepare_messages(sa_dialect: sa.Dialect, environment_id: str, new: Sequence[
     for message in new:
         if message.events not in first_events:
             first_events[message.events] = [_event_entry(event, None, now) for event in message.events]
-    rows = [
-        {
-            "id": message.id,
-            "channel_id": message.channel_id,
-            "recipient_collection": message.recipient.collection,
-            "recipient_id": message.recipient.id,
-            "workflow_key": message.workflow_key,
-            "run_id": message.run_id,
-            "workflow_run_id": message.workflow_run_id,
-            "step_ref": message.step_ref,
-            "source": message.source,
-            "tenant": message.tenant,
-            "actors": message.actors,
-            "activities": message.activities,
-            "data": message.data,
-            "content": message.content,
-            "status": message.status,
-            "events": first_events[message.events],
-        }
-        for message in new
-    ]
-    return _MESSAGE_INSERT.prepare(
-        sa_dialect, rows, environment_id=environment_id, inserted_at=now, updated_at=now
-    )
+    shared = {"environment_id": environment_id, "inserted_at": now, "updated_at": now}
+    if all(message.scheduled_at is None for message in new):
+        rows = [_message_row(message, first_events[message.events]) for message in new]
+        return _MESSAGE_INSERT.prepare(sa_dialect, rows, **shared)
+    held = [{**_message_row(m, first_events[m.events]), "scheduled_at": m.scheduled_at} for m in new]
+    return _HELD_MESSAGE_INSERT.prepare(sa_dialect, held, **shared)
+
+
+def _message_row(message: NewMessage, first_events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "channel_id": message.channel_id,
+        "recipient_collection": message.recipient.collection,
+        "recipient_id": message.recipient.id,
+        "workflow_key": message.workflow_key,
+        "run_id": message.run_id,
+        "workflow_run_id": message.workflow_run_id,
+        "step_ref": message.step_ref,
+        "source": message.source,
+        "tenant": message.tenant,
+        "actors": message.actors,
+        "activities": message.activities,
+        "data": message.data,
+        "content": message.content,
+        "status": message.status,
+        "events": first_events,
+    }
 
 
 async def message_statuses(
@@ -262,6 +268,8 @@ class MessageFilter:
     """With `tenant`: only that tenant's messages; without, messages with no tenant are included too."""
     has_tenant: bool | None = None
     statuses: tuple[str, ...] = ()
+    excluded_statuses: tuple[str, ...] = ()
+    """None of these delivery statuses (the feed leaves out `queued` messages, not delivered yet)."""
     engagement: tuple[str, ...] = ()
     """Any of: an Engagement value, or `unseen`/`unread`/`unarchived` for its absence."""
     message_ids: tuple[str, ...] = ()
@@ -329,6 +337,8 @@ def _conditions(
         conditions.append(c.tenant.is_not(None) if filters.has_tenant else c.tenant.is_(None))
     if filters.statuses:
         conditions.append(c.status.in_(filters.statuses))
+    if filters.excluded_statuses:
+        conditions.append(c.status.not_in(filters.excluded_statuses))
     if filters.engagement:
         conditions.append(sa.or_(*(_engagement_condition(name) for name in filters.engagement)))
     if filters.message_ids:
@@ -413,6 +423,32 @@ async def _write_engagement(
         )
         .values(**values)
     )
+
+
+async def mark_delivered(
+    connection: AsyncConnection, environment_id: str, message_ids: Sequence[str], channel_ids: Sequence[str]
+) -> int:
+    """Make `delivered`, with a `message.delivered` event, those of `message_ids` that are on one of
+    `channel_ids` and still `queued`, in the caller's transaction and one statement; the others are left
+    as they are, so that marking a message twice records one delivery. Returns how many changed."""
+    c = messages.c
+    now = utcnow()
+    event = _event_entry("message.delivered", None, now)
+    result = await connection.execute(
+        messages.update()
+        .where(
+            c.environment_id == environment_id,
+            c.id.in_(sorted(message_ids)),
+            c.channel_id.in_(list(channel_ids)),
+            c.status == "queued",
+        )
+        .values(
+            status="delivered",
+            updated_at=now,
+            events=dialect.json_append(c.events, event, connection.dialect.name),
+        )
+    )
+    return int(result.rowcount)
 
 
 @dataclass(frozen=True)

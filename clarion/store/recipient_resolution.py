@@ -77,8 +77,9 @@ def record_key(record: RecipientRecord) -> RecipientKey:
 
 async def upsert_recipients(
     connection: AsyncConnection, environment_id: str, recipients: Iterable[RecipientInput]
-) -> None:
-    """Upsert every inline recipient of `recipients` (references are left alone)."""
+) -> list[RecipientRecord]:
+    """Upsert every inline recipient of `recipients` (references are left alone); returns the users
+    written, each as it stood right after its own upsert (what dynamic audiences follow)."""
     user_entries: list[RecipientEntry] = []
     object_entries: dict[str, list[RecipientEntry]] = defaultdict(list)
     for recipient in recipients:
@@ -89,9 +90,10 @@ async def upsert_recipients(
             user_entries.append(entry)
         else:
             object_entries[recipient.key.collection].append(entry)
-    await upsert_users(connection, environment_id, user_entries)
+    written = await upsert_users(connection, environment_id, user_entries)
     for collection in sorted(object_entries):
         await upsert_objects(connection, environment_id, collection, object_entries[collection])
+    return written
 
 
 async def load_recipients(

@@ -3,10 +3,11 @@ each relationship.
 
 Adding is an upsert: subscribing an existing subscriber again replaces its properties. Inline recipients
 are identified in the same transaction as the subscriptions they take part in, and a request that fails
-(unknown object, unknown referenced recipient) writes nothing. Every listing costs a fixed number of
-queries: the page, then the users and the objects it names (`clarion.store.recipient_resolution`). Fan-out of
-a trigger to subscribers belongs to the engine; deleting a recipient removes its subscriptions in
-`clarion.store.recipients`.
+(unknown object, unknown referenced recipient) writes nothing; the users they identify move in and out
+of dynamic audiences in that transaction too (`clarion.store.membership_rules`). Every listing costs a
+fixed number of queries: the page, then the users and the objects it names
+(`clarion.store.recipient_resolution`). Fan-out of a trigger to subscribers belongs to the engine;
+deleting a recipient removes its subscriptions in `clarion.store.recipients`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from clarion.store import dialect
 from clarion.store.batching import ordered_chunks
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
+from clarion.store.membership_rules import NO_RULES, MembershipRulebook
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipient_resolution import (
     RecipientInput,
@@ -138,8 +140,9 @@ async def _write(
 
 
 class SubscriptionStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, rulebook: MembershipRulebook = NO_RULES) -> None:
         self.database = database
+        self.rulebook = rulebook
 
     async def add(
         self,
@@ -161,8 +164,11 @@ class SubscriptionStore:
         if own:
             raise InvalidInputError(errors=own)
         keys = list(dict.fromkeys(key_of(recipient) for recipient in recipients))
+        rules = await self.rulebook.rules(environment_id)
         async with self.database.writer.begin() as connection:
-            await upsert_recipients(connection, environment_id, recipients)
+            await rules.users_written(
+                connection, await upsert_recipients(connection, environment_id, recipients)
+            )
             entities = await load_recipients(connection, environment_id, [target, *keys], lock=True)
             if target not in entities:
                 raise not_found(target)
@@ -275,9 +281,10 @@ class SubscriptionStore:
         """Bulk add in one transaction: inline recipients are identified, then every (object, recipient)
         pair whose two ends exist is upserted; the rest are reported in `failed`. A pair named twice takes
         the properties of its last entry."""
+        rules = await self.rulebook.rules(environment_id)
         async with self.database.writer.begin() as connection:
             named = [recipient for entry in entries for recipient in entry.recipients]
-            await upsert_recipients(connection, environment_id, named)
+            await rules.users_written(connection, await upsert_recipients(connection, environment_id, named))
             entities = await load_recipients(
                 connection,
                 environment_id,

@@ -175,6 +175,12 @@ audiences = sa.Table(
     _environment_id(),
     sa.Column("key", sa.String(255), nullable=False),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
+    # 'static' (members added and removed) or 'dynamic' (members computed from their users' properties).
+    sa.Column("type", sa.String(16), nullable=False, server_default="static"),
+    # The audience.json it was pushed from (name, description, segments) and that document's SHA-256;
+    # NULL for an audience created by adding members to it.
+    sa.Column("definition", JSONType),
+    sa.Column("sha", sa.String(64)),
     sa.PrimaryKeyConstraint("environment_id", "key"),
 )
 
@@ -325,7 +331,8 @@ workflow_runs = sa.Table(
     sa.Column("cancellation_key", sa.String(255)),
     sa.Column("data", JSONType, nullable=False),
     sa.Column("settings", JSONType, nullable=False),
-    sa.Column("trigger_source", sa.String(32), nullable=False),
+    # Its type, or `type:qualifier` (`audience:<key>`): see `clarion.schemas.workflow_runs`.
+    sa.Column("trigger_source", sa.String(300), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     # The path of the step the run is at: indexes into nested step lists, joined by dots ("2", "1.0.3");
     # NULL once finished.
@@ -390,8 +397,8 @@ messages = sa.Table(
     *_timestamps(),
     # One message per run and step (and channel): a step that runs twice after a crash finds its message.
     sa.UniqueConstraint("run_id", "step_ref", "channel_id"),
-    # A recipient's messages (on a channel), newest first; the trailing timestamps let the feed's badge
-    # counts be counted from the index alone.
+    # A recipient's messages (on a channel), newest first; the trailing timestamps and status let the
+    # feed's badge counts be counted from the index alone (the feed leaves out `queued` messages).
     sa.Index(
         "ix_messages_feed",
         "environment_id",
@@ -402,9 +409,27 @@ messages = sa.Table(
         "archived_at",
         "read_at",
         "seen_at",
+        "status",
     ),
     sa.Index(None, "environment_id", "pk"),
     sa.Index(None, "environment_id", "workflow_run_id", "pk"),
+)
+
+workflow_first_runs = sa.Table(
+    "workflow_first_runs",
+    metadata,
+    _environment_id(),
+    sa.Column("workflow_key", sa.String(255), nullable=False),
+    sa.Column("recipient_collection", sa.String(255), nullable=False),
+    sa.Column("recipient_id", sa.String(255), nullable=False),
+    # The run's tenant for `once_per_recipient_per_tenant`, else (and for a run without one) "".
+    sa.Column("tenant", sa.String(255), nullable=False),
+    # The trigger that made the recipient's one run.
+    sa.Column("workflow_run_id", sa.String(36), nullable=False),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "environment_id", "workflow_key", "recipient_collection", "recipient_id", "tenant"
+    ),
 )
 
 idempotency_keys = sa.Table(

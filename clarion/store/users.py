@@ -5,7 +5,9 @@ so concurrent identifies of one user never lose each other's properties. Concurr
 committed (`clarion.store.group_commit`): a batch has the outcome of its identifies run one by one, and each
 caller gets the user as it stood right after its own write. Inline channel data and preferences are
 written in the same transaction (`clarion.store.recipients`); a batch without them is one statement.
-Concurrent gets share one query (`clarion.store.coalesced_reads`).
+In an environment with dynamic audiences, every write of users (identify, bulk identify, merge) brings
+their memberships up to date in its own transaction (`clarion.store.membership_rules`); elsewhere that
+costs a cached lookup per batch. Concurrent gets share one query (`clarion.store.coalesced_reads`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from clarion.store.coalesced_reads import CoalescedReads
 from clarion.store.db import Database
 from clarion.store.direct import DirectQuery
 from clarion.store.group_commit import GroupCommitter
+from clarion.store.membership_rules import NO_RULES, MembershipRulebook
 from clarion.store.pagination import Page, PageRequest, fetch_page
 from clarion.store.recipients import (
     InlineRecipientData,
@@ -63,20 +66,37 @@ async def upsert_users(
     return await upsert_entries(connection, environment_id, USERS_COLLECTION, entries, user_record)
 
 
+async def user_ids_after(
+    connection: AsyncConnection, environment_id: str, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """(pk, id) of the environment's first `limit` users past the one with pk `after`, in pk order: a walk
+    over every user, a chunk at a time."""
+    rows = await connection.execute(
+        sa.select(users.c.pk, users.c.id)
+        .where(users.c.environment_id == environment_id, users.c.pk > after)
+        .order_by(users.c.pk)
+        .limit(limit)
+    )
+    return [(row.pk, row.id) for row in rows]
+
+
 IdentifyItem = tuple[str, str, dict[str, Any], InlineRecipientData]
 """(environment_id, user_id, properties, inline data): one identify waiting for its group commit."""
 
 
-async def identify_batch(database: Database, items: Sequence[IdentifyItem]) -> list[RecipientRecord]:
+async def identify_batch(
+    database: Database, rulebook: MembershipRulebook, items: Sequence[IdentifyItem]
+) -> list[RecipientRecord]:
     """Identify the users of many concurrent requests at once, as if one after another in the given order;
-    returns each item's user as it stood right after that item. The usual batch, of one environment, is
-    written as `clarion.store.recipients.upsert_recipients` writes it (often one statement); batches of
-    several environments in one transaction, environment by environment (sorted, so that concurrent
-    batches lock rows in one order)."""
+    returns each item's user as it stood right after that item. The usual batch, of one environment
+    without dynamic audiences, is written as `clarion.store.recipients.upsert_recipients` writes it (often
+    one statement); other batches in one transaction, environment by environment (sorted, so that
+    concurrent batches lock rows in one order), with their memberships."""
     by_environment: dict[str, list[int]] = {}
     for position, (environment_id, _, _, _) in enumerate(items):
         by_environment.setdefault(environment_id, []).append(position)
-    if len(by_environment) == 1:
+    rules = {environment_id: await rulebook.rules(environment_id) for environment_id in by_environment}
+    if len(by_environment) == 1 and not rules[items[0][0]].follows_users:
         entries = [(user_id, properties, inline) for _, user_id, properties, inline in items]
         return await upsert_recipients(database, items[0][0], USERS_COLLECTION, entries, user_record)
     found: dict[int, RecipientRecord] = {}
@@ -86,15 +106,18 @@ async def identify_batch(database: Database, items: Sequence[IdentifyItem]) -> l
             records = await upsert_users(
                 connection, environment_id, [(items[p][1], items[p][2], items[p][3]) for p in positions]
             )
+            await rules[environment_id].users_written(connection, records)
             found.update(zip(positions, records, strict=True))
     return [found[position] for position in range(len(items))]
 
 
 class UserStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, rulebook: MembershipRulebook = NO_RULES) -> None:
         self.database = database
+        self.rulebook = rulebook
         self._identifies = GroupCommitter(
-            functools.partial(identify_batch, database), gathers_one_turn=database.write_batches_gather
+            functools.partial(identify_batch, database, rulebook),
+            gathers_one_turn=database.write_batches_gather,
         )
         self._gets = CoalescedReads(database.direct, USERS_BY_IDS)
 
@@ -113,7 +136,15 @@ class UserStore:
         self, environment_id: str, entries: Sequence[RecipientEntry]
     ) -> list[RecipientRecord]:
         """Identify many users in one write (bulk identify), as if one after another."""
-        return await upsert_recipients(self.database, environment_id, USERS_COLLECTION, entries, user_record)
+        rules = await self.rulebook.rules(environment_id)
+        if not rules.follows_users:
+            return await upsert_recipients(
+                self.database, environment_id, USERS_COLLECTION, entries, user_record
+            )
+        async with self.database.writer.begin() as connection:
+            records = await upsert_users(connection, environment_id, entries)
+            await rules.users_written(connection, records)
+        return records
 
     async def get(self, environment_id: str, user_id: str) -> RecipientRecord:
         row = await self._gets.fetch(environment_id, user_id)
@@ -154,7 +185,9 @@ class UserStore:
 
         Both users are locked first, in the canonical order (`clarion.store.batching`), so an identify of
         either one that commits meanwhile waits and then applies on top of the merge instead of being
-        lost, and two merges of one pair cannot deadlock. The merge itself runs in the UPDATE."""
+        lost, and two merges of one pair cannot deadlock. The merge itself runs in the UPDATE; the
+        secondary's memberships go with it, and the primary's dynamic ones follow its merged properties."""
+        rules = await self.rulebook.rules(environment_id)
         async with self.database.writer.begin() as connection:
             found = {
                 row.id: row
@@ -186,7 +219,9 @@ class UserStore:
             for table, key in ((channel_data, "channel_id"), (preference_sets, "set_id")):
                 await self._adopt(connection, table, key, environment_id, user_id, from_user_id)
             await self._delete(connection, environment_id, [from_user_id])
-        return user_record(updated)
+            merged = user_record(updated)
+            await rules.users_written(connection, [merged])
+        return merged
 
     @staticmethod
     async def _adopt(

@@ -94,6 +94,7 @@ class LiveServer:
             "CLARION_DATA_DIR": str(self.data_dir),
             "CLARION_PORT": str(self.port),
             "CLARION_WORKFLOWS_DIR": str(self.workflows_dir),
+            "CLARION_AUDIENCES_DIR": str(self.audiences_dir),
         }
         if self.database_url:
             environ["CLARION_DATABASE_URL"] = self.database_url
@@ -104,6 +105,11 @@ class LiveServer:
         """The server's own workflows folder, which tests fill; the repository's examples name channels
         this server does not configure."""
         return self.data_dir / "workflows"
+
+    @property
+    def audiences_dir(self) -> Path:
+        """The server's own audiences folder, which tests fill before starting it."""
+        return self.data_dir / "audiences"
 
     @property
     def log_path(self) -> Path:
@@ -183,6 +189,11 @@ class LiveServer:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"
         keys = _parse_keys(self.cli("environments", "create", name))[name]
         return EnvironmentKeys(name=name, secret_key=keys["secret"], publishable_key=keys["publishable"])
+
+    def push_audiences(self, folder: Path, environment: str) -> str:
+        """`clarion audiences push FOLDER --environment NAME`; the running server sees the new audiences
+        within its cache's 2 seconds, or at once in an environment it has not looked up yet."""
+        return self.cli("audiences", "push", str(folder), "--environment", environment)
 
     def push_workflows(self, folder: Path, environment: str) -> str:
         """`clarion workflows push FOLDER --environment NAME`; the running server sees the new versions

@@ -283,12 +283,12 @@ async def test_a_pass_rolled_back_or_executed_twice_triggers_once_per_run(
     run_ids = job.args["run_ids"]
     async with runtime.database.reader.connect() as connection:
         read = await read_runs(connection, env.id, run_ids)
+    rules = await runtime.audience_catalog.rules(env.id)
     for _ in range(2):
         async with runtime.database.writer.begin() as connection:
             now = utcnow()
-            progress = await execute_runs(
-                step_services(runtime, connection, now), read, current.definition, active=True
-            )
+            services = step_services(runtime, connection, now, rules)
+            progress = await execute_runs(services, read, current.definition, active=True)
             await record_progress(connection, runtime.queue, progress, created=False, now=now)
     made = await nested_trigger_jobs(env)
     assert len(made) == 2

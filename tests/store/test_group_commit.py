@@ -10,6 +10,7 @@ from clarion.errors import NotFoundError
 from clarion.runtime import Runtime
 from clarion.store.db import Database
 from clarion.store.group_commit import GroupCommitter
+from clarion.store.membership_rules import NO_RULES
 from clarion.store.recipients import InlineRecipientData, RecipientRecord
 from clarion.store.users import IdentifyItem, identify_batch
 from tests.conftest import EnvFixture
@@ -27,7 +28,7 @@ class RecordingIdentifies:
         self.batches.append([user_id for _, user_id, _, _ in items])
         if any("boom" in properties for _, _, properties, _ in items):
             raise ValueError("boom")
-        return await identify_batch(self.database, items)
+        return await identify_batch(self.database, NO_RULES, items)
 
 
 def identify(

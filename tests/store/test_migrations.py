@@ -25,7 +25,7 @@ from clarion.store.messages import ArchivedFilter, MessageFilter, MessageStore
 from clarion.store.migrate import migrate
 from clarion.store.pagination import PageRequest
 from clarion.store.recipient_resolution import RecipientKey
-from clarion.store.tables import UTCDateTime, messages, metadata, workflow_runs
+from clarion.store.tables import UTCDateTime, audiences, messages, metadata, workflow_runs
 from clarion.store.workflow_runs import run_record
 from tests.conftest import fresh_postgres_database
 
@@ -112,7 +112,10 @@ async def test_the_feed_badge_counts_are_read_from_the_feed_index_alone(runtime:
     sa.event.listen(target, "before_cursor_execute", record)
     try:
         feed = MessageFilter(
-            recipient=RecipientKey.user("ann"), channel_id="feed", archived=ArchivedFilter.EXCLUDE
+            recipient=RecipientKey.user("ann"),
+            channel_id="feed",
+            archived=ArchivedFilter.EXCLUDE,
+            excluded_statuses=("queued",),
         )
         await MessageStore(runtime.database).counts("environment", feed)
     finally:
@@ -284,3 +287,38 @@ async def test_message_events_move_onto_their_messages_in_order(empty_database_u
     assert [(e.type, e.data, e.inserted_at) for e in reversed(moved)] == recorded
     assert [e.id for e in reversed(moved)] == ["1", "2", "3"], "the events keep the ids they had"
     assert untouched == []
+
+
+async def test_audiences_stored_before_their_types_are_static(empty_database_url: str) -> None:
+    database = create_database(empty_database_url)
+    try:
+        async with database.writer.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0011")
+            await _insert_environment(connection)
+            await connection.execute(
+                _statement(
+                    "INSERT INTO audiences (environment_id, key, inserted_at) VALUES ('env', 'beta', :now)"
+                ),
+                {"now": NOW},
+            )
+        await migrate(database)
+        async with database.writer.begin() as connection:
+            stored = (await connection.execute(sa.select(audiences))).all()
+            # A run's source now holds an audience's key of 255 characters.
+            source = "audience:" + "a" * 255
+            await connection.execute(
+                _statement(
+                    "INSERT INTO workflow_runs (id, environment_id, workflow_run_id, workflow_key, "
+                    "version_id, recipient_collection, recipient_id, data, settings, trigger_source, "
+                    "status, position, step_results, events, error_count, inserted_at, updated_at) VALUES "
+                    "('r', 'env', 'r', 'w', 'v', '$users', 'ada', '{}', '{}', :source, 'completed', NULL, "
+                    "'{}', '[]', 0, :now, :now)"
+                ),
+                {"source": source, "now": NOW},
+            )
+            assert await connection.scalar(sa.select(workflow_runs.c.trigger_source)) == source
+    finally:
+        await database.dispose()
+    assert [(row.key, row.type, row.definition, row.sha) for row in stored] == [
+        ("beta", "static", None, None)
+    ]

@@ -1,4 +1,5 @@
-"""Audience members: add, list and remove (`/v1/audiences/{key}/members`)."""
+"""Audience members: add, list and remove (`/v1/audiences/{key}/members`); the members of a dynamic
+audience are listed but not added or removed (`clarion.store.audiences`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from clarion.schemas.audiences import (
     ListAudienceMembersResponse,
     RemoveAudienceMembersRequest,
     member_inputs,
+)
+
+DYNAMIC_NOTE = (
+    "A dynamic audience's members follow their users' properties: adding or removing them is a 422."
 )
 
 
@@ -71,7 +76,14 @@ routes = [
         tier=3,
         query=[flag("create_audience", "Create the audience when it does not exist (a static audience).")],
         body=AddAudienceMembersRequest,
-        note="Only static audiences exist; dynamic audiences are not supported.",
+        note=DYNAMIC_NOTE,
     ),
-    route("/v1/audiences/{key}/members", "DELETE", remove_members, tier=3, body=RemoveAudienceMembersRequest),
+    route(
+        "/v1/audiences/{key}/members",
+        "DELETE",
+        remove_members,
+        tier=3,
+        body=RemoveAudienceMembersRequest,
+        note=DYNAMIC_NOTE,
+    ),
 ]

@@ -8,12 +8,17 @@ after the step's conditions, which the run executor checks for every kind of ste
    connections; in-app feeds and webhooks need none);
 3. the recipient's preferences, merged across the environment, tenant and recipient layers
    (`clarion.engine.preference_evaluation`), unless the workflow overrides them;
-4. render the template for the channel type, then make the message.
+4. the step's send windows (`clarion.engine.send_windows`), in the recipient's timezone (for push, the
+   first device's when it has one): outside them the message is made all the same, held until the next
+   opening;
+5. render the template for the channel type, then make the message.
 
 A template that fails to render raises: the step's job retries it, and its last failure halts the run
 (`clarion.engine.run_executor`). An in-app message is delivered by being stored (status `delivered`);
 messages of other channels are stored `queued`, for delivery by their provider. Sandbox mode stores every
-message as `not_sent`.
+message as `not_sent`. A held message is stored `queued` with its `scheduled_at`, and the run goes on at
+once, as in Knock; a held in-app message gets a job that delivers it at the opening
+(`clarion.engine.message_delivery`), while the others wait for their providers like every message of theirs.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.channels import Channel
 from clarion.engine.conditions import ConditionScope, conditions_hold, parse_condition_list
 from clarion.engine.frozen import FrozenDict, FrozenList, freeze
+from clarion.engine.message_delivery import DeliveryJobs
 from clarion.engine.preference_evaluation import (
     PreferenceLayers,
     SendContext,
@@ -38,6 +45,7 @@ from clarion.engine.preference_evaluation import (
     evaluate_preferences,
 )
 from clarion.engine.run_scope import RunContext
+from clarion.engine.send_windows import SendWindows, next_opening, parse_send_windows, recipient_timezone
 from clarion.engine.step_definition import (
     DefinitionError,
     DefinitionParser,
@@ -82,6 +90,8 @@ class ChannelStep(StepDefinition):
     channel_type: str
     channel_key: str
     template: Mapping[str, Any]
+    send_windows: SendWindows | None = None
+    """When the step may send, in the recipient's timezone; None: always."""
 
     @cached_property
     def texts(self) -> tuple[tuple[str, str, str], ...]:
@@ -97,8 +107,6 @@ class ChannelStep(StepDefinition):
 def parse_channel_step(parser: DefinitionParser, data: dict[str, Any], ref: str, field: str) -> ChannelStep:
     if data.get("channel_group_key") is not None:
         raise DefinitionError(f"{field}.channel_group_key", "channel groups are not supported by Clarion yet")
-    if data.get("send_windows"):
-        raise DefinitionError(f"{field}.send_windows", "send windows are not supported by Clarion yet")
     channel_key = text_field(data, "channel_key", field, required=True)
     assert channel_key is not None
     channel_type = _channel_type(parser, data, channel_key, field)
@@ -118,6 +126,7 @@ def parse_channel_step(parser: DefinitionParser, data: dict[str, Any], ref: str,
         channel_type=channel_type,
         channel_key=channel_key,
         template=template,
+        send_windows=parse_send_windows(data.get("send_windows"), f"{field}.send_windows"),
     )
 
 
@@ -341,6 +350,8 @@ async def execute_channel_steps(
     sending = _Sending(
         step,
         channel,
+        services.now,
+        DeliveryJobs(environment_id),
         SendContext(
             workflow_key=definition.key,
             categories=definition.categories,
@@ -368,10 +379,15 @@ class _Sending:
 
     step: ChannelStep
     channel: Channel
+    now: datetime
+    deliveries: DeliveryJobs
+    """The jobs that deliver the in-app messages held for the step's send windows."""
     send: SendContext
     renders: SharedRenders
     triggers: dict[tuple[RecipientKey | None, int, datetime], _Trigger] = field(default_factory=dict)
     """The trigger behind the messages, per actor, data and moment: one for all the runs of a trigger."""
+    openings: dict[ZoneInfo, datetime | None] = field(default_factory=dict)
+    """When the step's send windows next open, per timezone: the recipients of a fan-out share a few."""
 
     def trigger(self, run: RunRecord, now: datetime) -> _Trigger:
         key = (run.actor, id(run.data), now)
@@ -416,25 +432,58 @@ async def _channel_step(
         )
         if not decision.allowed:
             return StepOutcome.skipped(step.ref, "channel", "preferences", preference=decision.reason)
-    message = _message(sending, context, data)
+    sandbox = bool(context.run.settings.get("sandbox_mode"))
+    hold = None if sandbox or step.send_windows is None else _hold(sending, step.send_windows, context, data)
+    message = _message(sending, context, data, sandbox=sandbox, held_until=None if hold is None else hold[0])
+    event_data: dict[str, Any] = {"message_id": message.id}
+    jobs = []
+    if hold is not None:
+        opening, zone = hold
+        event_data["send_window"] = {"held_until": format_timestamp(opening), "timezone": zone.key}
+        if channel.type == "in_app_feed":
+            jobs.append(sending.deliveries.deliver(message.id, opening))
     return StepOutcome(
-        events=[
-            RunEvent(
-                "message_created", step_ref=step.ref, step_type="channel", data={"message_id": message.id}
-            )
-        ],
+        events=[RunEvent("message_created", step_ref=step.ref, step_type="channel", data=event_data)],
         messages=[message],
         step_result={"message_ids": [message.id]},
+        jobs=jobs,
     )
 
 
-def _message(sending: _Sending, context: RunContext, channel_data: Mapping[str, Any] | None) -> NewMessage:
+def _hold(
+    sending: _Sending, windows: SendWindows, context: RunContext, channel_data: Mapping[str, Any] | None
+) -> tuple[datetime, ZoneInfo] | None:
+    """When the message may go, if not now, and the timezone that decided it: the recipient's, or for
+    push the first device's (Knock's device metadata) when it names one."""
+    device = _first((channel_data or {}).get("devices")) if sending.channel.type == "push" else None
+    zone = recipient_timezone(
+        context.serialised_recipient or {},
+        device_timezone=device.get("timezone") if isinstance(device, dict) else None,
+    )
+    if zone not in sending.openings:
+        sending.openings[zone] = next_opening(windows, sending.now, zone)
+    opening = sending.openings[zone]
+    return None if opening is None else (opening, zone)
+
+
+def _message(
+    sending: _Sending,
+    context: RunContext,
+    channel_data: Mapping[str, Any] | None,
+    *,
+    sandbox: bool,
+    held_until: datetime | None,
+) -> NewMessage:
     run, step, channel = context.run, sending.step, sending.channel
     message_id = new_ksuid()
     scope = context.template_scope({"current_message": {"id": message_id}})
     content = render_content(sending.renders, step, channel, scope, channel_data)
-    sandbox = bool(run.settings.get("sandbox_mode"))
-    status = "not_sent" if sandbox else "delivered" if channel.type == "in_app_feed" else "queued"
+    if sandbox:
+        status = "not_sent"
+    elif channel.type == "in_app_feed" and held_until is None:
+        status = "delivered"
+    else:
+        status = "queued"
     trigger = sending.trigger(run, context.now)
     return NewMessage(
         id=message_id,
@@ -460,6 +509,7 @@ def _message(sending: _Sending, context: RunContext, channel_data: Mapping[str, 
         content=content,
         status=status,
         events=("message.created", f"message.{status}"),
+        scheduled_at=held_until,
     )
 
 

@@ -25,6 +25,7 @@ from clarion.engine.step_definition import (
     text_field,
 )
 from clarion.engine.step_protocol import RunAtStep, StepOutcome, StepServices, StepType, WaitUntil, each_run
+from clarion.schemas.base import format_timestamp
 from clarion.store.workflow_runs import RunEvent
 
 MAX_DELAY_SECONDS = 365 * 86400
@@ -101,9 +102,10 @@ def _delay(services: StepServices, step: DelayStep, at: RunAtStep) -> StepOutcom
         seconds += found
     if seconds <= 0:
         return StepOutcome(events=[event("delay_started", seconds=0.0)])
+    until = services.now + timedelta(seconds=seconds)
     return StepOutcome(
-        events=[event("delay_started", seconds=seconds)],
-        then=WaitUntil(services.now + timedelta(seconds=seconds)),
+        events=[event("delay_started", seconds=seconds, until=format_timestamp(until))],
+        then=WaitUntil(until),
     )
 
 

@@ -294,7 +294,7 @@ def _triggered(step: TriggerWorkflowStep, trigger: _Trigger, version_id: str) ->
             "recipients": trigger.request["recipients"],
         },
     )
-    return StepOutcome(events=[event], jobs=(job,))
+    return StepOutcome(events=[event], jobs=[job])
 
 
 STEP_TYPE = StepType(TriggerWorkflowStep.type, parse_trigger_workflow_step, execute_trigger_workflow_steps)

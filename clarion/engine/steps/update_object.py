@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from clarion.engine.entity_updates import EntityKind, EntityPatch, EntityUpdateStep, entity_update_step_type
+from clarion.engine.step_protocol import StepServices
 from clarion.schemas.objects import SetObjectRequest
 from clarion.store.objects import upsert_objects
 from clarion.store.recipient_resolution import RecipientKey
@@ -29,7 +28,7 @@ def _patch(request: SetObjectRequest) -> EntityPatch:
 
 
 async def _write(
-    connection: AsyncConnection, environment_id: str, entries: Sequence[tuple[RecipientKey, EntityPatch]]
+    services: StepServices, environment_id: str, entries: Sequence[tuple[RecipientKey, EntityPatch]]
 ) -> list[RecipientRecord]:
     """One upsert per collection, in collection order, as every writer of many collections takes them."""
     by_collection: dict[str, list[int]] = defaultdict(list)
@@ -39,7 +38,7 @@ async def _write(
     for collection in sorted(by_collection):
         positions = by_collection[collection]
         records = await upsert_objects(
-            connection,
+            services.connection,
             environment_id,
             collection,
             [

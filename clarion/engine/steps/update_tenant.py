@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from clarion.engine.entity_updates import (
     CurrentTarget,
     EntityKind,
@@ -20,6 +18,7 @@ from clarion.engine.entity_updates import (
     entity_update_step_type,
 )
 from clarion.engine.run_scope import tenant_key
+from clarion.engine.step_protocol import StepServices
 from clarion.schemas.tenants import SetTenantRequest
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.recipients import InlineRecipientData, RecipientRecord
@@ -39,10 +38,10 @@ def _patch(request: SetTenantRequest) -> EntityPatch:
 
 
 async def _write(
-    connection: AsyncConnection, environment_id: str, entries: Sequence[tuple[RecipientKey, EntityPatch]]
+    services: StepServices, environment_id: str, entries: Sequence[tuple[RecipientKey, EntityPatch]]
 ) -> list[RecipientRecord]:
     tenants = await upsert_tenants(
-        connection,
+        services.connection,
         environment_id,
         [
             TenantEntry(

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from clarion.engine.entity_updates import (
     CurrentTarget,
     EntityKind,
@@ -17,6 +15,7 @@ from clarion.engine.entity_updates import (
     EntityUpdateStep,
     entity_update_step_type,
 )
+from clarion.engine.step_protocol import StepServices
 from clarion.schemas.users import IdentifyUserRequest
 from clarion.store.recipient_resolution import RecipientKey
 from clarion.store.recipients import InlineRecipientData, RecipientRecord
@@ -39,16 +38,19 @@ def _patch(request: IdentifyUserRequest) -> EntityPatch:
 
 
 async def _write(
-    connection: AsyncConnection, environment_id: str, entries: Sequence[tuple[RecipientKey, EntityPatch]]
+    services: StepServices, environment_id: str, entries: Sequence[tuple[RecipientKey, EntityPatch]]
 ) -> list[RecipientRecord]:
-    return await upsert_users(
-        connection,
+    users = await upsert_users(
+        services.connection,
         environment_id,
         [
             (key.id, patch.properties, InlineRecipientData(preferences=patch.preferences))
             for key, patch in entries
         ],
     )
+    # The users updated move in and out of dynamic audiences with their properties, as on identify.
+    await services.audience_rules.users_written(services.connection, users)
+    return users
 
 
 def _describe(key: RecipientKey) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -852,6 +853,11 @@ async def test_a_delay_as_the_last_step_holds_the_run_open_until_it_is_over(
         "delay_started",
         "run_completed",
     ]
+    [delay_event] = [event for event in detail["events"] if event["event"] == "delay_started"]
+    waited_until = datetime.fromisoformat(delay_event["data"]["until"].replace("Z", "+00:00"))
+    started = datetime.fromisoformat(run["inserted_at"].replace("Z", "+00:00"))
+    assert delay_event["data"]["seconds"] == 3600
+    assert timedelta(minutes=59) < waited_until - started < timedelta(minutes=61)
 
 
 async def test_one_recipient_whose_template_fails_holds_back_no_other(
