@@ -292,20 +292,21 @@ async def test_a_fan_out_updates_at_a_constant_number_of_statements(
         env, tmp_path, "stamping", {"steps": [step, feed("after", "{{ recipient.stamped }}")]}
     )
     counts = []
-    for size in (20, 200):
+    # The first trigger fills the process's caches.
+    for size in (1, 20, 200):
         users = [{"id": f"u{size}-{n}"} for n in range(size)]
         await trigger(env, "stamping", users, data={"when": "today"}, tenant="acme")
         with counted_statements(env.runtime) as sent:
             await run_workflow_jobs(env.runtime)
         counts.append(len(sent))
-    assert counts[0] == counts[1], counts
+    assert counts[1] == counts[2], counts
     user = await get_json(env, "/v1/users/u200-199")
     if step["type"] == "update_user":
         assert (user["stamped"], user["by"]) == ("today", "u200-199")
         assert await feed_bodies(env, "u200-199") == ["today"]
     elif step["type"] == "update_object":
         board = await get_json(env, "/v1/objects/boards/b1")
-        assert len(board["properties"]["seen_by"]) == 220
+        assert len(board["properties"]["seen_by"]) == 221
     else:
         assert (await get_json(env, "/v1/tenants/acme"))["stamped"] == "today"
 
