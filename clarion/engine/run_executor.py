@@ -380,7 +380,7 @@ def step_services(
     connection: AsyncConnection,
     now: datetime,
     audience_rules: MembershipRules,
-    prepared: Mapping[str, Any] | None = None,
+    prepared: Mapping[tuple[str, str], Any] | None = None,
 ) -> StepServices:
     """What the steps of a pass in `connection`'s transaction may use; `audience_rules` are the
     environment's, looked up before the transaction."""
@@ -401,9 +401,10 @@ async def _prepare(
     position: str,
     definition: WorkflowDefinition,
     now: datetime,
-) -> dict[str, Any]:
+) -> dict[tuple[str, str], Any]:
     """What the step at `position` prepares outside any transaction for the runs waiting there whose
-    conditions hold (a fetch's response), by run id; nothing for a step type that prepares nothing."""
+    conditions hold (a fetch's response), by (step ref, run id); nothing for a step type that prepares
+    nothing."""
     at = settle(definition.steps, parse_position(position))
     if at is None or format_position(at) != position:
         return {}
@@ -421,7 +422,7 @@ async def _prepare(
                     held.append(RunAtStep(context, scope))
     outside = OutsideServices(now=now, renderer=runtime.renderer, http=runtime.outbound_http)
     results = await prepare(outside, step, held)
-    return {at.context.run.id: result for at, result in zip(held, results, strict=True)}
+    return {(step.ref, at.context.run.id): result for at, result in zip(held, results, strict=True)}
 
 
 async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:

@@ -119,9 +119,9 @@ class StepServices:
     now: datetime
     channels: ChannelRegistry
     renderer: TemplateRenderer
-    prepared: Mapping[str, Any] = field(default_factory=dict)
-    """What the step type's `prepare` made for the runs of the step the pass's job was for, by run id;
-    empty for other steps and passes."""
+    prepared: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    """What a step type's `prepare` made for the runs waiting at the step the pass's job was for, by
+    (step ref, run id); nothing for other steps."""
     audience_rules: MembershipRules = NO_RULES
     """The environment's audience rules, looked up before the pass's transaction: a step that writes users
     hands them what it wrote (`users_written`), so that dynamic audiences follow."""
