@@ -17,9 +17,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from clarion.engine.trigger import TRIGGER_ATTEMPTS
 from clarion.engine.workflow_catalog import CurrentWorkflow
-from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
+from clarion.engine.workflow_jobs import trigger_job
 from clarion.jobs.job import Job
 from clarion.schemas.workflow_runs import SOURCE_QUALIFIER
 from clarion.store.audiences import NewMembership
@@ -50,18 +49,13 @@ def entry_jobs(
             if membership.tenant is not None:
                 request["tenant"] = membership.tenant
             jobs.append(
-                Job(
-                    kind=TRIGGER_JOB,
-                    queue=WORKFLOW_QUEUE,
-                    max_attempts=TRIGGER_ATTEMPTS,
-                    args={
-                        "environment_id": environment_id,
-                        "workflow_run_id": new_uuid(),
-                        "workflow_key": workflow.key,
-                        "version_id": workflow.version_id,
-                        "trigger_source": f"{AUDIENCE_SOURCE}{SOURCE_QUALIFIER}{audience_key}",
-                        "request": request,
-                    },
+                trigger_job(
+                    environment_id,
+                    new_uuid(),
+                    workflow.key,
+                    workflow.version_id,
+                    source=f"{AUDIENCE_SOURCE}{SOURCE_QUALIFIER}{audience_key}",
+                    request=request,
                     unique_key=_unique_key(environment_id, workflow.key, audience_key, membership),
                 )
             )

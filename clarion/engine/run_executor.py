@@ -7,7 +7,9 @@ writing a single one (`clarion.engine.trigger`), and the runs that wait at the s
 moment (a trigger's runs after a fixed delay) share one step job, which executes them together. Each step
 type (`clarion.engine.steps.registry`) gets all the runs at one of its steps in one call and reads what it
 needs for all of them in one query per kind (`clarion.engine.run_scope`, the channel step), so that a
-thousand recipients cost a handful of queries and one transaction, not a thousand of each. A run waits,
+thousand recipients cost a handful of queries and one transaction, not a thousand of each. What a step
+changes is seen by the steps after it in the same pass: a run's new data, and the users, objects and
+tenants it wrote, shown to every run of the pass that has them as recipient, actor or tenant. A run waits,
 and gets a job, only where time must pass (a delay, a batch's window) or where its step raised: a failure
 is one run's alone, and that run goes on in a job of its own, whose attempts retry the step. Where a run
 goes after each step is the step's outcome (`clarion.engine.step_protocol`); where it is, a position that
@@ -49,7 +51,13 @@ from clarion.engine.run_positions import (
     settle,
     step_at,
 )
-from clarion.engine.run_scope import RunContext, condition_scope, load_contexts, refs_entry
+from clarion.engine.run_scope import (
+    RunContext,
+    condition_scope,
+    load_contexts,
+    refs_entry,
+    show_written_entities,
+)
 from clarion.engine.step_protocol import (
     EnterBranch,
     Halt,
@@ -66,7 +74,10 @@ from clarion.engine.workflow_jobs import RUNS_PER_STEP_JOB, step_job, step_job_r
 from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.job import Acknowledged, Job, JobRecord, Outcome, Superseded
 from clarion.store.clock import utcnow
+from clarion.store.membership_rules import MembershipRules
 from clarion.store.messages import NewMessage, insert_messages, prepare_messages
+from clarion.store.recipient_resolution import RecipientKey, record_key
+from clarion.store.recipients import RecipientRecord
 from clarion.store.workflow_runs import (
     FINISHED,
     FIRST_POSITION,
@@ -100,6 +111,8 @@ class RunProgress:
     messages: list[NewMessage] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     """What its steps enqueue with its checkpoint (`StepOutcome.jobs`)."""
+    data_changed: bool = False
+    """A step gave the run new data, which its checkpoint stores."""
     wait_until: datetime | None = None
     """The run pauses at `position` until then."""
     error: Exception | None = None
@@ -131,6 +144,9 @@ class RunProgress:
         self.events.extend(outcome.events)
         self.messages.extend(outcome.messages)
         self.jobs.extend(outcome.jobs)
+        if outcome.data is not None:
+            # The run's own record, built for this pass: later steps, and the checkpoint, read the new data.
+            self.run.data, self.data_changed = outcome.data, True
         if outcome.step_result is not None:
             self.step_results[ref] = outcome.step_result
             self.context.refs[ref] = refs_entry([(message.status, []) for message in outcome.messages])
@@ -161,8 +177,11 @@ class RunProgress:
         )
 
 
-async def _run_step(services: StepServices, position: Position, progress: Sequence[RunProgress]) -> None:
-    """The step at `position` for each run of `progress`, which all stand at it."""
+async def _run_step(
+    services: StepServices, position: Position, progress: Sequence[RunProgress]
+) -> dict[RecipientKey, RecipientRecord]:
+    """The step at `position` for each run of `progress`, which all stand at it. Returns the users,
+    objects and tenants it wrote, as they stand after it."""
     step = step_at(progress[0].context.definition.steps, position)
     held: list[RunProgress] = []
     for each in progress:
@@ -175,15 +194,19 @@ async def _run_step(services: StepServices, position: Position, progress: Sequen
         except Exception as exc:
             each.error = exc
     if not held:
-        return
+        return {}
     outcomes = await STEP_TYPES[step.type].execute(
         services, step, [RunAtStep(each.context, each.scope) for each in held]
     )
+    written: dict[RecipientKey, RecipientRecord] = {}
     for each, outcome in zip(held, outcomes, strict=True):
         if isinstance(outcome, Exception):
             each.error = outcome
         else:
             each.record(position, step.ref, outcome)
+            # In run order, as the step wrote them: an entity written for several runs ends as the last.
+            written.update((record_key(entity), entity) for entity in outcome.entities)
+    return written
 
 
 async def execute_runs(
@@ -235,7 +258,9 @@ async def execute_runs(
             assert each.position is not None
             at_step[each.position].append(each)
         for position in sorted(at_step):
-            await _run_step(services, position, at_step[position])
+            entities = await _run_step(services, position, at_step[position])
+            if entities:
+                show_written_entities([each.context for each in progress], entities)
     failed = [each for each in progress if each.error is not None]
     if failed:
         logger.warning(
@@ -256,11 +281,12 @@ async def record_progress(
     created: bool,
     now: datetime,
 ) -> list[RunProgress]:
-    """Write, in the caller's transaction, where each run got to and what it produced, with the job of the
-    step it waits at and the jobs its steps enqueue (`StepOutcome.jobs`), all in one insert. `created`:
-    the runs are new and inserted as they stand (those a trigger job already inserted before a crash are
-    left as they are); else each moves on from the position it was read at, unless it moved meanwhile.
-    Returns the runs written, for `count_committed` once the transaction commits."""
+    """Write, in the caller's transaction, where each run got to and what it produced (its data too where a
+    step changed it), with the job of the step it waits at and the jobs its steps enqueue
+    (`StepOutcome.jobs`), all in one insert. `created`: the runs are new and inserted as they stand (those
+    a trigger job already inserted before a crash are left as they are); else each moves on from the
+    position it was read at, unless it moved meanwhile. Returns the runs written, for `count_committed`
+    once the transaction commits."""
     if not progress:
         return []
     environment_id = progress[0].run.environment_id
@@ -268,7 +294,11 @@ async def record_progress(
         written = await _insert_created(connection, environment_id, progress, now)
     else:
         in_lock_order = sorted(progress, key=lambda each: each.run.id)
-        written = [each for each in in_lock_order if await advance(connection, each.run, each.moved(now))]
+        written = [
+            each
+            for each in in_lock_order
+            if await advance(connection, each.run, each.moved(now), write_data=each.data_changed)
+        ]
         await insert_messages(connection, environment_id, [m for each in written for m in each.messages])
     await queue.insert_all(connection, [*_step_jobs(environment_id, written), *_outcome_jobs(written)])
     return written
@@ -349,15 +379,18 @@ def step_services(
     runtime: Runtime,
     connection: AsyncConnection,
     now: datetime,
+    audience_rules: MembershipRules,
     prepared: Mapping[tuple[str, str], Any] | None = None,
 ) -> StepServices:
-    """What the steps of a pass in `connection`'s transaction may use."""
+    """What the steps of a pass in `connection`'s transaction may use; `audience_rules` are the
+    environment's, looked up before the transaction."""
     return StepServices(
         connection=connection,
         now=now,
         channels=runtime.channels,
         renderer=runtime.renderer,
         prepared=prepared or {},
+        audience_rules=audience_rules,
     )
 
 
@@ -413,13 +446,14 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     current = await runtime.workflows.current(environment_id, workflow_key)
     now = utcnow()
     prepared = await _prepare(runtime, environment_id, run_ids, position, definition, now)
+    audience_rules = await runtime.audience_catalog.rules(environment_id)
     async with runtime.database.writer.begin() as connection:
         if not await runtime.queue.complete_in(connection, job):
             raise Superseded
         stored = await read_runs(connection, environment_id, run_ids, for_update=True)
         waiting = _waiting(stored, position)
         progress = await execute_runs(
-            step_services(runtime, connection, now, prepared),
+            step_services(runtime, connection, now, audience_rules, prepared),
             waiting,
             definition,
             active=current is None or current.active,

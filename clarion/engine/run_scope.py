@@ -5,12 +5,13 @@ scope of templates (`recipient`, `actor`, `data`, `tenant`, `vars`, `workflow`, 
 Entities are serialised as Knock serialises them (`__typename`, `id`, custom properties, `created_at`,
 `updated_at`); an object's custom properties are also reachable at its top level, as for users, so that
 `recipient.name` reads the same for both. A recipient reached through a subscription carries it as
-`recipient.subscription` (`properties` and the parent `object`).
+`recipient.subscription` (`properties` and the parent `object`). What a step writes of them is shown to the
+steps after it in the same pass (`show_written_entities`); a run that waited loads them afresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -60,6 +61,11 @@ class RunContext:
     refs: dict[str, dict[str, Any]]
     """Per earlier step ref, the current statuses of the messages it made (`refs.<ref>.…` conditions);
     the run executor adds the steps it executes."""
+
+    def recipient_written(self, record: RecipientRecord) -> None:
+        """The run's recipient as a step just wrote it; serialised afresh when next read."""
+        self.recipient = record
+        self.__dict__.pop("serialised_recipient", None)
 
     @cached_property
     def serialised_recipient(self) -> dict[str, Any] | None:
@@ -193,6 +199,34 @@ def _refs(run: RunRecord, current: Mapping[str, tuple[str, list[str]]]) -> dict[
     return refs
 
 
+def tenant_key(run: RunRecord) -> RecipientKey | None:
+    return None if run.tenant is None else RecipientKey(TENANTS_COLLECTION, run.tenant)
+
+
+def show_written_entities(
+    contexts: Iterable[RunContext], written: Mapping[RecipientKey, RecipientRecord]
+) -> None:
+    """Show the users, objects and tenants a step just wrote (`written`) to every run of `contexts` that has
+    one as its recipient, actor or tenant; an actor or tenant is serialised once for all the runs that
+    share it, as `load_contexts` does."""
+    wires: dict[RecipientKey, dict[str, Any]] = {}
+
+    def wire(key: RecipientKey) -> dict[str, Any]:
+        if key not in wires:
+            wires[key] = freeze_object(serialise_recipient(written[key]))
+        return wires[key]
+
+    for context in contexts:
+        run = context.run
+        if run.recipient in written:
+            context.recipient_written(written[run.recipient])
+        if run.actor is not None and run.actor in written:
+            context.actor_wire = wire(run.actor)
+        tenant = tenant_key(run)
+        if tenant is not None and tenant in written:
+            context.tenant_wire = wire(tenant)
+
+
 async def load_contexts(
     connection: AsyncConnection,
     environment_id: str,
@@ -202,10 +236,6 @@ async def load_contexts(
 ) -> list[RunContext]:
     """What the steps of `runs` (of one environment and workflow version) see: their recipients, actors
     and tenants as they stand now, and their earlier messages' statuses, in one query per kind."""
-
-    def tenant_key(run: RunRecord) -> RecipientKey | None:
-        return None if run.tenant is None else RecipientKey(TENANTS_COLLECTION, run.tenant)
-
     keys = {key for run in runs for key in (run.recipient, run.actor, tenant_key(run)) if key is not None}
     found = await load_recipients(connection, environment_id, keys)
     made = [i for run in runs for result in run.step_results.values() for i in result.get("message_ids", [])]

@@ -9,6 +9,7 @@ dotted path inside `workflow.json` (`steps.1.branches.0.steps.2.template.markdow
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from clarion.engine.step_protocol import StepType
 
 DURATION_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+WORKFLOW_KEY = re.compile(r"^[a-z0-9_-]{3,255}$")
+"""A workflow's key, as a workflow declares it and a `trigger_workflow` step names another."""
 MAX_NESTING = 5
 """How deep step lists may nest inside steps (Knock's limit for branches)."""
 

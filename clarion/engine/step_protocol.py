@@ -6,11 +6,11 @@ answers one `StepOutcome` per run (or the exception that run's step raised, whic
 What a step reads and writes goes through `StepServices.connection`, the pass's transaction, which also
 records where each run got to: what a step did commits with the run's move past it, or not at all.
 
-An outcome says what the step produced (run events, messages, what `refs.<ref>` conditions read, jobs to
-enqueue with the run's checkpoint) and what the run does next (`then`): go on with the next step, wait
-until a moment and then go on, wait at this step and execute it again at a moment (a batch's opener
-waiting for its window to close), enter one of the step's nested step lists (a branch), or halt with a
-reason.
+An outcome says what the step produced (run events, messages, what `refs.<ref>` conditions read, the run's
+new `data`, the users, objects and tenants it wrote, jobs to enqueue with the run's checkpoint) and what
+the run does next (`then`): go on with the next step, wait until a moment and then go on, wait at this
+step and execute it again at a moment (a batch's opener waiting for its window to close), enter one of
+the step's nested step lists (a branch), or halt with a reason.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from clarion.engine.run_scope import RunContext
 from clarion.engine.step_definition import DefinitionParser, StepDefinition
 from clarion.engine.templates import TemplateRenderer
 from clarion.jobs.job import Job
+from clarion.store.membership_rules import NO_RULES, MembershipRules
 from clarion.store.messages import NewMessage
+from clarion.store.recipients import RecipientRecord
 from clarion.store.workflow_runs import RunEvent
 
 
@@ -78,6 +80,12 @@ class StepOutcome:
     messages: list[NewMessage] = field(default_factory=list)
     step_result: dict[str, Any] | None = None
     """Stored under the step's ref in the run's `step_results`."""
+    data: dict[str, Any] | None = None
+    """The run's data from this step on (`update_data`): a new frozen document, never the old one changed
+    (`clarion.engine.frozen`); None leaves the data as it was. Stored with the run's checkpoint."""
+    entities: Sequence[RecipientRecord] = ()
+    """The users, objects and tenants the step wrote, as they stand after it: every run of the pass that has
+    one as its recipient, actor or tenant sees it so from its next step on."""
     jobs: list[Job] = field(default_factory=list)
     """Enqueued in the checkpoint that records the run, and only if it does (a run that moved meanwhile is
     not recorded). One `Job` object in the outcomes of several runs (work the step batched for them: the
@@ -114,6 +122,9 @@ class StepServices:
     prepared: Mapping[tuple[str, str], Any] = field(default_factory=dict)
     """What a step type's `prepare` made for the runs waiting at the step the pass's job was for, by
     (step ref, run id); nothing for other steps."""
+    audience_rules: MembershipRules = NO_RULES
+    """The environment's audience rules, looked up before the pass's transaction: a step that writes users
+    hands them what it wrote (`users_written`), so that dynamic audiences follow."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@
 `data` satisfies the workflow's `trigger_data_json_schema`, inline channel data fits its channels, and an
 actor given by id exists. It then enqueues one `workflow_trigger` job carrying the request and the version
 current now (the run pins it), and answers with the trigger's `workflow_run_id`. Nothing else happens in
-the request, which keeps the intake to one insert.
+the request, which keeps the intake to one insert. A `trigger_workflow` step makes the same job
+(`clarion.engine.workflow_jobs.trigger_job`, `trigger_source` `workflow_step`) with its run's checkpoint,
+and the depth of its chain of nested triggers, which the runs it starts keep in their settings.
 
 The job (`start_runs`) identifies the inline recipients, actor and tenant, fans object recipients out to
 their subscribers (two levels, each recipient once, the actor never reached through a subscription),
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,8 +38,9 @@ from clarion.engine.run_executor import (
     record_progress,
     step_services,
 )
+from clarion.engine.trigger_data import check_trigger_data
 from clarion.engine.workflow_definition import EVERY_TRIGGER, ONCE_PER_RECIPIENT_PER_TENANT
-from clarion.engine.workflow_jobs import TRIGGER_JOB, WORKFLOW_QUEUE
+from clarion.engine.workflow_jobs import TRIGGER_DEPTH, trigger_job
 from clarion.errors import FieldError, InvalidInputError, NotFoundError
 from clarion.jobs.engines.base import QueueEngine
 from clarion.jobs.job import Acknowledged, Cancel, Job, JobRecord, Superseded
@@ -72,8 +74,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TRIGGER_ATTEMPTS = 8
-"""A trigger job fails only while the store does: eight attempts, backed off, span about six minutes."""
 RUNS_PER_TRANSACTION = 1000
 """How many runs one transaction of a trigger's fan-out executes and writes at most: the recipients one
 trigger may name, so that only subscribers reached through objects make a fan-out take several."""
@@ -134,24 +134,6 @@ def prepare_trigger(runtime: Runtime, body: TriggerWorkflowRequest) -> PreparedT
     )
 
 
-def _check_data(schema: Any, data: dict[str, Any]) -> None:
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    try:
-        found = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    except Exception as exc:
-        # The schema passed its checks at push, but some faults (a `$ref` to nowhere) show only when
-        # applied; the request is refused with what went wrong rather than failing the server.
-        raise InvalidInputError(
-            f"The workflow's trigger_data_json_schema cannot be applied: {exc}",
-            errors=[FieldError("data", "could not be checked against the workflow's schema")],
-        ) from None
-    errors = [
-        FieldError(".".join(["data", *map(str, error.absolute_path)]), error.message) for error in found
-    ]
-    if errors:
-        raise InvalidInputError("The trigger data does not match the workflow's schema", errors=errors)
-
-
 @dataclass(slots=True)  # made per request
 class AcceptedTrigger:
     workflow_run_id: str
@@ -181,7 +163,7 @@ async def accept_trigger(
         raise InvalidInputError(f"The workflow {key!r} is inactive", code="workflow_inactive")
     prepared = prepare_trigger(runtime, body)
     if workflow.definition.trigger_data_json_schema is not None:
-        _check_data(workflow.definition.trigger_data_json_schema, prepared.data)
+        check_trigger_data(workflow.definition.trigger_data_json_schema, prepared.data)
     if isinstance(prepared.actor, RecipientKey):
         async with runtime.database.reader.connect() as connection:
             found = await load_recipients(connection, environment_id, [prepared.actor])
@@ -192,19 +174,14 @@ async def accept_trigger(
                 errors=[FieldError("actor", "names a recipient that does not exist")],
             )
     workflow_run_id = new_uuid()
-    job = Job(
-        kind=TRIGGER_JOB,
-        queue=WORKFLOW_QUEUE,
-        max_attempts=TRIGGER_ATTEMPTS,
-        args={
-            "environment_id": environment_id,
-            "workflow_run_id": workflow_run_id,
-            "workflow_key": key,
-            "version_id": workflow.version_id,
-            "trigger_source": source,
-            # The request as it came and was checked, rather than the parsed model dumped again.
-            "request": orjson.Fragment(body_json),
-        },
+    job = trigger_job(
+        environment_id,
+        workflow_run_id,
+        key,
+        workflow.version_id,
+        source=source,
+        # The request as it came and was checked, rather than the parsed model dumped again.
+        request=orjson.Fragment(body_json),
     )
     if idempotency_key is None:
         await runtime.trigger_intake.submit(job)
@@ -305,7 +282,10 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
     tenant = None if prepared.tenant is None else prepared.tenant.id
     # Frozen (`clarion.engine.frozen`), as the runs share them: no run can change them under another.
     data = freeze_object(prepared.data)
-    settings = freeze_object(args["request"].get("settings") or {})
+    settings = args["request"].get("settings") or {}
+    if TRIGGER_DEPTH in args:
+        settings = {**settings, TRIGGER_DEPTH: args[TRIGGER_DEPTH]}
+    settings = freeze_object(settings)
 
     def run_data(recipient: RecipientKey) -> dict[str, Any]:
         # The trigger's own object for every run without data of its own: what is shared renders once
@@ -355,7 +335,7 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
             )
         runs = [new_run(recipient, via, now) for recipient, via in reached]
         progress = await execute_runs(
-            step_services(runtime, connection, now), runs, definition, active=active
+            step_services(runtime, connection, now, audience_rules), runs, definition, active=active
         )
         written = await record_progress(connection, runtime.queue, progress, created=True, now=now)
         if last and not await runtime.queue.complete_in(connection, job):

@@ -12,7 +12,6 @@ The parsed `WorkflowDefinition` is immutable and shared by every run of its vers
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ import jsonschema
 from clarion.channels import ChannelRegistry
 from clarion.engine.conditions import ConditionGroup
 from clarion.engine.step_definition import (
+    WORKFLOW_KEY,
     DefinitionError,
     DefinitionParser,
     StepDefinition,
@@ -31,7 +31,6 @@ from clarion.engine.step_definition import (
 from clarion.engine.steps.registry import NOT_YET_SUPPORTED_STEPS, STEP_TYPES
 from clarion.engine.templates import TemplateRenderer
 
-WORKFLOW_KEY = re.compile(r"^[a-z0-9_-]{3,255}$")
 EVERY_TRIGGER = "every_trigger"
 ONCE_PER_RECIPIENT_PER_TENANT = "once_per_recipient_per_tenant"
 TRIGGER_FREQUENCIES = (EVERY_TRIGGER, "once_per_recipient", ONCE_PER_RECIPIENT_PER_TENANT)

@@ -1,6 +1,7 @@
 """The jobs that workflows run on: one `workflow_trigger` job per accepted trigger, which starts its runs
-(`clarion.engine.trigger`), and a `workflow_step` job for each step that runs wait at
-(`clarion.engine.run_executor`), all in the `workflows` queue."""
+(`clarion.engine.trigger`), whether the API accepted it or a `trigger_workflow` step made it, and a
+`workflow_step` job for each step that runs wait at (`clarion.engine.run_executor`), all in the
+`workflows` queue."""
 
 from __future__ import annotations
 
@@ -12,9 +13,47 @@ from clarion.jobs.job import Job, JobRecord
 WORKFLOW_QUEUE = "workflows"
 TRIGGER_JOB = "workflow_trigger"
 STEP_JOB = "workflow_step"
+TRIGGER_ATTEMPTS = 8
+"""A trigger job fails only while the store does: eight attempts, backed off, span about six minutes."""
+TRIGGER_DEPTH = "trigger_depth"
+"""How many `trigger_workflow` steps led to a trigger: in its job's args (absent for the API's), and in
+its runs' settings, where the step reads it to stop a workflow triggering itself without end."""
 STEP_ATTEMPTS = 3
 RUNS_PER_STEP_JOB = 500
 """How many runs waiting at the same step until the same moment one step job executes at most."""
+
+
+def trigger_job(
+    environment_id: str,
+    workflow_run_id: str,
+    workflow_key: str,
+    version_id: str,
+    *,
+    source: str,
+    request: Any,
+    depth: int = 0,
+    unique_key: str | None = None,
+) -> Job:
+    """The job that starts the runs of a trigger of `workflow_key`, pinned to `version_id`: `request` is
+    the trigger as `TriggerWorkflowRequest` takes it (its JSON, or the document), `source` the run's
+    `trigger_source`."""
+    args: dict[str, Any] = {
+        "environment_id": environment_id,
+        "workflow_run_id": workflow_run_id,
+        "workflow_key": workflow_key,
+        "version_id": version_id,
+        "trigger_source": source,
+        "request": request,
+    }
+    if depth:
+        args[TRIGGER_DEPTH] = depth
+    return Job(
+        kind=TRIGGER_JOB,
+        queue=WORKFLOW_QUEUE,
+        max_attempts=TRIGGER_ATTEMPTS,
+        args=args,
+        unique_key=unique_key,
+    )
 
 
 def step_job(environment_id: str, run_ids: Sequence[str], position: str, **job: Any) -> Job:

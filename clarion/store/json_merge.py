@@ -19,3 +19,23 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def compose_merges(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | None:
+    """The one update whose deep merge has the effect of merging `first` and then `second`, or None when no
+    update has: where `first` puts anything but an object at a key and `second` an object, the two in a
+    row leave `second`'s object alone at that key, which a single merge cannot say (it would merge into
+    whatever the key held before `first`)."""
+    composed = dict(first)
+    for key, value in second.items():
+        if key not in first or not isinstance(value, dict):
+            composed[key] = value
+            continue
+        earlier = first[key]
+        if not isinstance(earlier, dict):
+            return None
+        inner = compose_merges(earlier, value)
+        if inner is None:
+            return None
+        composed[key] = inner
+    return composed

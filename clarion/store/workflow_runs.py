@@ -55,6 +55,8 @@ class RunRecord:
     tenant: str | None
     cancellation_key: str | None
     data: dict[str, Any]
+    """The trigger's data as the run's steps have changed it (`update_data`): frozen and shared with other
+    runs, so a step sets a new document here rather than change this one (`RunProgress.record`)."""
     settings: dict[str, Any]
     trigger_source: str
     status: RunStatus
@@ -243,9 +245,22 @@ async def insert_runs(
     return [str(run_id) for run_id in inserted]
 
 
-async def advance(connection: AsyncConnection, run: RunRecord, moved: RunRecord) -> bool:
-    """Move `run` from the position it was read at to where `moved` stands, in the caller's transaction.
-    False, changing nothing, when the run has moved on or finished meanwhile."""
+async def advance(
+    connection: AsyncConnection, run: RunRecord, moved: RunRecord, *, write_data: bool = False
+) -> bool:
+    """Move `run` from the position it was read at to where `moved` stands, in the caller's transaction;
+    `write_data` stores `moved.data` too (a step changed it), which is otherwise left unwritten. False,
+    changing nothing, when the run has moved on or finished meanwhile."""
+    values: dict[str, Any] = {
+        "position": moved.position,
+        "status": moved.status.value,
+        "step_results": moved.step_results,
+        "events": [event.stored() for event in moved.events],
+        "error_count": moved.error_count,
+        "updated_at": moved.updated_at,
+    }
+    if write_data:
+        values["data"] = moved.data
     result = await connection.execute(
         workflow_runs.update()
         .where(
@@ -254,14 +269,7 @@ async def advance(connection: AsyncConnection, run: RunRecord, moved: RunRecord)
             workflow_runs.c.status.not_in(FINISHED),
             workflow_runs.c.position == run.position,
         )
-        .values(
-            position=moved.position,
-            status=moved.status.value,
-            step_results=moved.step_results,
-            events=[event.stored() for event in moved.events],
-            error_count=moved.error_count,
-            updated_at=moved.updated_at,
-        )
+        .values(values)
     )
     return bool(result.rowcount)
 

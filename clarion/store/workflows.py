@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clarion.store.clock import utcnow
 from clarion.store.db import Database
@@ -89,6 +90,20 @@ def _workflow(row: sa.Row[Any]) -> WorkflowRecord:
         inserted_at=row.workflow_inserted_at,
         updated_at=row.updated_at,
     )
+
+
+async def read_current(
+    connection: AsyncConnection, environment_id: str, keys: Iterable[str]
+) -> dict[str, WorkflowRecord]:
+    """The workflows of `keys` that the environment has, each with its current version, in one query on
+    the caller's connection (a step inside its pass's transaction)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await connection.execute(
+        _CURRENT.where(workflows.c.environment_id == environment_id, workflows.c.key.in_(wanted))
+    )
+    return {row.key: _workflow(row) for row in rows}
 
 
 class WorkflowStore:
@@ -163,12 +178,7 @@ class WorkflowStore:
 
     async def get(self, environment_id: str, key: str) -> WorkflowRecord | None:
         async with self.database.reader.connect() as connection:
-            row = (
-                await connection.execute(
-                    _CURRENT.where(workflows.c.environment_id == environment_id, workflows.c.key == key)
-                )
-            ).first()
-        return None if row is None else _workflow(row)
+            return (await read_current(connection, environment_id, [key])).get(key)
 
     async def list(self, environment_id: str) -> list[WorkflowRecord]:
         async with self.database.reader.connect() as connection:

@@ -7,7 +7,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from clarion.engine.step_protocol import StepType
-from clarion.engine.steps import branch, channel, delay, throttle
+from clarion.engine.steps import (
+    branch,
+    channel,
+    delay,
+    throttle,
+    trigger_workflow,
+    update_data,
+    update_object,
+    update_tenant,
+    update_user,
+)
 
 STEP_TYPES: Mapping[str, StepType[Any]] = {
     step_type.name: step_type
@@ -16,17 +26,17 @@ STEP_TYPES: Mapping[str, StepType[Any]] = {
         channel.STEP_TYPE,
         delay.STEP_TYPE,
         throttle.STEP_TYPE,
+        trigger_workflow.STEP_TYPE,
+        update_data.STEP_TYPE,
+        update_object.STEP_TYPE,
+        update_tenant.STEP_TYPE,
+        update_user.STEP_TYPE,
     )
 }
 
 NOT_YET_SUPPORTED_STEPS = (
     "batch",
     "http_fetch",
-    "trigger_workflow",
-    "update_data",
-    "update_user",
-    "update_object",
-    "update_tenant",
     "wait_for_event",
     "random_cohort",
     "ai_agent",

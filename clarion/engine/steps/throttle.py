@@ -88,7 +88,7 @@ def _counted(step: ThrottleStep, result: ThrottleResult) -> StepOutcome:
     return StepOutcome(
         events=[RunEvent(name, step_ref=step.ref, step_type="throttle", data=data)],
         step_result=data,
-        then=CONTINUE,
+        then=CONTINUE if result.passed else Halt("throttled"),
     )
 
 
