@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from clarion.jobs.job import Job, JobRecord
@@ -56,17 +57,22 @@ def trigger_job(
     )
 
 
-def step_job(environment_id: str, run_ids: Sequence[str], position: str, **job: Any) -> Job:
+def step_job(
+    environment_id: str, run_ids: Sequence[str], position: str, *, scheduled_at: datetime | None = None
+) -> Job:
     """The job that executes the step at `position` of the runs `run_ids`, which wait there together (the
-    runs of one trigger whose delay ends at the same moment). A run split off a job of many, where its
-    step raised, gets a job of its own at the same position: the key tells them apart by their size."""
+    runs of one trigger whose delay ends at the same moment) until `scheduled_at`. A run split off a job
+    of many, where its step raised, gets a job of its own at the same position: the key tells them apart
+    by their size. A run may wait at one step more than once (a fetch between attempts, a batch's
+    window extended): the key tells those waits apart by their moment."""
+    key = f"{STEP_JOB}:{run_ids[0]}:{position}:{len(run_ids)}"
     return Job(
         kind=STEP_JOB,
         queue=WORKFLOW_QUEUE,
         args={"environment_id": environment_id, "run_ids": list(run_ids), "position": position},
-        unique_key=f"{STEP_JOB}:{run_ids[0]}:{position}:{len(run_ids)}",
+        unique_key=key if scheduled_at is None else f"{key}:{scheduled_at.timestamp():.6f}",
         max_attempts=STEP_ATTEMPTS,
-        **job,
+        scheduled_at=scheduled_at,
     )
 
 

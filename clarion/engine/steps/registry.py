@@ -11,6 +11,7 @@ from clarion.engine.steps import (
     branch,
     channel,
     delay,
+    http_fetch,
     throttle,
     trigger_workflow,
     update_data,
@@ -25,6 +26,7 @@ STEP_TYPES: Mapping[str, StepType[Any]] = {
         branch.STEP_TYPE,
         channel.STEP_TYPE,
         delay.STEP_TYPE,
+        http_fetch.STEP_TYPE,
         throttle.STEP_TYPE,
         trigger_workflow.STEP_TYPE,
         update_data.STEP_TYPE,
@@ -36,7 +38,6 @@ STEP_TYPES: Mapping[str, StepType[Any]] = {
 
 NOT_YET_SUPPORTED_STEPS = (
     "batch",
-    "http_fetch",
     "wait_for_event",
     "random_cohort",
     "ai_agent",
