@@ -29,7 +29,7 @@ from clarion.config import RateLimitMode, Settings
 from clarion.engine import run_executor, trigger
 from clarion.engine.audience_files import read_audiences
 from clarion.engine.workflow_jobs import WORKFLOW_QUEUE
-from clarion.runtime import Runtime, build_runtime, build_worker
+from clarion.runtime import Runtime, build_runtime, build_worker, create_queue_engine
 from clarion.store.environments import KeyKind
 
 POSTGRES_SERVER_URL = os.environ.get("CLARION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -204,13 +204,14 @@ class EngineClock:
 
 
 @pytest.fixture
-def engine_clock(monkeypatch: pytest.MonkeyPatch) -> EngineClock:
+def engine_clock(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> EngineClock:
     """Windows, delays and send windows tested without sleeping: trigger and step jobs take their moment
-    from this clock. Due jobs still follow the database's clock; `run_workflow_jobs` runs scheduled ones
-    too unless told otherwise."""
+    from this clock, and the runtime's queue decides by it which jobs are due, so that
+    `run_workflow_jobs(runtime, with_scheduled=False)` runs the jobs due at the clock's moment."""
     clock = EngineClock()
     monkeypatch.setattr(run_executor, "utcnow", clock)
     monkeypatch.setattr(trigger, "utcnow", clock)
+    monkeypatch.setattr(runtime, "queue", create_queue_engine(runtime.database, clock=clock))
     return clock
 
 

@@ -61,6 +61,48 @@ class RunContext:
     refs: dict[str, dict[str, Any]]
     """Per earlier step ref, the current statuses of the messages it made (`refs.<ref>.…` conditions);
     the run executor adds the steps it executes."""
+    batch: dict[str, Any] | None = None
+    """The batch the run flushed (`clarion.engine.steps.batch`), as its step result stores it: what
+    `activities`, `actors` and their totals read from then on; None for a run that was not batched."""
+
+    def batch_flushed(self, batch: dict[str, Any]) -> None:
+        """The run's batch step just flushed `batch`: later steps see its activities."""
+        self.batch = batch
+        self.__dict__.pop("activity_view", None)
+
+    @cached_property
+    def activity_view(self) -> dict[str, Any]:
+        """`activities`, `actors`, `total_activities` and `total_actors`, as templates and conditions see
+        them: a batch's, or for a run that was not batched its trigger alone, one activity by its actor."""
+        recipient = self.serialised_recipient
+        if self.batch is not None:
+            activities = [
+                {**activity["data"], **activity, "recipient": recipient}
+                for activity in self.batch["activities"]
+            ]
+            actors = list(self.batch["actors"])
+            return {
+                "activities": activities,
+                "actors": actors,
+                "total_activities": self.batch["total_activities"],
+                "total_actors": self.batch["total_actors"],
+            }
+        run = self.run
+        activity = {
+            **run.data,
+            "id": run.id,
+            "actor": self.actor_wire,
+            "recipient": recipient,
+            "data": run.data,
+            "inserted_at": format_timestamp(run.inserted_at),
+        }
+        actors = [] if self.actor_wire is None else [self.actor_wire]
+        return {
+            "activities": [activity],
+            "actors": actors,
+            "total_activities": 1,
+            "total_actors": len(actors),
+        }
 
     def recipient_written(self, record: RecipientRecord) -> None:
         """The run's recipient as a step just wrote it; serialised afresh when next read."""
@@ -101,6 +143,16 @@ class RunContext:
 
 
 _Namespace = Callable[[RunContext], Any]
+ACTIVITY_VARIABLES = ("activities", "actors", "total_activities", "total_actors")
+
+
+def _activity_variable(name: str) -> _Namespace:
+    def read(context: RunContext) -> Any:
+        return context.activity_view[name]
+
+    return read
+
+
 _VARIABLES: dict[str, _Namespace] = {
     "data": lambda context: context.run.data,
     "recipient": lambda context: context.serialised_recipient or {},
@@ -109,6 +161,7 @@ _VARIABLES: dict[str, _Namespace] = {
     "vars": lambda context: NO_VARS,
     "workflow": lambda context: context.workflow,
     "refs": lambda context: context.refs,
+    **{name: _activity_variable(name) for name in ACTIVITY_VARIABLES},
 }
 _TEMPLATE_SCOPE: dict[str, _Namespace] = {
     "data": lambda context: context.run.data,
@@ -118,6 +171,7 @@ _TEMPLATE_SCOPE: dict[str, _Namespace] = {
     "vars": lambda context: NO_VARS,
     "workflow": lambda context: context.workflow,
     "timestamp": lambda context: format_timestamp(context.now),
+    **{name: _activity_variable(name) for name in ACTIVITY_VARIABLES},
 }
 
 
@@ -260,6 +314,15 @@ async def load_contexts(
             tenant_wire=wire(tenant_key(run)),
             now=now,
             refs=_refs(run, current),
+            batch=flushed_batch(run.step_results),
         )
         for run in runs
     ]
+
+
+def flushed_batch(step_results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The last batch the run flushed, as its batch step's result holds it, or None."""
+    for result in reversed(list(step_results.values())):
+        if isinstance(result, dict) and "activities" in result:
+            return result
+    return None

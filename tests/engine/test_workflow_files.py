@@ -167,9 +167,9 @@ def test_the_repository_examples_load() -> None:
             "at steps.1.ref: 'in_app_feed_1' is used by another step; refs must be unique",
         ),
         (
-            {"steps": [{"ref": "batch_1", "type": "batch", "settings": {}}]},
+            {"steps": [{"ref": "wait_1", "type": "wait_for_event", "settings": {}}]},
             {},
-            "at steps.0.type: 'batch' steps are not supported by Clarion yet",
+            "at steps.0.type: 'wait_for_event' steps are not supported by Clarion yet",
         ),
         (
             {

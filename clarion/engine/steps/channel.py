@@ -484,7 +484,12 @@ def _message(
         status = "delivered"
     else:
         status = "queued"
-    trigger = sending.trigger(run, context.now)
+    batch = context.batch
+    if batch is None:
+        trigger = sending.trigger(run, context.now)
+        actors, activities, batch_id = trigger.actors, trigger.activities, None
+    else:
+        actors, activities, batch_id = _batch_people(batch), _batch_activities(batch), batch["batch_id"]
     return NewMessage(
         id=message_id,
         channel_id=channel.id,
@@ -503,14 +508,38 @@ def _message(
             "workflow_recipient_run_id": run.id,
         },
         tenant=run.tenant,
-        actors=trigger.actors,
-        activities=trigger.activities,
+        actors=actors,
+        activities=activities,
+        batch_id=batch_id,
         data=run.data,
         content=content,
         status=status,
         events=("message.created", f"message.{status}"),
         scheduled_at=held_until,
     )
+
+
+def _reference(wire: Mapping[str, Any]) -> str | dict[str, str]:
+    """The recipient reference of a serialised user or object."""
+    if wire.get("__typename") == "User":
+        return str(wire["id"])
+    return {"collection": str(wire["collection"]), "id": str(wire["id"])}
+
+
+def _batch_people(batch: Mapping[str, Any]) -> list[Any]:
+    return [_reference(actor) for actor in batch["actors"]]
+
+
+def _batch_activities(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A batched message's rendered activities, in the shape a message keeps them."""
+    return [
+        {
+            "actor": None if activity["actor"] is None else _reference(activity["actor"]),
+            "data": activity["data"],
+            "inserted_at": activity["inserted_at"],
+        }
+        for activity in batch["activities"]
+    ]
 
 
 STEP_TYPE = StepType("channel", parse_channel_step, execute_channel_steps)

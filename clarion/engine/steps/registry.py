@@ -8,6 +8,7 @@ from typing import Any
 
 from clarion.engine.step_protocol import StepType
 from clarion.engine.steps import (
+    batch,
     branch,
     channel,
     delay,
@@ -23,6 +24,7 @@ from clarion.engine.steps import (
 STEP_TYPES: Mapping[str, StepType[Any]] = {
     step_type.name: step_type
     for step_type in (
+        batch.STEP_TYPE,
         branch.STEP_TYPE,
         channel.STEP_TYPE,
         delay.STEP_TYPE,
@@ -37,7 +39,6 @@ STEP_TYPES: Mapping[str, StepType[Any]] = {
 }
 
 NOT_YET_SUPPORTED_STEPS = (
-    "batch",
     "wait_for_event",
     "random_cohort",
     "ai_agent",
