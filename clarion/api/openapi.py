@@ -52,7 +52,7 @@ Where Clarion differs from Knock (the full list is `docs/compatibility.md`):
 - Channels come from a file shared by every environment; per-environment channel settings, channel
   conditions and sandbox mode are not supported.
 - Workflows are files (`CLARION_WORKFLOWS_DIR`) or pushed with `clarion workflows push`; `channel`,
-  `delay`, `branch`, `throttle`, `http_fetch`, `update_data`, `update_user`, `update_object`,
+  `delay`, `branch`, `batch`, `throttle`, `http_fetch`, `update_data`, `update_user`, `update_object`,
   `update_tenant` and `trigger_workflow` steps run. Messages other than in-app feed ones stay `queued`:
   provider delivery comes later.
 - There is no environment-level default preference set. Audiences are created by adding members or declared

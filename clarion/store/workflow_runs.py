@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clarion.store.batches import remove_activities
 from clarion.store.batching import chunks
 from clarion.store.bulk_insert import BulkInsert
 from clarion.store.clock import utc_text, utcnow
@@ -380,22 +381,22 @@ class WorkflowRunStore:
         recipients: Sequence[RecipientKey] | None = None,
     ) -> int:
         """Cancel the unfinished runs of (workflow, cancellation key), or only those of `recipients`.
-        Returns how many were cancelled; their pending step jobs find them cancelled and stop."""
-        condition = sa.and_(
+        Returns how many were cancelled; their pending step jobs find them cancelled and stop. Their
+        activities leave the batches still open (`clarion.store.batches.remove_activities`)."""
+        cancelling = [
             workflow_runs.c.environment_id == environment_id,
             workflow_runs.c.workflow_key == workflow_key,
             workflow_runs.c.cancellation_key == cancellation_key,
-            workflow_runs.c.status.not_in(FINISHED),
-        )
+        ]
         if recipients is not None:
             if not recipients:
                 return 0
-            condition = sa.and_(
-                condition,
+            cancelling.append(
                 sa.tuple_(workflow_runs.c.recipient_collection, workflow_runs.c.recipient_id).in_(
                     [tuple(key) for key in recipients]
-                ),
+                )
             )
+        condition = sa.and_(*cancelling, workflow_runs.c.status.not_in(FINISHED))
         async with self.database.writer.begin() as connection:
             # Locked in id order first, the order a step job moves its runs on in, so that the two never
             # deadlock on PostgreSQL (SQLite's single writer takes no row locks).
@@ -403,6 +404,15 @@ class WorkflowRunStore:
                 sa.select(workflow_runs.c.id).where(condition).order_by(workflow_runs.c.id).with_for_update()
             )
             ids = list((await connection.execute(locked)).scalars())
+            # Runs that ended in an open batch leave it; a run carrying a batch gives up its own activity but
+            # goes on carrying the others' (Knock's rule), and is cancelled once the batch has closed.
+            batched = sa.select(workflow_runs.c.id).where(
+                *cancelling, workflow_runs.c.status == RunStatus.COMPLETED.value
+            )
+            joined = list((await connection.execute(batched)).scalars())
+            removed = await remove_activities(connection, environment_id, [*ids, *joined], utcnow())
+            carrying = {activity.run_id for activity in removed if activity.carrier}
+            ids = [run_id for run_id in ids if run_id not in carrying]
             cancelled = 0
             for chunk in chunks(ids):
                 result = await connection.execute(

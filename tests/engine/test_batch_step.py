@@ -213,6 +213,45 @@ async def test_racing_triggers_make_one_batch_and_one_message(
     assert await feed_bodies(env) == ["20"]
 
 
+async def test_a_cancel_takes_activities_out_of_an_open_batch(
+    env: EnvFixture, tmp_path: Path, engine_clock: EngineClock, people: None
+) -> None:
+    template = "{{ total_activities }}:{% for activity in activities %}{{ activity.comment }}{% endfor %}"
+    await push_workflow(env, tmp_path, "comments", batched(template))
+    for text in "abc":
+        response = await env.post(
+            "/v1/workflows/comments/trigger",
+            json={"recipients": ["ada"], "actor": "bob", "data": {"comment": text}, "cancellation_key": text},
+        )
+        assert response.status_code == 200, response.text
+        await run_workflow_jobs(env.runtime, with_scheduled=False)
+    # "b" joined the batch; "a" carries it: its own activity leaves, but it goes on carrying the others.
+    for key in "ab":
+        cancelled = await env.post("/v1/workflows/comments/cancel", json={"cancellation_key": key})
+        assert cancelled.status_code == 204, cancelled.text
+    engine_clock.advance(hours=2)
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    assert await feed_bodies(env) == ["1:c"]
+
+
+async def test_a_batch_whose_activities_were_all_cancelled_sends_nothing(
+    env: EnvFixture, tmp_path: Path, engine_clock: EngineClock, people: None
+) -> None:
+    await push_workflow(env, tmp_path, "comments", batched("{{ total_activities }}"))
+    body = {"recipients": ["ada"], "actor": "bob", "data": {"comment": "x"}, "cancellation_key": "post-1"}
+    for _ in range(2):
+        assert (await env.post("/v1/workflows/comments/trigger", json=body)).status_code == 200
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    assert (
+        await env.post("/v1/workflows/comments/cancel", json={"cancellation_key": "post-1"})
+    ).status_code == 204
+    engine_clock.advance(hours=2)
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    assert await feed_bodies(env) == []
+    carrier = (await run_details(env))[0]
+    assert carrier["events"][-1]["data"] == {"reason": "batch_empty"}
+
+
 @pytest.mark.parametrize(
     ("settings", "field"),
     [

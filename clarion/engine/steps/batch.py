@@ -247,6 +247,11 @@ def _flushed(
         )
     if result.outcome is FlushOutcome.GONE:
         return StepOutcome(events=[_event(step, "batch_gone", batch_id=batch_id)], then=Halt("batch_gone"))
+    if result.total_activities == 0:  # every activity was cancelled: nothing to send (Knock's rule)
+        return StepOutcome(
+            events=[_event(step, "batch_flushed", batch_id=batch_id, total_activities=0)],
+            then=Halt("batch_empty"),
+        )
     contents = result.contents
     batch = {
         "batch_id": batch_id,
