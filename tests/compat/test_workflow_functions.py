@@ -44,12 +44,30 @@ PLANS_WORKFLOW = {
     ]
 }
 WELCOME_WORKFLOW = {"trigger_frequency": "once_per_recipient", "steps": [feed_step("hello", "Welcome")]}
+DIGEST_WORKFLOW = {
+    "steps": [
+        {"ref": "gather", "type": "batch", "settings": {"batch_window": {"unit": "seconds", "value": 2}}},
+        feed_step(
+            "digest",
+            "{{ total_activities }} comments by {{ total_actors }}: "
+            "{% for activity in activities %}{{ activity.text }} {% endfor %}",
+        ),
+    ]
+}
+ALERT_WORKFLOW = {
+    "steps": [
+        {"ref": "gate", "type": "throttle", "settings": {"throttle_window": {"unit": "hours", "value": 1}}},
+        feed_step("alert", "Disk almost full"),
+    ]
+}
 
 
 @pytest.fixture
 def workflows(live_server: LiveServer, environment: EnvironmentKeys, tmp_path: Path) -> None:
     write_workflow(tmp_path, "plans", PLANS_WORKFLOW)
     write_workflow(tmp_path, "welcome", WELCOME_WORKFLOW)
+    write_workflow(tmp_path, "digest", DIGEST_WORKFLOW)
+    write_workflow(tmp_path, "alert", ALERT_WORKFLOW)
     live_server.push_workflows(tmp_path, environment.name)
 
 
@@ -93,3 +111,35 @@ def test_a_once_per_recipient_workflow_runs_once(knock: Knock, workflows: None) 
     time.sleep(0.5)
     assert feed_bodies(knock, "cy") == ["Welcome"]
     assert len(list(knock.workflow_recipient_runs.list(workflow="welcome", recipient="cy"))) == 1
+
+
+def test_a_batch_makes_one_message_of_its_window(knock: Knock, workflows: None) -> None:
+    for actor, text in [("bob", "one"), ("cy", "two"), ("bob", "three")]:
+        knock.workflows.trigger(
+            "digest", recipients=[{"id": "eve"}], actor={"id": actor}, data={"text": text}
+        )
+    wait_until(lambda: feed_bodies(knock, "eve"))
+    assert feed_bodies(knock, "eve") == ["3 comments by 2: one two three "]
+    [message] = list(knock.users.list_messages("eve"))
+    activities = list(knock.messages.list_activities(message.id))
+    assert [activity.data for activity in activities] == [{"text": "one"}, {"text": "two"}, {"text": "three"}]
+    runs = list(knock.workflow_recipient_runs.list(workflow="digest"))
+    ended = [knock.workflow_recipient_runs.get(run.id).events[-1] for run in runs]
+    assert sorted(event.data["reason"] for event in ended if event.event == "run_ended") == [
+        "batched",
+        "batched",
+    ]
+
+
+def test_a_throttle_lets_one_alert_through_an_hour(knock: Knock, workflows: None) -> None:
+    for _ in range(3):
+        knock.workflows.trigger("alert", recipients=[{"id": "fay"}], data={})
+    runs = wait_until(
+        lambda: (
+            len(r := list(knock.workflow_recipient_runs.list(workflow="alert", status=["completed"]))) == 3
+            and r
+        )
+    )
+    assert feed_bodies(knock, "fay") == ["Disk almost full"]
+    events = [event.event for run in runs for event in knock.workflow_recipient_runs.get(run.id).events]
+    assert events.count("throttle_passed") == 1 and events.count("run_throttled") == 2
