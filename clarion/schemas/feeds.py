@@ -59,7 +59,7 @@ def feed_item(record: MessageRecord, cursor: str, serialise: Serialise, *, compa
             "categories": record.source.get("categories", []),
         },
         "tenant": record.tenant,
-        "total_actors": len(actors),
+        "total_actors": record.total_actors if record.batch_id else len(actors),
         "seen_at": _stamp(record.seen_at),
         "read_at": _stamp(record.read_at),
         "interacted_at": _stamp(record.interacted_at),
@@ -72,7 +72,7 @@ def feed_item(record: MessageRecord, cursor: str, serialise: Serialise, *, compa
     if not compact:
         recipient = serialise(record.recipient)
         item["activities"] = activities(record, recipient, serialise)
-        item["total_activities"] = len(record.activities)
+        item["total_activities"] = record.total_activities
     return item
 
 

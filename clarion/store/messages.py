@@ -72,6 +72,8 @@ class NewMessage:
     scheduled_at: datetime | None = None
     """When a message held for its step's send window is due to go."""
     batch_id: str | None = None
+    total_activities: int | None = None
+    total_actors: int | None = None
     """The batch whose activities the message shows, for a message made after a batch step."""
 
 
@@ -88,6 +90,9 @@ class MessageRecord:
     batch_id: str | None
     """The batch whose activities the message shows (`clarion.store.batches.activities_page`); None for a
     message of one trigger, whose one activity is `activities`."""
+    total_activities: int
+    """All the batch's activities, of which `activities` holds those rendered; 1 for one trigger's."""
+    total_actors: int
     source: dict[str, Any]
     tenant: str | None
     actors: list[dict[str, str]]
@@ -148,6 +153,8 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
         run_id=m["run_id"],
         step_ref=m["step_ref"],
         batch_id=m["batch_id"],
+        total_activities=len(m["activities"]) if m["total_activities"] is None else m["total_activities"],
+        total_actors=len(m["actors"]) if m["total_actors"] is None else m["total_actors"],
         source=m["source"],
         tenant=m["tenant"],
         actors=m["actors"],
@@ -170,7 +177,7 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
 # Nothing has happened to a new message yet. Left out rather than bound: Python 3.11's sqlite3 binds a None
 # through an AttributeError it formats and drops, dearer than any other value.
 _UNSET_WHEN_NEW = ("seen_at", "read_at", "interacted_at", "link_clicked_at", "archived_at", "metadata")
-_SET_BY_SOME = ("scheduled_at", "batch_id")
+_SET_BY_SOME = ("scheduled_at", "batch_id", "total_activities", "total_actors")
 """What only some new messages have (held for a send window, made after a batch): bound only for the
 inserts of a pass where some message sets them, so that most passes bind neither for each message."""
 

@@ -384,6 +384,10 @@ messages = sa.Table(
     # The batch whose activities the message shows (`batch_activities`), for a message made after a batch
     # step; NULL for one made by a single trigger, whose one activity is `activities`.
     sa.Column("batch_id", sa.String(36)),
+    # A batched message's counts of all the batch's activities and distinct actors, where `activities`
+    # and `actors` hold those rendered; NULL for a message of one trigger.
+    sa.Column("total_activities", sa.Integer),
+    sa.Column("total_actors", sa.Integer),
     sa.Column("source", JSONType, nullable=False),
     sa.Column("tenant", sa.String(255)),
     sa.Column("actors", JSONType, nullable=False),

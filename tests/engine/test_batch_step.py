@@ -92,6 +92,21 @@ async def test_runs_in_a_window_become_one_message_with_every_activity(
     assert sorted(message["actors"]) == ["bob", "cy"]
 
 
+async def test_the_feed_item_counts_every_activity_and_actor_of_the_batch(
+    env: EnvFixture, tmp_path: Path, engine_clock: EngineClock, people: None
+) -> None:
+    await push_workflow(env, tmp_path, "comments", batched("x", **HOUR, batch_items_render_limit=2))
+    for actor in ["bob", "cy", "dee", "bob", "cy"]:
+        await comment(env, actor, "x")
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    engine_clock.advance(hours=2)
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    response = await env.get(f"/v1/users/ada/feeds/{feed_channel_id(env.runtime)}")
+    [item] = response.json()["entries"]
+    assert (item["total_activities"], item["total_actors"]) == (5, 3)
+    assert len(item["activities"]) == 2 and len(item["actors"]) == 2
+
+
 async def test_a_batch_key_keeps_batches_apart(
     env: EnvFixture, tmp_path: Path, engine_clock: EngineClock, people: None
 ) -> None:

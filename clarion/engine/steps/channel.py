@@ -511,6 +511,8 @@ def _message(
         actors=actors,
         activities=activities,
         batch_id=batch_id,
+        total_activities=None if batch is None else batch["total_activities"],
+        total_actors=None if batch is None else batch["total_actors"],
         data=run.data,
         content=content,
         status=status,
