@@ -174,11 +174,11 @@ def test_an_invalid_folder_is_refused_whole_and_names_the_problem(
     run(cli_env, "environments", "create", name)
     folder = tmp_path / "workflows"
     write_workflow(folder, "good", {"steps": []})
-    write_workflow(folder, "broken", {"steps": [{"ref": "x", "type": "batch", "settings": {}}]})
+    write_workflow(folder, "broken", {"steps": [{"ref": "x", "type": "wait_for_event", "settings": {}}]})
     result = CliRunner().invoke(main, ["workflows", "push", str(folder), "--environment", name], env=cli_env)
     assert result.exit_code != 0
     assert (
-        "broken/workflow.json at steps.0.type: 'batch' steps are not supported by Clarion yet"
+        "broken/workflow.json at steps.0.type: 'wait_for_event' steps are not supported by Clarion yet"
         in result.output
     )
     assert run(cli_env, "workflows", "list", "--environment", name) == ""
@@ -331,12 +331,12 @@ def test_environment_create_with_an_invalid_workflows_folder_creates_nothing(
 ) -> None:
     name = f"refused-{tmp_path.name}"
     write_workflow(
-        tmp_path / "workflows", "broken", {"steps": [{"ref": "x", "type": "batch", "settings": {}}]}
+        tmp_path / "workflows", "broken", {"steps": [{"ref": "x", "type": "wait_for_event", "settings": {}}]}
     )
     result = CliRunner().invoke(main, ["environments", "create", name], env=cli_env)
     assert result.exit_code == 1
     assert f"invalid workflows in {tmp_path / 'workflows'}, nothing created" in result.output
-    assert "'batch' steps are not supported by Clarion yet" in result.output
+    assert "'wait_for_event' steps are not supported by Clarion yet" in result.output
     assert name not in run(cli_env, "keys", "list")
 
 
