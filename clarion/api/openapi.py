@@ -53,8 +53,8 @@ Where Clarion differs from Knock (the full list is `docs/compatibility.md`):
   conditions and sandbox mode are not supported.
 - Workflows are files (`CLARION_WORKFLOWS_DIR`) or pushed with `clarion workflows push`; `channel`,
   `delay`, `branch`, `batch`, `throttle`, `http_fetch`, `update_data`, `update_user`, `update_object`,
-  `update_tenant` and `trigger_workflow` steps run. Messages other than in-app feed ones stay `queued`:
-  provider delivery comes later.
+  `update_tenant`, `update_audience` and `trigger_workflow` steps run. Messages other than in-app feed
+  ones stay `queued`: provider delivery comes later.
 - There is no environment-level default preference set. Audiences are created by adding members or declared
   in files (`CLARION_AUDIENCES_DIR`, `clarion audiences push`), where dynamic audiences are defined; a
   workflow's own `trigger` field makes it run for each member entering an audience.

@@ -446,7 +446,9 @@ async def execute_step(runtime: Runtime, job: JobRecord) -> Outcome:
     current = await runtime.workflows.current(environment_id, workflow_key)
     now = utcnow()
     prepared = await _prepare(runtime, environment_id, run_ids, position, definition, now)
-    audience_rules = await runtime.audience_catalog.rules(environment_id)
+    audience_rules = await runtime.audience_catalog.rules(
+        environment_id, adding_members=definition.adds_audience_members
+    )
     async with runtime.database.writer.begin() as connection:
         if not await runtime.queue.complete_in(connection, job):
             raise Superseded

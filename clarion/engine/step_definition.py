@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 DURATION_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 WORKFLOW_KEY = re.compile(r"^[a-z0-9_-]{3,255}$")
 """A workflow's key, as a workflow declares it and a `trigger_workflow` step names another."""
+MAX_AUDIENCE_KEY_LENGTH = 255
+"""How long an audience key may be where a workflow names one (its trigger, an update-audience step)."""
 MAX_NESTING = 5
 """How deep step lists may nest inside steps (Knock's limit for branches)."""
 
@@ -59,6 +61,12 @@ class StepDefinition:
     def nested(self) -> Sequence[NestedSteps]:
         """The step lists inside this step, by index; steps that do not branch have none."""
         return ()
+
+    @property
+    def adds_audience_members(self) -> bool:
+        """Whether the step adds members to audiences, which fires their entry workflows: the passes of
+        its workflow need the rules that know them (`MembershipRulebook.rules(adding_members=True)`)."""
+        return False
 
 
 def duration_seconds(value: Any, field: str) -> float:
@@ -118,10 +126,14 @@ class DefinitionParser:
         renderer: TemplateRenderer,
         step_types: Callable[[str], StepType[Any] | None],
         unsupported: Sequence[str],
+        *,
+        trigger_audience: str | None = None,
     ) -> None:
         self.channels = channels
         """The configured channels at a push; None when a stored version is read back as committed."""
         self.renderer = renderer
+        self.trigger_audience = trigger_audience
+        """The audience whose new members run the workflow (its `trigger`), if any."""
         self._step_types = step_types
         self._unsupported = unsupported
         self._refs: set[str] = set()

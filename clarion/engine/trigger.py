@@ -277,7 +277,9 @@ async def start_runs(runtime: Runtime, job: JobRecord) -> Acknowledged | Cancel:
         raise LookupError(f"trigger {args['workflow_run_id']} names a workflow version that does not exist")
     current = await runtime.workflows.current(environment_id, args["workflow_key"])
     active = current is None or current.active
-    audience_rules = await runtime.audience_catalog.rules(environment_id)
+    audience_rules = await runtime.audience_catalog.rules(
+        environment_id, adding_members=definition.adds_audience_members
+    )
     actor = None if prepared.actor is None else key_of(prepared.actor)
     tenant = None if prepared.tenant is None else prepared.tenant.id
     # Frozen (`clarion.engine.frozen`), as the runs share them: no run can change them under another.

@@ -12,7 +12,7 @@ The parsed `WorkflowDefinition` is immutable and shared by every run of its vers
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ import jsonschema
 from clarion.channels import ChannelRegistry
 from clarion.engine.conditions import ConditionGroup
 from clarion.engine.step_definition import (
+    MAX_AUDIENCE_KEY_LENGTH,
     WORKFLOW_KEY,
     DefinitionError,
     DefinitionParser,
@@ -35,7 +36,6 @@ EVERY_TRIGGER = "every_trigger"
 ONCE_PER_RECIPIENT_PER_TENANT = "once_per_recipient_per_tenant"
 TRIGGER_FREQUENCIES = (EVERY_TRIGGER, "once_per_recipient", ONCE_PER_RECIPIENT_PER_TENANT)
 """How often a recipient may run through the workflow: every trigger, or once (per tenant too)."""
-MAX_AUDIENCE_KEY_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,15 @@ class WorkflowDefinition:
     trigger_frequency: str
     trigger_data_json_schema: Mapping[str, Any] | None
     trigger: AudienceTrigger | None = None
+    adds_audience_members: bool = False
+    """Some step adds members to audiences (`StepDefinition.adds_audience_members`)."""
+
+
+def _adds_audience_members(steps: Sequence[StepDefinition]) -> bool:
+    return any(
+        step.adds_audience_members or any(_adds_audience_members(nested.steps) for nested in step.nested)
+        for step in steps
+    )
 
 
 def _check_schema(schema: Any) -> None:
@@ -121,16 +130,25 @@ def parse_workflow(
     schema = data.get("trigger_data_json_schema")
     if schema is not None:
         _check_schema(schema)
-    parser = DefinitionParser(channels, renderer, STEP_TYPES.get, NOT_YET_SUPPORTED_STEPS)
+    trigger = _trigger(data.get("trigger"))
+    parser = DefinitionParser(
+        channels,
+        renderer,
+        STEP_TYPES.get,
+        NOT_YET_SUPPORTED_STEPS,
+        trigger_audience=None if trigger is None else trigger.audience_key,
+    )
+    steps = parser.steps(data.get("steps"), "steps")
     return WorkflowDefinition(
         key=key,
         name=name,
         categories=tuple(categories),
-        steps=parser.steps(data.get("steps"), "steps"),
+        steps=steps,
         conditions=condition_group(data, ""),
         is_commercial=flags["is_commercial"],
         override_preferences=flags["override_preferences"],
         trigger_frequency=frequency,
         trigger_data_json_schema=schema,
-        trigger=_trigger(data.get("trigger")),
+        trigger=trigger,
+        adds_audience_members=_adds_audience_members(steps),
     )

@@ -172,19 +172,21 @@ async def add_memberships(
 
 async def remove_memberships(
     connection: AsyncConnection, environment_id: str, audience_key: str, members: Iterable[MemberKey]
-) -> int:
-    """Delete the memberships matching both user and tenant; returns how many existed."""
-    removed = 0
+) -> list[MemberKey]:
+    """Delete the memberships matching both user and tenant; returns those that existed."""
+    removed: list[MemberKey] = []
     c = audience_members.c
     for chunk in ordered_chunks(set(map(_stored, members)), key=lambda pair: pair):
-        result = await connection.execute(
-            audience_members.delete().where(
+        rows = await connection.execute(
+            audience_members.delete()
+            .where(
                 c.environment_id == environment_id,
                 c.audience_key == audience_key,
                 sa.tuple_(c.user_id, c.tenant).in_(chunk),
             )
+            .returning(c.user_id, c.tenant)
         )
-        removed += int(result.rowcount)
+        removed.extend(MemberKey(row.user_id, _tenant(row.tenant)) for row in rows)
     return removed
 
 
@@ -319,6 +321,30 @@ async def add_static_members(
     return added
 
 
+async def remove_static_members(
+    connection: AsyncConnection,
+    rules: MembershipRules,
+    environment_id: str,
+    audience_key: str,
+    members: Sequence[MemberKey],
+) -> list[MemberKey]:
+    """Remove members from a static audience in the caller's transaction, those matching both user and
+    tenant; the dynamic audiences that ask about this one follow. Returns the memberships that existed.
+    Raises `NotFoundError` for an unknown audience and `InvalidInputError` for a dynamic one. What
+    `DELETE /v1/audiences/{key}/members` and a workflow's update-audience step do."""
+    await require_static(connection, environment_id, audience_key)
+    users: list[RecipientRecord] = []
+    if rules.follows_users:
+        # A dynamic audience may ask whether its users are members of this one. The users are locked
+        # before any membership, as every writer of users takes them, and read as they stand: an
+        # identify of one of them commits first, or waits.
+        keys = {RecipientKey.user(member.user_id) for member in members}
+        users = list((await load_recipients(connection, environment_id, keys, lock=True)).values())
+    removed = await remove_memberships(connection, environment_id, audience_key, members)
+    await rules.users_written(connection, users)
+    return removed
+
+
 async def audience_type(connection: AsyncConnection, environment_id: str, audience_key: str) -> AudienceType:
     """The audience's type; raises `NotFoundError` when the environment has no such audience."""
     found = await connection.scalar(
@@ -394,17 +420,8 @@ class AudienceStore:
         """Remove the memberships matching both user and tenant; returns how many existed."""
         rules = await self.rulebook.rules(environment_id)
         async with self.database.writer.begin() as connection:
-            await require_static(connection, environment_id, audience_key)
-            users: list[RecipientRecord] = []
-            if rules.follows_users:
-                # A dynamic audience may ask whether its users are members of this one. The users are
-                # locked before any membership, as every writer of users takes them, and read as they
-                # stand: an identify of one of them commits first, or waits.
-                keys = {RecipientKey.user(member.user_id) for member in members}
-                users = list((await load_recipients(connection, environment_id, keys, lock=True)).values())
-            removed = await remove_memberships(connection, environment_id, audience_key, members)
-            await rules.users_written(connection, users)
-        return removed
+            removed = await remove_static_members(connection, rules, environment_id, audience_key, members)
+        return len(removed)
 
     async def page_members(
         self, environment_id: str, audience_key: str, page: PageRequest

@@ -8,8 +8,8 @@ builds workflow jobs; the stores that write users (`clarion.store.users`, `clari
 `clarion.store.audiences`) and the trigger's inline identify only call them. A writer asks for an
 environment's rules before it opens its transaction, since they may need a lookup, which must not wait
 for a pool connection while holding one; then hands them what it wrote. Adding members to a static
-audience inside another transaction (a workflow step) goes through
-`clarion.store.audiences.add_static_members`, which makes both calls.
+audience, or removing them, inside another transaction (a workflow step) goes through
+`clarion.store.audiences.add_static_members` (which makes both calls) or `remove_static_members`.
 """
 
 from __future__ import annotations

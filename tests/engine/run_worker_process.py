@@ -1,12 +1,16 @@
 """Clarion's own worker in a process of its own, for the kill -9 tests of workflow runs
 (`tests/engine/test_run_crashes.py`).
 
-`python -m tests.engine.run_worker_process DATA_DIR DATABASE_URL` builds the runtime exactly as
-`clarion worker` does (same channels file, same job handlers) but with quick heartbeats and rescues, so
-that the jobs of a killed worker come back within the test's patience. They come back because the worker
-is found dead (its process lock released on SQLite, its heartbeat stopped on PostgreSQL), not because its
-lease ran out: the lease is long, so that a live worker slowed by a loaded machine keeps its jobs and
-their attempts.
+`run_worker` builds the runtime exactly as `clarion worker` does (same channels file, same job handlers)
+but with quick heartbeats and rescues, so that the jobs of a killed worker come back within the test's
+patience. They come back because the worker is found dead (its process lock released on SQLite, its
+heartbeat stopped on PostgreSQL), not because its lease ran out: the lease is long, so that a live worker
+slowed by a loaded machine keeps its jobs and their attempts.
+
+The tests start each worker from a `multiprocessing` fork server that has imported this module once, so
+that a worker is running in a fraction of a second rather than the second or more (several on a loaded
+machine) that importing Clarion takes. `python -m tests.engine.run_worker_process DATA_DIR DATABASE_URL`
+runs one by hand.
 """
 
 from __future__ import annotations
@@ -40,5 +44,10 @@ async def main(data_dir: Path, database_url: str) -> None:
         await runtime.close()
 
 
+def run_worker(data_dir: Path, database_url: str) -> None:
+    """A worker process's whole life, until SIGTERM (or SIGKILL)."""
+    asyncio.run(main(data_dir, database_url))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), sys.argv[2]))
+    run_worker(Path(sys.argv[1]), sys.argv[2])
