@@ -9,7 +9,8 @@ worker. Duplicates are looked for where no unique constraint would hide them: th
 messages per run and step. The scenarios: a three-message workflow with a delay (kills in trigger and step
 jobs); a throttle deciding for many triggers of the same recipients (exactly its limit passes); runs
 woken from a delay (one message each, after it); and an audience whose new members, added by API and by
-an update-audience step, run its entry workflow (one run and message per membership).
+an update-audience step, run its entry workflow (one run and message per membership); and batches joined
+in triggers' jobs and flushed in their carriers' (every activity in exactly one flushed batch).
 """
 
 from __future__ import annotations
@@ -441,3 +442,44 @@ async def test_killed_workers_run_each_new_membership_once(env: EnvFixture, tmp_
     assert set(outcome.events("audience_updated").values()) == {1}
     assert {run.id for run in joined} == set(outcome.events("audience_updated"))
     assert {run.status for run in outcome.runs} == {"completed"}
+
+
+BATCHED_TRIGGERS = 60
+BATCHED_RECIPIENTS = ("ada", "bob", "cy")
+
+
+async def test_killed_workers_put_every_activity_in_exactly_one_flushed_batch(
+    env: EnvFixture, tmp_path: Path
+) -> None:
+    gather = {"ref": "gather", "type": "batch", "settings": {"batch_window": {"unit": "seconds", "value": 1}}}
+    await push_workflow(env, tmp_path, "batched", {"steps": [gather, feed_step("digest", "digest")]})
+    for recipient in BATCHED_RECIPIENTS:
+        assert (await env.put(f"/v1/users/{recipient}", json={})).status_code == 200
+    for n in range(BATCHED_TRIGGERS):
+        body = {"recipients": [BATCHED_RECIPIENTS[n % len(BATCHED_RECIPIENTS)]], "data": {"n": n}}
+        response = await env.post("/v1/workflows/batched/trigger", json=body)
+        assert response.status_code == 200, response.text
+
+    # Joins happen in the triggers' jobs, flushes in the carriers' step jobs once their windows close.
+    kinds = [TRIGGER_JOB, TRIGGER_JOB, STEP_JOB, STEP_JOB]
+    await kill_workers(env, kinds, completed_runs(env, lambda: BATCHED_TRIGGERS))
+
+    outcome = await stored_outcome(env)
+    assert outcome.rescued == {TRIGGER_JOB, STEP_JOB}, f"kills landed only in {outcome.rescued}"
+    assert len(outcome.runs) == BATCHED_TRIGGERS and {run.status for run in outcome.runs} == {"completed"}
+    joined = outcome.events("batch_joined")
+    carried = outcome.events("batch_opened") + outcome.events("batch_carried")
+    assert set(joined.values()) | set(carried.values()) == {1}, "a run joined a batch twice"
+    assert set(joined) | set(carried) == {run.id for run in outcome.runs} and not set(joined) & set(carried)
+    flushed = outcome.events("batch_flushed")
+    assert set(flushed) == set(carried) and set(flushed.values()) == {1}, "a batch flushed twice or never"
+    assert set(outcome.messages_by_run()) == set(carried), "a carrier lost its message, or a joiner made one"
+    async with env.runtime.database.reader.connect() as connection:
+        totals = list(
+            (
+                await connection.execute(
+                    sa.select(messages.c.total_activities).where(messages.c.environment_id == env.id)
+                )
+            ).scalars()
+        )
+    assert sum(totals) == BATCHED_TRIGGERS, "an activity was lost, or counted in two batches"
