@@ -21,6 +21,8 @@ Position = tuple[int, ...]
 
 
 def parse_position(text: str) -> Position:
+    if "." not in text:  # a step of the workflow's own list, as nearly every run of a fan-out is at
+        return (int(text),)
     return tuple(int(part) for part in text.split("."))
 
 
