@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -31,6 +31,8 @@ from clarion.store.environments import KeyKind
 ROOT = Path(__file__).resolve().parent.parent
 CLARION = [sys.executable, "-m", "clarion"]
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -207,19 +209,32 @@ def postgres_database(server_url: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def benchmark_arguments(description: str | None, seconds: int) -> argparse.ArgumentParser:
-    """The options every benchmark takes: seconds per measurement, wrk connections (the load levels), the
-    PostgreSQL server and the stores to measure."""
+def each_store(stores: Sequence[str], postgres: str, measure: Callable[[str], T]) -> Iterator[tuple[str, T]]:
+    """`measure` on each of `stores` ("sqlite", "postgres"), given its database URL: empty for SQLite in
+    the data directory, a throw-away database on the `postgres` server."""
+    for store in stores:
+        if store == "postgres":
+            with postgres_database(postgres) as url:
+                yield store, measure(url)
+        else:
+            yield store, measure("")
+
+
+def benchmark_arguments(description: str | None, seconds: int | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: the PostgreSQL server and the stores to measure; and, unless
+    `seconds` is None (a benchmark in process, without wrk), seconds per measurement and wrk connections
+    (the load levels)."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=seconds)
-    parser.add_argument(
-        "--connections",
-        type=lambda text: [int(part) for part in text.split(",")],
-        default=[32],
-        help="wrk connections, or load levels separated by commas: the best ratio of them is the result",
-    )
+    if seconds is not None:
+        parser.add_argument("--seconds", type=int, default=seconds)
+        parser.add_argument(
+            "--connections",
+            type=lambda text: [int(part) for part in text.split(",")],
+            default=[32],
+            help="wrk connections, or load levels separated by commas: the best ratio of them is the result",
+        )
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     parser.add_argument("--stores", default="sqlite,postgres")
     return parser

@@ -27,7 +27,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,8 @@ from bench.harness import (
     best_ratio,
     clarion_server,
     describe_levels,
+    each_store,
     hello_world,
-    postgres_database,
     workflows_environment,
     wrk,
 )
@@ -149,21 +151,58 @@ async def _one_raw_insert(runtime: Runtime, environment_id: str, channel_id: str
     return elapsed
 
 
-async def _one_fan_out(
-    runtime: Runtime, client: httpx.AsyncClient, environment_id: str, key: str, body: dict[str, Any]
-) -> float:
+@dataclass(frozen=True)
+class InProcess:
+    """A runtime with its worker running, an environment with the benchmark's workflows, and a client of
+    the ASGI app authenticated with the environment's secret key."""
+
+    runtime: Runtime
+    client: httpx.AsyncClient
+    environment_id: str
+
+
+@asynccontextmanager
+async def in_process(database_url: str, workflows: dict[str, dict[str, Any]]) -> AsyncIterator[InProcess]:
+    """`workflows` (key → workflow.json) pushed to a new environment of an in-process runtime, set up as
+    `clarion serve` sets up its own, with its worker started."""
+    data_dir = Path(tempfile.mkdtemp(prefix="clarion-bench-"))
+    try:
+        for workflow_key, document in workflows.items():
+            folder = data_dir / "workflows" / workflow_key
+            folder.mkdir(parents=True)
+            (folder / "workflow.json").write_text(json.dumps(document))
+        settings = Settings(data_dir=data_dir, database_url=database_url, rate_limit_mode=RateLimitMode.OFF)
+        runtime = await build_runtime(settings)
+        freeze_startup_heap()  # as `clarion serve` does
+        try:
+            environment_id, key = await workflows_environment(runtime, "bench", data_dir / "workflows")
+            worker = build_worker(runtime)
+            await worker.start()
+            try:
+                transport = httpx.ASGITransport(app=create_app(runtime))
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://bench", headers={"Authorization": f"Bearer {key}"}
+                ) as client:
+                    yield InProcess(runtime, client, environment_id)
+            finally:
+                await worker.stop()
+        finally:
+            await runtime.close()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _one_fan_out(bench: InProcess, body: dict[str, Any]) -> float:
     """Seconds from sending the trigger until all its messages can be read."""
     started = time.perf_counter()
-    response = await client.post(
-        "/v1/workflows/bench/trigger", json=body, headers={"Authorization": f"Bearer {key}"}
-    )
+    response = await bench.client.post("/v1/workflows/bench/trigger", json=body)
     assert response.status_code == 200, response.text
     made = sa.select(sa.func.count()).where(
-        messages.c.environment_id == environment_id,
+        messages.c.environment_id == bench.environment_id,
         messages.c.workflow_run_id == response.json()["workflow_run_id"],
     )
     while True:
-        async with runtime.database.reader.connect() as connection:
+        async with bench.runtime.database.reader.connect() as connection:
             if (await connection.execute(made)).scalar_one() >= FAN_OUT:
                 return time.perf_counter() - started
         # Polled often: the time measured is rounded up to the next poll.
@@ -171,44 +210,20 @@ async def _one_fan_out(
 
 
 async def fan_out(database_url: str, *, inline: bool) -> tuple[float, float]:
-    data_dir = Path(tempfile.mkdtemp(prefix="clarion-bench-"))
-    try:
-        workflows = data_dir / "workflows" / "bench"
-        workflows.mkdir(parents=True)
-        (workflows / "workflow.json").write_text(json.dumps(FEED_WORKFLOW))
-        settings = Settings(data_dir=data_dir, database_url=database_url, rate_limit_mode=RateLimitMode.OFF)
-        runtime = await build_runtime(settings)
-        freeze_startup_heap()  # as `clarion serve` does
-        try:
-            environment_id, key = await workflows_environment(runtime, "bench", data_dir / "workflows")
-            channel = runtime.channels.by_key("in-app-feed")
-            assert channel is not None
-            worker = build_worker(runtime)
-            await worker.start()
-            try:
-                transport = httpx.ASGITransport(app=create_app(runtime))
-                async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-                    users = [
-                        (f"fan-{n}", {"name": f"Fan {n}"}, InlineRecipientData()) for n in range(FAN_OUT)
-                    ]
-                    recipients: list[Any] = [
-                        {"id": user_id, **properties} for user_id, properties, _ in users
-                    ]
-                    if not inline:
-                        await runtime.users.identify_many(environment_id, users)
-                        recipients = [user_id for user_id, _, _ in users]
-                    body = {"recipients": recipients, "data": {"actor_name": "Ann", "text": "hello"}}
-                    # Alternated, so that both see the database as it is in the same minutes.
-                    raw_times, fan_out_times = [], []
-                    for _ in range(ROUNDS):
-                        raw_times.append(await _one_raw_insert(runtime, environment_id, channel.id))
-                        fan_out_times.append(await _one_fan_out(runtime, client, environment_id, key, body))
-            finally:
-                await worker.stop()
-        finally:
-            await runtime.close()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    async with in_process(database_url, {"bench": FEED_WORKFLOW}) as bench:
+        channel = bench.runtime.channels.by_key("in-app-feed")
+        assert channel is not None
+        users = [(f"fan-{n}", {"name": f"Fan {n}"}, InlineRecipientData()) for n in range(FAN_OUT)]
+        recipients: list[Any] = [{"id": user_id, **properties} for user_id, properties, _ in users]
+        if not inline:
+            await bench.runtime.users.identify_many(bench.environment_id, users)
+            recipients = [user_id for user_id, _, _ in users]
+        body = {"recipients": recipients, "data": {"actor_name": "Ann", "text": "hello"}}
+        # Alternated, so that both see the database as it is in the same minutes.
+        raw_times, fan_out_times = [], []
+        for _ in range(ROUNDS):
+            raw_times.append(await _one_raw_insert(bench.runtime, bench.environment_id, channel.id))
+            fan_out_times.append(await _one_fan_out(bench, body))
     rate = FAN_OUT / min(fan_out_times)
     return rate, rate / (FAN_OUT / min(raw_times))
 
@@ -333,25 +348,20 @@ def main() -> None:
     if "intake" in parts and shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
 
-    def each_store(measure: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
-        for store in args.stores.split(","):
-            if store == "postgres":
-                with postgres_database(args.postgres) as url:
-                    yield store, measure(url)
-            else:
-                yield store, measure("")
-
+    stores = args.stores.split(",")
     if "intake" in parts:
         with hello_world() as hello:
             for store, levels in each_store(
-                lambda url: intake_levels(url, args.seconds, args.connections, hello)
+                stores, args.postgres, lambda url: intake_levels(url, args.seconds, args.connections, hello)
             ):
                 rate, ratio = best_ratio(levels)
                 print(f"{store:9} trigger intake {rate:8,.0f} triggers/s = {ratio:6.1%} of hello (goal 50%)")
                 print(f"{store:9}   by connections (triggers/hello-world): {describe_levels(levels)}")
     if "fanout" in parts:
         for store, ((rate, ratio), (inline_rate, inline_ratio)) in each_store(
-            lambda url: (asyncio.run(fan_out(url, inline=False)), asyncio.run(fan_out(url, inline=True)))
+            stores,
+            args.postgres,
+            lambda url: (asyncio.run(fan_out(url, inline=False)), asyncio.run(fan_out(url, inline=True))),
         ):
             print(
                 f"{store:9} fan-out 1,000   {rate:8,.0f} messages/s = {ratio:6.1%} of raw inserts (goal 25%)"
@@ -359,7 +369,7 @@ def main() -> None:
             inline_line = f"{inline_rate:8,.0f} messages/s = {inline_ratio:6.1%} of raw inserts"
             print(f"{store:9}   inline users {inline_line}")
     if "feed" in parts:
-        for store, (p50, p99) in each_store(feed_latency):
+        for store, (p50, p99) in each_store(stores, args.postgres, feed_latency):
             print(f"{store:9} feed read       p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  (10,000 of 1,000,000)")
 
 
