@@ -178,7 +178,7 @@ def test_an_invalid_folder_is_refused_whole_and_names_the_problem(
     result = CliRunner().invoke(main, ["workflows", "push", str(folder), "--environment", name], env=cli_env)
     assert result.exit_code != 0
     assert (
-        "broken/workflow.json at steps.0.type: 'batch' steps are not supported by Clarion yet"
+        "broken/workflow.json at steps.0.settings: needs `batch_window` or `batch_until_field_path`"
         in result.output
     )
     assert run(cli_env, "workflows", "list", "--environment", name) == ""
@@ -336,7 +336,7 @@ def test_environment_create_with_an_invalid_workflows_folder_creates_nothing(
     result = CliRunner().invoke(main, ["environments", "create", name], env=cli_env)
     assert result.exit_code == 1
     assert f"invalid workflows in {tmp_path / 'workflows'}, nothing created" in result.output
-    assert "'batch' steps are not supported by Clarion yet" in result.output
+    assert "steps.0.settings: needs `batch_window` or `batch_until_field_path`" in result.output
     assert name not in run(cli_env, "keys", "list")
 
 
