@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -154,10 +154,14 @@ class ClarionServer:
 
 @contextmanager
 def clarion_server(
-    database_url: str, command: str = "serve", workflows: dict[str, dict[str, Any]] | None = None
+    database_url: str,
+    command: str = "serve",
+    workflows: dict[str, dict[str, Any]] | None = None,
+    workers: int = 0,
 ) -> Iterator[ClarionServer]:
     """`clarion serve` (or `api`) on a free port with a fresh data directory, once it answers; with
-    `workflows` (key → workflow.json), those are its workflows folder."""
+    `workflows` (key → workflow.json), those are its workflows folder; with `workers`, as many `clarion
+    worker` processes beside it on the same store."""
     data_dir = tempfile.mkdtemp(prefix="clarion-bench-")
     for key, document in (workflows or {}).items():
         folder = Path(data_dir) / "workflows" / key
@@ -179,7 +183,9 @@ def clarion_server(
             # a store to create it in.
             for setup in (["migrate"], ["environments", "create", "development"]):
                 subprocess.run([*CLARION, *setup], env=env, capture_output=True, check=True)
-        with process([*CLARION, command], env=env):
+        with process([*CLARION, command], env=env), ExitStack() as beside:
+            for _ in range(workers):
+                beside.enter_context(process([*CLARION, "worker"], env=env))
             base = f"http://127.0.0.1:{port}"
             wait_until_up(base + "/v1/users")
             keys = subprocess.run(

@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +74,23 @@ TRIGGER_SCRIPT = """
 counter = 0
 request = function()
   counter = counter + 1
-  local recipient = '"bench-' .. (counter % 5000) .. '"'
+  local recipient = '"bench-' .. (counter % RECIPIENTS) .. '"'
   local body = '{"recipients":[' .. recipient .. '],"data":{"actor_name":"Ann","n":' .. counter .. '}}'
   local headers = {["Authorization"] = "Bearer KEY", ["Content-Type"] = "application/json"}
-  return wrk.format("POST", "/v1/workflows/bench/trigger", headers, body)
+  return wrk.format("POST", "/v1/workflows/WORKFLOW/trigger", headers, body)
 end
 """
+
+
+def trigger_script(secret_key: str, workflow: str = "bench", recipients: int = 5000) -> str:
+    """wrk's requests: one-recipient triggers of `workflow`, to the users `bench-0` … `bench-{recipients - 1}`
+    in turn."""
+    return (
+        TRIGGER_SCRIPT.replace("KEY", secret_key)
+        .replace("WORKFLOW", workflow)
+        .replace("RECIPIENTS", str(recipients))
+    )
+
 
 FAN_OUT = 1_000
 ROUNDS = 5
@@ -95,13 +106,19 @@ a trigger is answered once its job is durably committed, so at 32 connections it
 latency more than the server's capacity."""
 
 
-def intake_levels(database_url: str, seconds: int, levels: Sequence[int], hello: Rate) -> list[LoadLevel]:
+@contextmanager
+def trigger_intake(database_url: str, connections: int) -> Iterator[Rate]:
+    """`clarion api` on a fresh store, warmed up at `connections`, and the function measuring its trigger
+    intake: triggers/s that the API accepts (and enqueues; no worker runs them)."""
     with clarion_server(database_url, "api", workflows={"bench": FEED_WORKFLOW}) as server:
-        script = TRIGGER_SCRIPT.replace("KEY", server.secret_key)
-        wrk(server.base, 2, levels[0], script)  # warm-up
-        return at_load_levels(
-            lambda turn, connections: wrk(server.base, turn, connections, script), hello, seconds, levels
-        )
+        script = trigger_script(server.secret_key)
+        wrk(server.base, 2, connections, script)  # warm-up
+        yield lambda seconds, level: wrk(server.base, seconds, level, script)
+
+
+def intake_levels(database_url: str, seconds: int, levels: Sequence[int], hello: Rate) -> list[LoadLevel]:
+    with trigger_intake(database_url, levels[0]) as intake:
+        return at_load_levels(intake, hello, seconds, levels)
 
 
 def message_row(environment_id: str, channel_id: str, n: int, now: Any) -> dict[str, Any]:

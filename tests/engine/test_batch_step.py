@@ -9,9 +9,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from clarion.api.body import parse_json
+from clarion.engine.trigger import accept_trigger
 from clarion.engine.workflow_files import WorkflowFilesError
+from clarion.schemas.workflows import TriggerWorkflowRequest
 from tests.conftest import EngineClock, EnvFixture, feed_channel_id, push_workflow, run_workflow_jobs
 
 TEMPLATE = (
@@ -265,6 +269,41 @@ async def test_a_batch_whose_activities_were_all_cancelled_sends_nothing(
     assert await feed_bodies(env) == []
     carrier = (await run_details(env))[0]
     assert carrier["events"][-1]["data"] == {"reason": "batch_empty"}
+
+
+@pytest.mark.slow  # each trigger is a job and a transaction of its own: 10,000 take the worker minutes
+async def test_ten_thousand_triggers_into_one_window_make_one_message(
+    env: EnvFixture, tmp_path: Path, engine_clock: EngineClock, people: None
+) -> None:
+    await push_workflow(env, tmp_path, "comments", batched("{{ total_activities }}"))
+    # The API's own intake (checks, then the group-committed enqueue) without HTTP, 64 at a time as from a
+    # client's connections: the requests are not what is tested, and 10,000 of them would take seconds.
+    in_flight = asyncio.Semaphore(64)
+
+    async def trigger(n: int) -> None:
+        body_json = orjson.dumps({"recipients": ["ada"], "actor": "bob", "data": {"comment": str(n)}})
+        async with in_flight:
+            await accept_trigger(
+                env.runtime, env.id, "comments", parse_json(body_json, TriggerWorkflowRequest), body_json
+            )
+
+    await asyncio.gather(*(trigger(n) for n in range(10_000)))
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+    assert await feed_bodies(env) == []
+    engine_clock.advance(hours=1)
+    await run_workflow_jobs(env.runtime, with_scheduled=False)
+
+    assert await feed_bodies(env) == ["10000"]
+    [message] = (await env.get("/v1/users/ada/messages")).json()["items"]
+    comments: list[str] = []
+    params: dict[str, Any] = {"page_size": 50}
+    while True:
+        page = (await env.get(f"/v1/messages/{message['id']}/activities", params=params)).json()
+        comments += [activity["data"]["comment"] for activity in page["items"]]
+        if page["page_info"]["after"] is None:
+            break
+        params["after"] = page["page_info"]["after"]
+    assert sorted(comments, key=int) == [str(n) for n in range(10_000)]
 
 
 @pytest.mark.parametrize(
