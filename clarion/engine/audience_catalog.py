@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from clarion.engine.audience_definition import AudienceDefinition, AudienceDefinitionError, parse_audience
-from clarion.engine.audience_files import AudienceFileProblem, AudienceFilesError, LoadedAudience
+from clarion.engine.audience_files import AudienceFilesError, LoadedAudience
 from clarion.engine.audience_rules import DynamicAudience, EnvironmentAudiences, evaluation_order
+from clarion.engine.folder_problems import FileProblem
 from clarion.engine.workflow_catalog import WorkflowCatalog
 from clarion.expiring_lookups import ExpiringLookups
 from clarion.jobs.engines.base import QueueEngine
@@ -116,14 +117,14 @@ class AudienceCatalog:
     async def _refuse_type_changes(
         self, environment_ids: Sequence[str], loaded: Sequence[LoadedAudience]
     ) -> None:
-        problems: dict[str, AudienceFileProblem] = {}
+        problems: dict[str, FileProblem] = {}
         async with self.database.reader.connect() as connection:
             for environment_id in environment_ids:
                 found = await audience_types(connection, environment_id, [a.definition.key for a in loaded])
                 for audience in loaded:
                     existing = found.get(audience.definition.key)
                     if existing is not None and existing is not audience.definition.type:
-                        problems[audience.definition.key] = AudienceFileProblem(
+                        problems[audience.definition.key] = FileProblem(
                             audience.path,
                             "type",
                             f"the audience exists as a {existing} one; its type cannot change",

@@ -20,30 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from clarion.engine.audience_definition import AudienceDefinition, AudienceDefinitionError, parse_audience
+from clarion.engine.folder_problems import READONLY_KEY, FileProblem, FolderError
 from clarion.store.audiences import AudienceDocument
 from clarion.store.workflows import document_sha
 
 AUDIENCE_JSON = "audience.json"
-READONLY_KEY = "__readonly"
 
 
-@dataclass(frozen=True)
-class AudienceFileProblem:
-    path: Path
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f" at {self.field}" if self.field else ""
-        return f"{self.path}{where}: {self.message}"
-
-
-class AudienceFilesError(ValueError):
+class AudienceFilesError(FolderError):
     """One or more audiences of a folder are invalid; `problems` lists each."""
-
-    def __init__(self, problems: list[AudienceFileProblem]) -> None:
-        super().__init__("\n".join(str(problem) for problem in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -75,13 +60,11 @@ def read_audience(folder: Path) -> LoadedAudience:
     try:
         raw = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AudienceFilesError(
-            [AudienceFileProblem(source, "", f"cannot be read as JSON: {exc}")]
-        ) from None
+        raise AudienceFilesError([FileProblem(source, "", f"cannot be read as JSON: {exc}")]) from None
     try:
         definition = parse_audience(raw, folder.name)
     except AudienceDefinitionError as exc:
-        raise AudienceFilesError([AudienceFileProblem(source, exc.field, exc.message)]) from None
+        raise AudienceFilesError([FileProblem(source, exc.field, exc.message)]) from None
     document = {name: value for name, value in raw.items() if name != READONLY_KEY}
     return LoadedAudience(definition, {**document, "key": folder.name}, source)
 
@@ -116,9 +99,9 @@ def read_audiences(root: Path) -> list[LoadedAudience]:
     """Every audience under `root`, all checked before any is returned; raises `AudienceFilesError` with
     the problems of every invalid one."""
     if not root.is_dir():
-        raise AudienceFilesError([AudienceFileProblem(root, "", "is not a folder")])
+        raise AudienceFilesError([FileProblem(root, "", "is not a folder")])
     loaded: list[LoadedAudience] = []
-    problems: list[AudienceFileProblem] = []
+    problems: list[FileProblem] = []
     for folder in audience_folders(root):
         try:
             loaded.append(read_audience(folder))
@@ -128,9 +111,7 @@ def read_audiences(root: Path) -> list[LoadedAudience]:
     if cycle is not None:
         message = f"audiences cannot depend on their own membership: {' → '.join(cycle)}"
         problems.append(
-            AudienceFileProblem(
-                next(a.path for a in loaded if a.definition.key == cycle[0]), "segments", message
-            )
+            FileProblem(next(a.path for a in loaded if a.definition.key == cycle[0]), "segments", message)
         )
     if problems:
         raise AudienceFilesError(problems)

@@ -22,32 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from clarion.channels import ChannelRegistry
+from clarion.engine.folder_problems import READONLY_KEY, FileProblem, FolderError
 from clarion.engine.step_definition import DefinitionError
 from clarion.engine.templates import TemplateRenderer
 from clarion.engine.workflow_definition import WorkflowDefinition, parse_workflow
 
 WORKFLOW_JSON = "workflow.json"
 FILE_MARKER = "@"
-READONLY_KEY = "__readonly"
 
 
-@dataclass(frozen=True)
-class WorkflowFileProblem:
-    path: Path
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f" at {self.field}" if self.field else ""
-        return f"{self.path}{where}: {self.message}"
-
-
-class WorkflowFilesError(ValueError):
+class WorkflowFilesError(FolderError):
     """One or more workflows of a folder are invalid; `problems` lists each."""
-
-    def __init__(self, problems: list[WorkflowFileProblem]) -> None:
-        super().__init__("\n".join(str(problem) for problem in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -104,7 +89,7 @@ class _Inliner:
 
 class _Problem(Exception):
     def __init__(self, path: Path, field: str, message: str) -> None:
-        self.problem = WorkflowFileProblem(path, field, message)
+        self.problem = FileProblem(path, field, message)
 
 
 def workflow_folders(root: Path) -> Iterator[Path]:
@@ -123,26 +108,22 @@ def read_workflow(folder: Path, channels: ChannelRegistry, renderer: TemplateRen
     try:
         raw = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WorkflowFilesError(
-            [WorkflowFileProblem(source, "", f"cannot be read as JSON: {exc}")]
-        ) from None
+        raise WorkflowFilesError([FileProblem(source, "", f"cannot be read as JSON: {exc}")]) from None
     if not isinstance(raw, dict):
-        raise WorkflowFilesError([WorkflowFileProblem(source, "", "must hold a workflow object")])
+        raise WorkflowFilesError([FileProblem(source, "", "must hold a workflow object")])
     try:
         document = _Inliner(folder).inline(raw, "", source)
     except _Problem as exc:
         raise WorkflowFilesError([exc.problem]) from None
     declared = document.get("key")
     if declared is not None and declared != folder.name:
-        problem = WorkflowFileProblem(
-            source, "key", f"is {declared!r} but the folder is named {folder.name!r}"
-        )
+        problem = FileProblem(source, "key", f"is {declared!r} but the folder is named {folder.name!r}")
         raise WorkflowFilesError([problem])
     document["key"] = folder.name
     try:
         definition = parse_workflow(document, channels, renderer)
     except DefinitionError as exc:
-        raise WorkflowFilesError([WorkflowFileProblem(source, exc.field, exc.message)]) from None
+        raise WorkflowFilesError([FileProblem(source, exc.field, exc.message)]) from None
     return LoadedWorkflow(definition, document)
 
 
@@ -150,9 +131,9 @@ def read_workflows(root: Path, channels: ChannelRegistry, renderer: TemplateRend
     """Every workflow under `root`, all checked before any is returned; raises `WorkflowFilesError` with
     the problems of every invalid one."""
     if not root.is_dir():
-        raise WorkflowFilesError([WorkflowFileProblem(root, "", "is not a folder")])
+        raise WorkflowFilesError([FileProblem(root, "", "is not a folder")])
     loaded: list[LoadedWorkflow] = []
-    problems: list[WorkflowFileProblem] = []
+    problems: list[FileProblem] = []
     for folder in workflow_folders(root):
         try:
             loaded.append(read_workflow(folder, channels, renderer))
