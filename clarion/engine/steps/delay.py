@@ -1,20 +1,22 @@
 """The delay step: the run waits, then goes on with its next step.
 
 The wait is the fixed `delay_for`, or the value found at `delay_until_field_path` (a path into `data.`,
-`recipient.`, `actor.`, `tenant.` or `vars.`): an ISO-8601 timestamp in the future, or a duration
-`{unit, value}` from now. With both, the fixed delay is an offset from that timestamp. A path that
-resolves to nothing usable, to the past or to more than Knock's 365 days skips the step (recorded on the
-run) and the run goes on at once, as Knock does.
+`recipient.`, `actor.`, `tenant.` or `vars.`, `clarion.engine.field_paths`): an ISO-8601 timestamp in the
+future, a duration `{unit, value}` from now, or a window rule (`clarion.engine.dynamic_windows`). With
+both, the fixed delay is an offset from that moment. A path that resolves to nothing usable, to the past
+or to more than Knock's 365 days skips the step (recorded on the run) and the run goes on at once, as
+Knock does.
 The trigger's `settings.skip_delay` skips every delay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
+from clarion.engine.dynamic_windows import recipient_zone, window_end
+from clarion.engine.field_paths import lookup
 from clarion.engine.step_definition import (
     DefinitionError,
     DefinitionParser,
@@ -54,36 +56,6 @@ def parse_delay_step(_parser: DefinitionParser, data: dict[str, Any], ref: str, 
     )
 
 
-def lookup(variables: Mapping[str, Any], path: str) -> Any:
-    """The value at dotted `path` in a run's variables (`data.when`, `recipient.plan`), or None."""
-    value: Any = variables
-    for part in path.split("."):
-        if isinstance(value, Mapping):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
-
-
-def _seconds_until(value: Any, now: datetime) -> float | None:
-    if isinstance(value, dict):
-        try:
-            return duration_seconds(value, "delay")
-        except DefinitionError:
-            return None
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            return None
-        return (moment - now).total_seconds()
-    return None
-
-
 def _delay(services: StepServices, step: DelayStep, at: RunAtStep) -> StepOutcome:
     context = at.context
 
@@ -94,7 +66,10 @@ def _delay(services: StepServices, step: DelayStep, at: RunAtStep) -> StepOutcom
         return StepOutcome(events=[event("step_skipped", reason="skip_delay")])
     seconds = step.delay_seconds or 0.0
     if step.until_field_path is not None:
-        found = _seconds_until(lookup(context.variables(), step.until_field_path), services.now)
+        variables = context.variables()
+        value = lookup(variables, step.until_field_path)
+        moment = window_end(value, services.now, recipient_zone(variables))
+        found = None if moment is None else (moment - services.now).total_seconds()
         if found is None or not 0 < found + seconds <= MAX_DELAY_SECONDS:
             return StepOutcome(
                 events=[event("step_skipped", reason="invalid_delay", field_path=step.until_field_path)]

@@ -685,7 +685,13 @@ async def test_a_queued_trigger_that_no_longer_passes_its_checks_is_cancelled_no
 
 @pytest.mark.parametrize(
     ("until", "skipped"),
-    [("2099-01-01T00:00:00Z", True), ("2000-01-01T00:00:00Z", True), ({"unit": "hours", "value": 2}, False)],
+    [
+        ("2099-01-01T00:00:00Z", True),
+        ("2000-01-01T00:00:00Z", True),
+        ({"unit": "hours", "value": 2}, False),
+        ({"frequency": "daily", "hours": 9}, False),  # a window rule: the next 9:00
+        ({"frequency": "fortnightly"}, True),
+    ],
 )
 async def test_a_dynamic_delay_waits_only_for_a_time_within_a_year(
     env: EnvFixture, tmp_path: Path, until: Any, skipped: bool
