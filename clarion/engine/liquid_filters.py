@@ -96,7 +96,7 @@ def _require_datetime(value: object, filter_name: str) -> datetime:
 def _zone(name: object, filter_name: str) -> ZoneInfo:
     try:
         return ZoneInfo(_text(name))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # a directory of zones: OSError
         raise FilterArgumentError(f"{filter_name}: unknown time zone {name!r}", token=None) from exc
 
 

@@ -44,6 +44,13 @@ def test_timezone_refuses_an_unknown_zone() -> None:
         render('{{ timestamp | timezone: "Mars/Olympus" }}', timestamp=TIMESTAMP)
 
 
+@pytest.mark.parametrize("zone", ["America", "Europe/"])
+def test_a_region_that_names_no_zone_is_refused_as_unknown(zone: str) -> None:
+    # The zone database has folders by these names: reading one as a zone fails with an OS error.
+    with pytest.raises(TemplateError, match="unknown time zone"):
+        render(f'{{{{ "2024-01-01T00:00:00Z" | date: "%H", "{zone}" }}}}')
+
+
 def test_timezone_refuses_what_is_no_timestamp() -> None:
     with pytest.raises(TemplateError, match="expected an ISO-8601 timestamp"):
         render('{{ "next tuesday" | timezone: "UTC" }}')
